@@ -1,0 +1,788 @@
+"""Overhead benchmark: the gateway against a bare aiohttp pass-through, same load, same upstream."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import http.client
+import multiprocessing
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+import orjson
+import uvloop
+
+HERE: Final = Path(__file__).resolve().parent
+ROOT: Final = HERE.parent
+PYTHON: Final = sys.executable
+KEY: Final = "sk-bench-overhead-0123456789abcdef"
+MODEL: Final = "gpt-4.1-mini"
+PATH: Final = "/v1/responses"
+READY_TIMEOUT_S: Final = 30.0
+
+
+def _turn(role: str, text: str) -> dict[str, Any]:
+    kind = "output_text" if role == "assistant" else "input_text"
+    return {"role": role, "content": [{"type": kind, "text": text}]}
+
+
+# A realistic ~1 KB request, as the SDK sends it: instructions and a short conversation.
+REQUEST: Final[dict[str, Any]] = {
+    "model": MODEL,
+    "instructions": (
+        "You are a support assistant for an internal developer platform. Answer briefly, cite "
+        "the relevant runbook section when there is one, and never invent command-line flags."
+    ),
+    "input": [
+        _turn(
+            "user",
+            "Our deploy pipeline fails at the image-scan step with 'manifest unknown' "
+            "since this morning. Nothing changed in our repository. What should I check first?",
+        ),
+        _turn(
+            "assistant",
+            "That error usually means the scanner looks for a tag that was never "
+            "pushed. Check that the build step pushed the image and that both steps use the "
+            "same tag.",
+        ),
+        _turn(
+            "user",
+            "The build log shows the push succeeded with tag 2024.06.1-rc2. The scan "
+            "step uses the same variable. Could it be the registry mirror?",
+        ),
+    ],
+    "temperature": 0.2,
+    "max_output_tokens": 256,
+    "store": False,
+    "metadata": {"team": "platform", "ticket": "OPS-4312"},
+}
+SCENARIOS: Final = {
+    "json": orjson.dumps(REQUEST),
+    "stream": orjson.dumps({**REQUEST, "stream": True}),
+}
+TARGETS: Final = ("floor", "gateway")
+
+
+class SetupError(Exception):
+    """A server would not start or answered wrongly: no measurement was possible."""
+
+
+@dataclass(slots=True)
+class Placement:
+    """Which cores each process may run on; None leaves it to the scheduler."""
+
+    proxy: set[int] | None
+    upstream: set[int] | None
+    load: set[int] | None
+    how: str
+
+
+@dataclass(slots=True)
+class Result:
+    scenario: str
+    target: str
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    proxy_cpu: float  # fraction of one core used by the proxy under test
+    upstream_cpu: float
+    load_cpu: float
+    cpu_us_per_request: float
+
+
+@dataclass(slots=True)
+class Measurement:
+    """What a load generator reports: requests completed in the window and their latencies."""
+
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    load_cpu_s: float  # CPU seconds the load generator itself used
+
+
+@dataclass(slots=True)
+class Servers:
+    """Every server this run started (so all can be stopped), and where each listens."""
+
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        cores: set[int] | None,
+        log: Path,
+        env: dict[str, str] | None = None,
+    ) -> int:
+        port = free_port()
+        proc = spawn([*argv, "--port", str(port)], cores, log, env)
+        self.children.append(proc)
+        self.procs[name], self.ports[name] = proc, port
+        return port
+
+
+# ---------------------------------------------------------------------------------------------
+# Child processes
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if this script is killed outright, its servers die too."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _pinned(argv: Sequence[str], cores: set[int] | None) -> list[str]:
+    if cores is None:
+        return list(argv)
+    return ["taskset", "-c", ",".join(map(str, sorted(cores))), *argv]
+
+
+def spawn(
+    argv: Sequence[str], cores: set[int] | None, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            _pinned(argv, cores),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+
+
+def stop_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + 5
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tail(log: Path, lines: int = 25) -> str:
+    try:
+        text = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text[-lines:]) or "    (empty log)"
+
+
+def post(port: int, body: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(
+            "POST",
+            PATH,
+            body=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"},
+        )
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def wait_ready(name: str, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    """Poll until the server answers both scenarios correctly, or explain why it did not."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            raise SetupError(f"{name} exited with status {proc.returncode}:\n{tail(log)}")
+        try:
+            status, body = post(port, SCENARIOS["json"])
+            break
+        except (ConnectionError, OSError):
+            if time.monotonic() > deadline:
+                raise SetupError(
+                    f"{name} did not listen on port {port} within "
+                    f"{READY_TIMEOUT_S:.0f} s:\n{tail(log)}"
+                ) from None
+            time.sleep(0.1)
+    if status != 200 or orjson.loads(body).get("status") != "completed":
+        raise SetupError(f"{name} answered the JSON request with HTTP {status}: {body[:500]!r}")
+    status, body = post(port, SCENARIOS["stream"])
+    if status != 200 or b"event: response.completed" not in body:
+        raise SetupError(f"{name} answered the stream request with HTTP {status}: {body[:500]!r}")
+
+
+def gateway_config(upstream_url: str) -> dict[str, Any]:
+    return {
+        "server": {
+            "host": "127.0.0.1",
+            "access_log": False,
+            "shutdown_delay_s": 0,
+            "shutdown_grace_s": 1,
+            "port": 1,
+            "max_body_bytes": 20971520,
+            "log_level": "info",
+        },
+        "store": {"url": "memory://", "prefix": "gw:", "response_ttl_s": 3600},
+        "auth": {"keys": [{"id": "bench", "key": KEY}]},
+        "providers": [
+            {
+                "name": "bench-upstream",
+                "api": "responses",
+                "base_url": upstream_url,
+                "timeout_s": 600,
+                "cooldown_s": 30,
+                "accounts": [{"name": "main", "api_key_env": "BENCH_UPSTREAM_KEY"}],
+            }
+        ],
+        "models": [{"name": MODEL, "targets": [{"provider": "bench-upstream", "model": MODEL}]}],
+    }
+
+
+def start_servers(place: Placement, tmp: Path, servers: Servers, upstream_server: str) -> None:
+    """Start the upstream, then the floor and the gateway in front of it, all checked."""
+    up_port = servers.start(
+        "upstream",
+        [PYTHON, str(HERE / "upstream.py"), "--server", upstream_server],
+        place.upstream,
+        tmp / "upstream.log",
+    )
+    wait_ready("upstream", servers.procs["upstream"], up_port, tmp / "upstream.log")
+    upstream_url = f"http://127.0.0.1:{up_port}/v1"
+
+    servers.start(
+        "floor",
+        [PYTHON, str(HERE / "floor.py"), "--upstream", upstream_url],
+        place.proxy,
+        tmp / "floor.log",
+    )
+    config = tmp / "gateway.yaml"  # JSON is YAML
+    config.write_bytes(orjson.dumps(gateway_config(upstream_url), option=orjson.OPT_INDENT_2))
+    # Only what this run sets: an inherited REDIS_URL or GATEWAY_PORT would change the gateway.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REDIS_URL", "GATEWAY_PORT", "GATEWAY_CONFIG")
+    }
+    env["BENCH_UPSTREAM_KEY"] = "sk-upstream-bench"
+    servers.start(
+        "gateway",
+        [PYTHON, "-m", "gateway", "serve", "--config", str(config)],
+        place.proxy,
+        tmp / "gateway.log",
+        env,
+    )
+    for name in TARGETS:
+        wait_ready(name, servers.procs[name], servers.ports[name], tmp / f"{name}.log")
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU accounting from /proc, so the table can say who was busy
+
+
+CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+@dataclass(slots=True)
+class CpuWindow:
+    """CPU seconds of the proxy and the upstream, sampled as a run starts and as it ends."""
+
+    proxy: int
+    upstream: int
+    marks: list[tuple[float, float, float]] = field(default_factory=list)
+
+    def sample(self) -> None:
+        self.marks.append(
+            (time.perf_counter(), cpu_seconds(self.proxy), cpu_seconds(self.upstream))
+        )
+
+    def used(self) -> tuple[float, float, float]:
+        """Wall seconds, then the proxy's and the upstream's CPU seconds, between the marks."""
+        (t0, proxy0, up0), (t1, proxy1, up1) = self.marks[0], self.marks[-1]
+        return t1 - t0, proxy1 - proxy0, up1 - up0
+
+
+# ---------------------------------------------------------------------------------------------
+# Load generators: wrk, or aiohttp clients in a separate process
+
+
+def find_wrk(install: bool) -> str | None:
+    found = shutil.which("wrk")
+    if found or not install or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    print("wrk is missing: installing it with apt-get (pass --no-install to skip) ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for attempt in (
+        ["apt-get", "install", "-y", "-q", "wrk"],
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "wrk"],
+    ):
+        try:
+            done = subprocess.run(attempt, env=env, capture_output=True, timeout=300, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if attempt[1] == "install" and done.returncode == 0:
+            break
+    return shutil.which("wrk")
+
+
+_UNITS: Final = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def parse_wrk(text: str, seconds: float, cpu: float) -> Measurement:
+    def number(pattern: str) -> int:
+        found = re.search(pattern, text)
+        return int(found.group(1)) if found else 0
+
+    def latency(percent: str) -> float:
+        found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
+        if not found:
+            raise SetupError(f"wrk printed no {percent}% latency:\n{text}")
+        return float(found.group(1)) * _UNITS[found.group(2)]
+
+    total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", text)
+    if not total:
+        raise SetupError(f"wrk printed no request count:\n{text}")
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
+    errors = number(r"Non-2xx or 3xx responses: (\d+)")
+    if sockets:
+        errors += sum(int(n) for n in sockets.groups())
+    elapsed = float(total.group(2)) * _UNITS[total.group(3)] / 1e3
+    return Measurement(
+        int(total.group(1)), elapsed or seconds, latency("50"), latency("99"), errors, cpu
+    )
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_wrk(
+    wrk: str,
+    port: int,
+    body: Path,
+    connections: int,
+    seconds: int,
+    cores: set[int] | None,
+    sample: Callable[[], None],
+) -> Measurement:
+    """One wrk run; `sample()` is called as it starts and again once it has finished."""
+    threads = max(1, min(len(cores) if cores else 1, connections))
+    argv = _pinned(
+        [
+            wrk,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            str(HERE / "post.lua"),
+            f"http://127.0.0.1:{port}{PATH}",
+            "--",
+            str(body),
+            KEY,
+        ],
+        cores,
+    )
+    # wrk is the only child reaped during the run, so the children's rusage is its CPU time.
+    cpu = _children_cpu()
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
+    )
+    try:
+        sample()
+        out, _ = proc.communicate(timeout=seconds + 30)
+        sample()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0:
+        raise SetupError(f"wrk failed with status {proc.returncode}:\n{out.decode()}")
+    return parse_wrk(out.decode(), seconds, _children_cpu() - cpu)
+
+
+async def _drive(
+    url: str, body: bytes, connections: int, warmup: float, seconds: float, report: Connection
+) -> Measurement:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+    measure_from, stop = start + warmup, start + warmup + seconds
+    cpu = 0.0
+
+    async def announce() -> None:
+        nonlocal cpu
+        await asyncio.sleep(warmup)
+        cpu = time.process_time()
+        report.send("measuring")
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        while (sent := time.perf_counter()) < stop:
+            try:
+                async with session.post(url, data=body, headers=headers) as resp:
+                    await resp.read()
+                    ok = resp.status == 200
+            except (TimeoutError, aiohttp.ClientError):
+                ok = False
+            done = time.perf_counter()
+            # Like wrk: count what completed inside the window.
+            if measure_from <= done <= stop:
+                if ok:
+                    latencies.append(done - sent)
+                else:
+                    errors += 1
+
+    connector = aiohttp.TCPConnector(limit=connections)
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await asyncio.gather(announce(), *(client(session) for _ in range(connections)))
+    cpu = time.process_time() - cpu
+    latencies.sort()
+
+    def percentile(q: float) -> float:
+        if not latencies:
+            return float("nan")
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1e3
+
+    return Measurement(len(latencies), seconds, percentile(0.50), percentile(0.99), errors, cpu)
+
+
+def _python_load(
+    url: str,
+    body: bytes,
+    connections: int,
+    warmup: float,
+    seconds: float,
+    cores: set[int] | None,
+    report: Connection,
+) -> None:
+    if cores is not None:
+        os.sched_setaffinity(0, cores)
+    result = uvloop.run(_drive(url, body, connections, warmup, seconds, report))
+    report.send(asdict(result))
+
+
+def run_python_load(
+    port: int,
+    body: bytes,
+    connections: int,
+    warmup: int,
+    seconds: int,
+    cores: set[int] | None,
+    sample: Callable[[], None],
+) -> Measurement:
+    """The fallback: aiohttp clients in their own process, which warms up by itself first."""
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    proc = ctx.Process(
+        target=_python_load,
+        daemon=True,
+        args=(f"http://127.0.0.1:{port}{PATH}", body, connections, warmup, seconds, cores, theirs),
+    )
+    proc.start()
+    try:
+        for _ in ("measuring", "result"):
+            if not ours.poll(warmup + seconds + 60):
+                raise SetupError("the load generator process stopped answering")
+            message = ours.recv()
+            sample()
+        return Measurement(**message)
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def placement(pin: bool) -> Placement:
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not pin:
+        return Placement(None, None, None, "not pinned (--no-pin)")
+    if len(cores) < 2 or not shutil.which("taskset"):
+        return Placement(None, None, None, "not pinned (needs taskset and 2 cores)")
+    proxy, rest = {cores[0]}, cores[1:]
+    upstream = {rest[0]}
+    load = {rest[1]} if len(rest) > 1 else {rest[0]}
+    how = (
+        f"proxy under test on core {cores[0]}; upstream on core {rest[0]}, load generator "
+        f"on core {min(load)} (taskset): req/s is what one core of proxy can do"
+    )
+    return Placement(proxy, upstream, load, how)
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+        "uvloop": metadata.version("uvloop"),
+        "orjson": orjson.__version__,
+        "kernel": platform.release(),
+    }
+
+
+def measure(
+    args: argparse.Namespace, wrk: str | None, place: Placement, tmp: Path, servers: Servers
+) -> list[Result]:
+    results = []
+    upstream = servers.procs["upstream"].pid
+    for scenario, body in SCENARIOS.items():
+        body_file = tmp / f"{scenario}.json"
+        body_file.write_bytes(body)
+        for target in TARGETS:
+            proc, port = servers.procs[target], servers.ports[target]
+            print(
+                f"  {scenario:<6} {target:<8} {args.warmup} s warm-up, {args.duration} s "
+                "measured ...",
+                flush=True,
+            )
+            window = CpuWindow(proc.pid, upstream)
+            if wrk:
+                run_wrk(
+                    wrk, port, body_file, args.connections, args.warmup, place.load, lambda: None
+                )
+                m = run_wrk(
+                    wrk, port, body_file, args.connections, args.duration, place.load, window.sample
+                )
+            else:
+                m = run_python_load(
+                    port,
+                    body,
+                    args.connections,
+                    args.warmup,
+                    args.duration,
+                    place.load,
+                    window.sample,
+                )
+            if proc.poll() is not None:
+                raise SetupError(
+                    f"{target} died during the {scenario} run:\n{tail(tmp / f'{target}.log')}"
+                )
+            wall, proxy_s, upstream_s = window.used()
+            results.append(
+                Result(
+                    scenario,
+                    target,
+                    m.requests,
+                    m.seconds,
+                    m.requests / m.seconds,
+                    m.p50_ms,
+                    m.p99_ms,
+                    m.errors,
+                    proxy_s / wall,
+                    upstream_s / wall,
+                    m.load_cpu_s / wall,
+                    proxy_s / m.requests * 1e6 if m.requests else float("nan"),
+                )
+            )
+    return results
+
+
+def report(
+    args: argparse.Namespace, loadgen: str, place: Placement, results: list[Result]
+) -> dict[str, Any]:
+    info = machine()
+    print()
+    print(
+        f"machine: nproc {info['nproc']}, {info['cpu']}, Python {info['python']}, "
+        f"aiohttp {info['aiohttp']}, uvloop {info['uvloop']}, orjson {info['orjson']}"
+    )
+    print(
+        f"load: {loadgen}, {args.connections} connections, {args.warmup} s warm-up + "
+        f"{args.duration} s measured per run, loopback; upstream: {args.upstream_server}"
+    )
+    print(f"pinning: {place.how}")
+    print()
+    header = (
+        f"{'scenario':<9}{'target':<9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'proxy CPU':>11}{'CPU us/req':>12}{'core-1 CPU':>12}{'errors':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(
+            f"{r.scenario:<9}{r.target:<9}{r.rps:>9.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
+            f"{r.proxy_cpu:>10.0%} {r.cpu_us_per_request:>11.0f}"
+            f"{r.upstream_cpu + r.load_cpu:>11.0%} {r.errors:>7}"
+        )
+    print(
+        "(req/s of the stream rows are streams/s; latencies are whole-stream times. "
+        "core-1 CPU = upstream + load generator.)"
+    )
+    print()
+    by = {(r.scenario, r.target): r for r in results}
+    ratios: dict[str, Any] = {}
+    for scenario, label in (("json", "JSON"), ("stream", "streaming")):
+        floor, gateway = by[(scenario, "floor")], by[(scenario, "gateway")]
+        ratio = gateway.rps / floor.rps if floor.rps else float("nan")
+        added = gateway.p50_ms - floor.p50_ms
+        extra_cpu = gateway.cpu_us_per_request - floor.cpu_us_per_request
+        target = " (target >= 0.80)" if scenario == "json" else ""
+        print(f"ratio {label}: {ratio:.2f}{target}")
+        print(
+            f"  added latency p50: {added:+.2f} ms, p99: {gateway.p99_ms - floor.p99_ms:+.2f} ms;"
+            f" gateway CPU per request: {gateway.cpu_us_per_request:.0f} us "
+            f"({extra_cpu:+.0f} us over the floor)"
+        )
+        ratios[scenario] = {
+            "ratio_rps": round(ratio, 3),
+            "added_p50_ms": round(added, 3),
+            "added_p99_ms": round(gateway.p99_ms - floor.p99_ms, 3),
+            "extra_cpu_us_per_request": round(extra_cpu, 1),
+        }
+    print()
+    for r in results:
+        if r.errors:
+            print(f"warning: {r.scenario}/{r.target} had {r.errors} failed requests")
+        if place.proxy is not None and r.upstream_cpu + r.load_cpu > 0.90:
+            print(
+                f"warning: {r.scenario}/{r.target}: the upstream + load generator core was "
+                f"{r.upstream_cpu + r.load_cpu:.0%} busy, so the proxy may not be the limit"
+            )
+    gateways = [r for r in results if r.target == "gateway"]
+    bound = all(r.proxy_cpu >= 0.90 for r in gateways)
+    print(
+        "gateway CPU-bound: "
+        + ("yes" if bound else "no")
+        + " ("
+        + ", ".join(f"{r.scenario} {r.proxy_cpu:.0%} of a core" for r in gateways)
+        + ")"
+    )
+    return {
+        "machine": info,
+        "load_generator": loadgen,
+        "upstream_server": args.upstream_server,
+        "pinning": place.how,
+        "connections": args.connections,
+        "warmup_s": args.warmup,
+        "duration_s": args.duration,
+        "results": [asdict(r) for r in results],
+        "ratios": ratios,
+        "gateway_cpu_bound": bound,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=10, help="measured seconds per run")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per run")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 s + 3 s per run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument(
+        "--upstream-server",
+        choices=("raw", "aiohttp"),
+        default="raw",
+        help="the fixed-answer upstream: a bare uvloop protocol (default) or aiohttp",
+    )
+    parser.add_argument("--output", type=Path, default=HERE / "results.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup = 3, 1
+
+    wrk = None if args.loadgen == "python" else find_wrk(not args.no_install)
+    if args.loadgen == "wrk" and not wrk:
+        print("overhead: wrk not found", file=sys.stderr)
+        return 2
+    loadgen = (
+        f"wrk ({wrk})"
+        if wrk
+        else "fallback: aiohttp clients in a separate process (wrk not available; the "
+        "client may be the bottleneck)"
+    )
+    place = placement(not args.no_pin)
+    if place.load is not None:
+        # This script only waits and samples, but keep it off the proxy's core all the same.
+        os.sched_setaffinity(0, place.load)
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    print(f"load generator: {loadgen}\npinning: {place.how}", flush=True)
+    servers = Servers()
+    with tempfile.TemporaryDirectory(prefix="gw-bench-") as tmp:
+        try:
+            start_servers(place, Path(tmp), servers, args.upstream_server)
+            results = measure(args, wrk, place, Path(tmp), servers)
+        except SetupError as exc:
+            print(f"overhead: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            stop_all(servers.children)
+    summary = report(args, loadgen, place, results)
+    args.output.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+    print(f"results written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

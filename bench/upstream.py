@@ -1,0 +1,245 @@
+"""A fixed-answer Responses API upstream for the benchmark: canned JSON, or a canned SSE stream."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+from collections.abc import Sequence
+from typing import Any, Final
+
+import orjson
+import uvloop
+from aiohttp import web
+
+RESPONSE_ID: Final = "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b"
+ITEM_ID: Final = "msg_67ccd2bf17f0819081ff3bb2cf6508e60bb6a6b452d3795b"
+TEXT: Final = (
+    "The gateway forwards your request to the provider and relays its answer unchanged, "
+    "adding only authentication, validation and usage accounting on the way."
+)
+# 22 deltas + 8 framing events = 30 events per stream, in the API's canonical order.
+DELTAS: Final = 22
+
+
+def _words(text: str, n: int) -> list[str]:
+    """Split text into n roughly equal pieces, as a model's token deltas would be."""
+    step = -(-len(text) // n)
+    return [text[i : i + step] for i in range(0, len(text), step)]
+
+
+def _response(
+    status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None
+) -> dict[str, Any]:
+    return {
+        "id": RESPONSE_ID,
+        "object": "response",
+        "created_at": 1741476542,
+        "status": status,
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "max_output_tokens": 256,
+        "model": "gpt-4.1-mini-2025-04-14",
+        "output": output,
+        "parallel_tool_calls": True,
+        "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": "default",
+        "store": False,
+        "temperature": 1.0,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": 1.0,
+        "truncation": "disabled",
+        "usage": usage,
+        "user": None,
+        "metadata": {},
+    }
+
+
+def _message(status: str, text: str) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "id": ITEM_ID,
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}] if text else [],
+    }
+
+
+USAGE: Final = {
+    "input_tokens": 61,
+    "input_tokens_details": {"cached_tokens": 0},
+    "output_tokens": 31,
+    "output_tokens_details": {"reasoning_tokens": 0},
+    "total_tokens": 92,
+}
+JSON_BODY: Final = orjson.dumps(_response("completed", [_message("completed", TEXT)], USAGE))
+
+
+def _sse_events() -> list[bytes]:
+    part = {"type": "output_text", "text": "", "annotations": []}
+    where = {"item_id": ITEM_ID, "output_index": 0, "content_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": _response("in_progress", [], None)},
+        {"type": "response.in_progress", "response": _response("in_progress", [], None)},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": _message("in_progress", ""),
+        },
+        {"type": "response.content_part.added", **where, "part": part},
+        *(
+            {"type": "response.output_text.delta", **where, "delta": d, "logprobs": []}
+            for d in _words(TEXT, DELTAS)
+        ),
+        {"type": "response.output_text.done", **where, "text": TEXT, "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": {**part, "text": TEXT}},
+        {
+            "type": "response.output_item.done",
+            "output_index": 0,
+            "item": _message("completed", TEXT),
+        },
+        {
+            "type": "response.completed",
+            "response": _response("completed", [_message("completed", TEXT)], USAGE),
+        },
+    ]
+    return [
+        b"event: "
+        + e["type"].encode()
+        + b"\ndata: "
+        + orjson.dumps({**e, "sequence_number": n})
+        + b"\n\n"
+        for n, e in enumerate(events)
+    ]
+
+
+SSE_EVENTS: Final = _sse_events()
+
+# The raw server's answers, framed once: a JSON answer is one write; a stream is one write per
+# event (headers ride with the first, the last chunk with the last), as a provider flushes tokens.
+JSON_ANSWER: Final = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+    + str(len(JSON_BODY)).encode()
+    + b"\r\n\r\n"
+    + JSON_BODY
+)
+_CHUNKS = [f"{len(e):x}\r\n".encode() + e + b"\r\n" for e in SSE_EVENTS]
+_CHUNKS[0] = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n" + _CHUNKS[0]
+)
+_CHUNKS[-1] += b"0\r\n\r\n"
+STREAM_WRITES: Final = tuple(_CHUNKS)
+NOT_FOUND: Final = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+BAD_REQUEST: Final = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+def wants_stream(body: bytes) -> bool:
+    return b'"stream":true' in body or b'"stream": true' in body
+
+
+class RawUpstream(asyncio.Protocol):
+    """HTTP/1.1 keep-alive on a bare uvloop protocol: just enough for POST /v1/responses.
+
+    aiohttp's StreamResponse costs ~10 us per written event, which on a shared core made the
+    upstream, not the proxy under test, the limit of the streaming runs.
+    """
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head = bytes(self.buffer[:end]).lower()
+            found = re.search(rb"\r\ncontent-length:\s*(\d+)", head)
+            size = int(found.group(1)) if found else 0
+            if b"\r\ntransfer-encoding:" in head:
+                self.answer([BAD_REQUEST])  # chunked requests: not needed by any client here
+                return
+            if len(self.buffer) < end + 4 + size:
+                return
+            body = bytes(self.buffer[end + 4 : end + 4 + size])
+            del self.buffer[: end + 4 + size]
+            if not head.startswith(b"post /v1/responses "):
+                self.answer([NOT_FOUND])
+            else:
+                self.answer(STREAM_WRITES if wants_stream(body) else [JSON_ANSWER])
+            if b"\r\nconnection: close" in head and self.transport:
+                self.transport.close()
+
+    def answer(self, writes: Sequence[bytes]) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        for chunk in writes:
+            self.transport.write(chunk)
+
+
+async def serve_raw(host: str, port: int) -> None:
+    server = await asyncio.get_running_loop().create_server(RawUpstream, host, port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+
+async def create_response(request: web.Request) -> web.StreamResponse:
+    body = await request.read()
+    if not wants_stream(body):
+        return web.Response(body=JSON_BODY, content_type="application/json")
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    try:
+        # One write per event, as a provider flushes each token: the proxy sees many small reads.
+        for event in SSE_EVENTS:
+            await response.write(event)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the load generator closed its sockets at the end of a run
+    return response
+
+
+def create_app() -> web.Application:
+    app = web.Application()
+    app.router.add_post("/v1/responses", create_response)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument(
+        "--server",
+        choices=("raw", "aiohttp"),
+        default="raw",
+        help="raw: a bare uvloop protocol (cheapest); aiohttp: the same answers from aiohttp",
+    )
+    args = parser.parse_args()
+    if args.server == "raw":
+        with contextlib.suppress(KeyboardInterrupt):
+            uvloop.run(serve_raw(args.host, args.port))
+        return
+    web.run_app(
+        create_app(),
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        loop=uvloop.new_event_loop(),
+        print=None,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""create_app(settings): the application, its resources, middleware and routes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway.auth import KeyRing
+from gateway.config import Settings
+from gateway.keys import DEPS, DRAINING, SETTINGS
+from gateway.middleware import gateway_middleware
+from gateway.models import Deps
+from gateway.providers import build_providers
+from gateway.routes import setup_routes
+from gateway.routing import Router
+from gateway.schemas import load_validators
+from gateway.store import open_store
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    providers = build_providers(settings)
+    try:
+        async with open_store(settings) as store:
+            app[DEPS] = Deps(
+                settings=settings,
+                store=store,
+                keys=KeyRing(settings.keys, settings.admin_key_sha256),
+                router=Router(settings, providers),
+                validators=load_validators(),
+            )
+            yield
+    finally:
+        await asyncio.gather(*(p.close() for p in providers.values()))
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[gateway_middleware], client_max_size=settings.server.max_body_bytes
+    )
+    app[SETTINGS] = settings
+    app[DRAINING] = []
+    app.cleanup_ctx.append(_resources)
+    setup_routes(app, settings)
+    return app

@@ -1,0 +1,17 @@
+"""Every typed aiohttp app and request key, in one place."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from gateway.config import Settings
+
+if TYPE_CHECKING:
+    from gateway.models import Deps
+
+SETTINGS = web.AppKey("SETTINGS", Settings)
+DEPS: web.AppKey[Deps] = web.AppKey("DEPS")
+DRAINING = web.AppKey("DRAINING", list)  # one element once SIGTERM came: readyz fails
+REQUEST_ID = web.RequestKey("REQUEST_ID", str)

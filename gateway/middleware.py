@@ -1,0 +1,70 @@
+"""The one middleware: request ids, and the one place an exception becomes an HTTP answer."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.codec import json_response
+from gateway.errors import GatewayError
+from gateway.keys import REQUEST_ID
+
+log = logging.getLogger("gateway")
+
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+
+
+def request_id(request: web.Request) -> str:
+    sent = request.headers.get("x-request-id")
+    if sent is not None and _CLIENT_ID.fullmatch(sent):
+        return sent
+    return "req_" + secrets.token_hex(16)
+
+
+@web.middleware
+async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    rid = request_id(request)
+    request[REQUEST_ID] = rid
+    try:
+        response = await handler(request)
+    except GatewayError as exc:
+        response = json_response(exc.envelope(), exc.status, exc.response_headers())
+    except web.HTTPException as exc:
+        response = _http_exception(request, exc)
+    except Exception:
+        log.exception("unhandled error", extra={"request_id": rid})
+        response = json_response(
+            {"error": {"message": "The gateway had an error while processing your request.",
+                       "type": "server_error", "param": None, "code": "internal_error"}},
+            500,
+        )
+    if not response.prepared:
+        response.headers["x-request-id"] = rid
+    return response
+
+
+def _http_exception(request: web.Request, exc: web.HTTPException) -> web.StreamResponse:
+    """aiohttp's own answers (404, 405, 413, redirects) in the OpenAI envelope."""
+    if exc.status < 400:
+        return exc
+    if exc.status == 404:
+        message = f"Unknown request URL: {request.method} {request.path}."
+        code = "unknown_url"
+    elif exc.status == 405:
+        message = f"Method {request.method} is not allowed on {request.path}."
+        code = "method_not_allowed"
+    elif exc.status == 413:
+        message = "The request body is larger than the gateway's limit."
+        code = "request_too_large"
+    else:
+        message, code = exc.reason, None
+    headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+    return json_response(
+        {"error": {"message": message, "type": "invalid_request_error", "param": None,
+                   "code": code}},
+        exc.status, headers,
+    )

@@ -1,0 +1,93 @@
+"""Internal objects passed between stages: Deps (what the app owns) and Call (one request)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from gateway.config import Account, KeySettings, ModelSettings, Settings
+
+if TYPE_CHECKING:
+    from gateway.auth import KeyRing
+    from gateway.providers.base import Provider
+    from gateway.routing import Router
+    from gateway.schemas import Validators
+    from gateway.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    settings: Settings
+    store: Store
+    keys: KeyRing
+    router: Router
+    validators: Validators
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One place a model can be served: a provider and the model's name there."""
+
+    provider: Provider
+    model: str
+    weight: float = 1.0
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @classmethod
+    def from_response(cls, response: Any) -> Usage | None:
+        usage = response.get("usage") if isinstance(response, dict) else None
+        if not isinstance(usage, dict):
+            return None
+        details = usage.get("input_tokens_details") or {}
+        return cls(
+            input_tokens=_int(usage.get("input_tokens")),
+            cached_tokens=_int(details.get("cached_tokens") if isinstance(details, dict) else 0),
+            output_tokens=_int(usage.get("output_tokens")),
+        )
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+@dataclass(slots=True)
+class Call:
+    """One API request as it moves through the stages; stages fill it in."""
+
+    request: web.Request
+    deps: Deps
+    request_id: str
+    started: float = field(default_factory=time.monotonic)
+    raw: bytes = b""
+    body: dict[str, Any] = field(default_factory=dict)
+    changed: bool = False
+    principal: KeySettings | None = None
+    model: str = ""
+    stream: bool = False
+    route: ModelSettings | None = None
+    targets: tuple[Target, ...] = ()
+    target: Target | None = None
+    account: Account | None = None
+    status: int = 0
+    usage: Usage | None = None
+    response: dict[str, Any] | None = None
+    client_gone: bool = False
+
+    def upstream_body(self) -> bytes:
+        """The bytes to send upstream: the client's own unless a stage rewrote the JSON."""
+        from gateway.codec import dumps
+
+        return dumps(self.body) if self.changed else self.raw

@@ -1,0 +1,48 @@
+"""The Provider protocol, what an upstream answers (Reply), and upstream failures mapped once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import aiohttp
+
+from gateway.config import Account, ProviderSettings
+from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
+
+if TYPE_CHECKING:
+    from gateway.models import Call, Target
+
+# What reading from an upstream can raise; anything else is not the upstream's fault.
+UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
+
+
+@dataclass(slots=True)
+class Reply:
+    """An upstream's answer: a buffered body, or the chunks of a 200 event stream."""
+
+    status: int
+    body: bytes = b""
+    chunks: AsyncIterator[bytes] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Provider(Protocol):
+    name: str
+    settings: ProviderSettings
+
+    def send(
+        self, call: Call, target: Target, account: Account
+    ) -> AbstractAsyncContextManager[Reply]: ...
+
+    async def close(self) -> None: ...
+
+
+def upstream_failure(exc: BaseException, provider: str) -> GatewayError:
+    """Translate what an upstream call raised into the gateway's 502/504."""
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeoutError(f"The upstream provider {provider!r} did not answer in time.")
+    reason = str(exc) or type(exc).__name__
+    return UpstreamError(f"The upstream provider {provider!r} failed: {reason}")

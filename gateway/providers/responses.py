@@ -1,0 +1,88 @@
+"""Pass-through to anything that speaks POST /v1/responses (OpenAI, Azure OpenAI v1, vLLM)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from gateway.config import Account, ProviderSettings
+from gateway.providers.base import UPSTREAM_ERRORS, Reply, upstream_failure
+
+if TYPE_CHECKING:
+    from gateway.models import Call, Target
+
+# Client headers that may travel upstream; everything else (Authorization first) stays here.
+FORWARDED_HEADERS = ("traceparent", "tracestate", "openai-beta")
+USER_AGENT = "responses-gateway/0.1"
+
+
+def new_session() -> aiohttp.ClientSession:
+    # limit=0: the default pool of 100 would queue the 101st concurrent stream silently.
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
+    return aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+
+
+class ResponsesProvider:
+    path = "/responses"
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        self.name = settings.name
+        self.settings = settings
+        self.session = new_session()
+        # No total timeout: a stream may run for an hour. Idle reads are bounded instead.
+        self.timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.timeout_s
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    def headers(self, call: Call, account: Account) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if call.stream else "application/json",
+            "Accept-Encoding": "identity",
+            "User-Agent": USER_AGENT,
+            "X-Client-Request-Id": call.request_id,
+        }
+        incoming = call.request.headers
+        for name in FORWARDED_HEADERS:
+            value = incoming.get(name)
+            if value is not None:
+                headers[name] = value
+        if account.api_key:
+            if self.settings.auth_header == "api-key":
+                headers["api-key"] = account.api_key
+            else:
+                headers["Authorization"] = f"Bearer {account.api_key}"
+        return headers
+
+    @asynccontextmanager
+    async def send(self, call: Call, target: Target, account: Account) -> AsyncIterator[Reply]:
+        url = self.settings.base_url + self.path
+        try:
+            resp = await self.session.post(
+                url, data=call.upstream_body(), headers=self.headers(call, account),
+                timeout=self.timeout,
+            )
+        except UPSTREAM_ERRORS as exc:
+            raise upstream_failure(exc, self.name) from exc
+        try:
+            streaming = call.stream and resp.status == 200 and (
+                resp.content_type == "text/event-stream"
+            )
+            if streaming:
+                yield Reply(200, chunks=resp.content.iter_any(), headers=resp.headers)
+            else:
+                try:
+                    body = await resp.read()
+                except UPSTREAM_ERRORS as exc:
+                    raise upstream_failure(exc, self.name) from exc
+                yield Reply(resp.status, body=body, headers=resp.headers)
+        finally:
+            # Closes the connection instead of pooling it when the body was not read to the end,
+            # which is how a client that left hangs up on the upstream.
+            resp.release()

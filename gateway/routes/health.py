@@ -1,0 +1,25 @@
+"""/healthz: the process is up. /readyz: what it depends on answers, and it is not draining."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.codec import json_response
+from gateway.errors import GatewayError
+from gateway.keys import DEPS, DRAINING
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if request.app[DRAINING]:
+        return json_response({"status": "draining"}, 503)
+    store = request.app[DEPS].store
+    try:
+        await store.ping()
+    except GatewayError as exc:
+        return json_response({"status": "unavailable", "store": store.kind,
+                              "reason": exc.message}, 503)
+    return json_response({"status": "ok", "store": store.kind})

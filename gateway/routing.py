@@ -1,0 +1,95 @@
+"""Model names to targets: names, aliases and `provider/model`, per-key permissions, picking."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from fnmatch import fnmatchcase
+from typing import TypeVar
+
+from gateway.config import Account, KeySettings, ModelSettings, Settings
+from gateway.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
+from gateway.models import Target
+from gateway.providers.base import Provider
+
+T = TypeVar("T")
+
+
+class Router:
+    def __init__(self, settings: Settings, providers: Mapping[str, Provider]) -> None:
+        self.providers = providers
+        self.models = settings.models
+        self._by_name: dict[str, ModelSettings] = {}
+        self._targets: dict[str, tuple[Target, ...]] = {}
+        for model in settings.models:
+            targets = tuple(Target(providers[t.provider], t.model, t.weight) for t in model.targets)
+            for name in (model.name, *model.aliases):
+                self._by_name[name] = model
+                self._targets[name] = targets
+
+    def resolve(
+        self, requested: str, key: KeySettings, only_provider: str | None = None
+    ) -> tuple[ModelSettings | None, tuple[Target, ...]]:
+        """The configured model (None for `provider/model`) and the targets this key may use."""
+        if only_provider is not None and only_provider not in self.providers:
+            raise InvalidRequestError(
+                f"Unknown provider {only_provider!r} in the x-provider header.", param="x-provider"
+            )
+        model = self._by_name.get(requested)
+        if model is not None:
+            targets = self._targets[requested]
+            names: tuple[str, ...] = (requested, model.name)
+        else:
+            prefix, sep, upstream = requested.partition("/")
+            provider = self.providers.get(prefix) if sep and upstream else None
+            if provider is None:
+                raise model_not_found(requested)
+            targets = (Target(provider, upstream),)
+            names = (requested,)
+        if not may_use(key, names):
+            raise PermissionDeniedError(
+                f"This key is not allowed to use the model '{requested}'.",
+                param="model", code="model_not_allowed",
+            )
+        if only_provider is not None:
+            targets = tuple(t for t in targets if t.provider.name == only_provider)
+            if not targets:
+                raise InvalidRequestError(
+                    f"The model '{requested}' is not served by provider {only_provider!r}.",
+                    param="x-provider",
+                )
+        if key.regions is not None:
+            targets = tuple(t for t in targets if t.provider.settings.region in key.regions)
+            if not targets:
+                raise PermissionDeniedError(
+                    f"The model '{requested}' is only served outside the regions this key "
+                    f"allows ({', '.join(key.regions)}).", param="model", code="region_not_allowed",
+                )
+        return model, targets
+
+    def visible(self, key: KeySettings) -> list[ModelSettings]:
+        return [m for m in self.models if may_use(key, (m.name,))]
+
+
+def may_use(key: KeySettings, names: Sequence[str]) -> bool:
+    if key.models is None:
+        return True
+    return any(fnmatchcase(name, pattern) for pattern in key.models for name in names)
+
+
+def model_not_found(requested: str) -> NotFoundError:
+    return NotFoundError(
+        f"The model '{requested}' does not exist or you do not have access to it.",
+        param="model", code="model_not_found",
+    )
+
+
+def pick(targets: Sequence[Target]) -> tuple[Target, Account]:
+    target = targets[0] if len(targets) == 1 else _weighted(targets, [t.weight for t in targets])
+    accounts = target.provider.settings.accounts
+    account = accounts[0] if len(accounts) == 1 else _weighted(accounts, [a.weight for a in accounts])
+    return target, account
+
+
+def _weighted(items: Sequence[T], weights: list[float]) -> T:
+    return random.choices(items, weights)[0]

@@ -1,0 +1,1 @@
+"""Server-sent events: the sans-IO codec (`sse`) and the relay to clients."""

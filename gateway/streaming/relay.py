@@ -1,0 +1,154 @@
+"""Pipe an upstream event stream to the client byte for byte, tapping only what the gateway needs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.errors import GatewayError, UpstreamError
+from gateway.providers.base import UPSTREAM_ERRORS, upstream_failure
+from gateway.streaming.sse import SSEParser, event_type
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class StreamTap:
+    """Watches the frames going by: holds back a partial frame, keeps the lifecycle events.
+
+    Only the frames are split (bytes.find); the JSON of `response.created` and of the terminal
+    event is decoded, no delta event ever is.
+    """
+
+    __slots__ = ("_held", "_last", "_parser", "created", "error_sent", "terminal")
+
+    def __init__(self) -> None:
+        self._parser = SSEParser()
+        self._held = b""
+        self._last = b""
+        self.created: bytes | None = None
+        self.terminal: dict[str, Any] | None = None
+        self.error_sent = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The bytes that may go to the client now: every complete frame, never half of one."""
+        for event in self._parser.feed(chunk):
+            kind = event_type(event)
+            self._last = event.data
+            if kind == "response.created":
+                self.created = event.data
+            elif kind in TERMINAL:
+                self.terminal = _object(event.data)
+            elif kind == "error":
+                self.error_sent = True
+        data = self._held + chunk if self._held else chunk
+        if self._parser.at_boundary:
+            self._held = b""
+            return data
+        cut = _frame_end(data)
+        self._held = data[cut:]
+        return data[:cut]
+
+    def failure_frame(self, error: GatewayError) -> bytes:
+        """The terminal frame that replaces an end the upstream never sent."""
+        code = error.code or "upstream_error"
+        if self.created is None:
+            payload: dict[str, Any] = {
+                "type": "error",
+                "sequence_number": _sequence(self._last) + 1 if self._last else 0,
+                "error": {
+                    "type": error.error_type,
+                    "code": code,
+                    "message": error.message,
+                    "param": error.param,
+                },
+                "code": code,
+                "message": error.message,
+                "param": error.param,
+            }
+            return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+        response = dict(_object(self.created).get("response") or {})
+        response.update(status="failed", error={"code": code, "message": error.message})
+        self.terminal = {"type": "response.failed", "response": response}
+        payload = {
+            "type": "response.failed",
+            "sequence_number": _sequence(self._last) + 1,
+            "response": response,
+        }
+        return b"event: response.failed\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+    @property
+    def response(self) -> dict[str, Any] | None:
+        if self.terminal is None:
+            return None
+        response = self.terminal.get("response")
+        return response if isinstance(response, dict) else None
+
+
+async def relay(
+    request: web.Request, chunks: AsyncIterator[bytes], provider: str, headers: dict[str, str]
+) -> tuple[web.StreamResponse, StreamTap, bool]:
+    """Relay to the end; answers the response, the tap, and whether the client stayed."""
+    tap = StreamTap()
+    # The first chunk is awaited before the 200 goes out, so that an upstream that fails at
+    # once is still answered with a plain HTTP error the SDKs type and retry.
+    try:
+        first = await anext(chunks, b"")
+    except UPSTREAM_ERRORS as exc:
+        raise upstream_failure(exc, provider) from exc
+    if not first:
+        raise UpstreamError(
+            f"The upstream provider {provider!r} ended the stream without an event."
+        )
+    response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
+    failure: GatewayError | None = None
+    try:
+        await response.prepare(request)
+        chunk = first
+        while True:
+            out = tap.feed(chunk)
+            if out:
+                await response.write(out)
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except UPSTREAM_ERRORS as exc:
+                failure = upstream_failure(exc, provider)
+                break
+        if tap.terminal is None and not (tap.error_sent and tap.created is None):
+            failure = failure or UpstreamError(
+                f"The upstream provider {provider!r} ended the stream before the response was "
+                "complete."
+            )
+            await response.write(tap.failure_frame(failure))
+        await response.write_eof()
+    except ConnectionResetError:
+        return response, tap, False
+    return response, tap, True
+
+
+def _frame_end(data: bytes) -> int:
+    lf = data.rfind(b"\n\n")
+    crlf = data.rfind(b"\r\n\r\n")
+    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
+
+
+def _object(data: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _sequence(data: bytes) -> int:
+    number = _object(data).get("sequence_number")
+    return number if isinstance(number, int) else 0

@@ -1,0 +1,60 @@
+"""Shared fixtures: a real redis-server, a stub upstream, the gateway and the official SDK."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import openai
+import pytest
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+
+from gateway.app import create_app
+from tests.support.configs import KEY_A, base_config, settings_from
+from tests.support.redis_server import RedisServer
+from tests.support.stub import StubUpstream
+
+MakeGateway = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def stub(aiohttp_server: AiohttpServer) -> StubUpstream:
+    upstream = StubUpstream()
+    server = await aiohttp_server(upstream.app)
+    upstream.url = str(server.make_url("")).rstrip("/")
+    return upstream
+
+
+@pytest.fixture
+def config(stub: StubUpstream) -> dict[str, Any]:
+    return base_config(stub.url)
+
+
+@pytest.fixture
+def make_gateway(aiohttp_client: AiohttpClient, config: dict[str, Any]) -> MakeGateway:
+    async def make(cfg: dict[str, Any] | None = None, **kwargs: Any) -> TestClient[Any, Any]:
+        return await aiohttp_client(create_app(settings_from(cfg or config)), **kwargs)
+
+    return make
+
+
+@pytest.fixture
+async def gateway(make_gateway: MakeGateway) -> TestClient[Any, Any]:
+    return await make_gateway()
+
+
+@pytest.fixture
+async def sdk(gateway: TestClient[Any, Any]) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(
+        base_url=str(gateway.make_url("/v1")), api_key=KEY_A, max_retries=0
+    ) as client:
+        yield client

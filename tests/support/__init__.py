@@ -1,0 +1,1 @@
+"""Test helpers: a real redis-server, a stub upstream, and gateway configs."""
