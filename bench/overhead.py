@@ -107,6 +107,7 @@ class Result:
     proxy_cpu: float  # fraction of one core used by the proxy under test
     upstream_cpu: float
     load_cpu: float
+    other_cpu: float  # every other process on the machine, in cores
     cpu_us_per_request: float
 
 
@@ -324,23 +325,37 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
+def busy_seconds() -> float:
+    """CPU seconds all cores have spent busy since boot (/proc/stat)."""
+    with contextlib.suppress(OSError):
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+        return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+    return 0.0
+
+
 @dataclass(slots=True)
 class CpuWindow:
-    """CPU seconds of the proxy and the upstream, sampled as a run starts and as it ends."""
+    """CPU seconds of the proxy, the upstream and the whole machine, as a run starts and ends."""
 
     proxy: int
     upstream: int
-    marks: list[tuple[float, float, float]] = field(default_factory=list)
+    marks: list[tuple[float, float, float, float]] = field(default_factory=list)
 
     def sample(self) -> None:
         self.marks.append(
-            (time.perf_counter(), cpu_seconds(self.proxy), cpu_seconds(self.upstream))
+            (
+                time.perf_counter(),
+                cpu_seconds(self.proxy),
+                cpu_seconds(self.upstream),
+                busy_seconds(),
+            )
         )
 
-    def used(self) -> tuple[float, float, float]:
-        """Wall seconds, then the proxy's and the upstream's CPU seconds, between the marks."""
-        (t0, proxy0, up0), (t1, proxy1, up1) = self.marks[0], self.marks[-1]
-        return t1 - t0, proxy1 - proxy0, up1 - up0
+    def used(self) -> tuple[float, float, float, float]:
+        """Wall seconds, then CPU seconds of the proxy, the upstream and all cores."""
+        (t0, proxy0, up0, all0), (t1, proxy1, up1, all1) = self.marks[0], self.marks[-1]
+        return t1 - t0, proxy1 - proxy0, up1 - up0, all1 - all0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -624,7 +639,9 @@ def measure(
                 raise SetupError(
                     f"{target} died during the {scenario} run:\n{tail(tmp / f'{target}.log')}"
                 )
-            wall, proxy_s, upstream_s = window.used()
+            wall, proxy_s, upstream_s, all_s = window.used()
+            # Whatever else ran (other people's tests, say) competed with the measurement.
+            other_s = max(0.0, all_s - proxy_s - upstream_s - m.load_cpu_s)
             results.append(
                 Result(
                     scenario,
@@ -638,6 +655,7 @@ def measure(
                     proxy_s / wall,
                     upstream_s / wall,
                     m.load_cpu_s / wall,
+                    other_s / wall,
                     proxy_s / m.requests * 1e6 if m.requests else float("nan"),
                 )
             )
@@ -661,7 +679,7 @@ def report(
     print()
     header = (
         f"{'scenario':<9}{'target':<9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'proxy CPU':>11}{'CPU us/req':>12}{'core-1 CPU':>12}{'errors':>8}"
+        f"{'proxy CPU':>11}{'CPU us/req':>12}{'up+load':>9}{'other':>7}{'errors':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -669,11 +687,12 @@ def report(
         print(
             f"{r.scenario:<9}{r.target:<9}{r.rps:>9.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
             f"{r.proxy_cpu:>10.0%} {r.cpu_us_per_request:>11.0f}"
-            f"{r.upstream_cpu + r.load_cpu:>11.0%} {r.errors:>7}"
+            f"{r.upstream_cpu + r.load_cpu:>8.0%} {r.other_cpu:>6.0%} {r.errors:>7}"
         )
     print(
         "(req/s of the stream rows are streams/s; latencies are whole-stream times. "
-        "core-1 CPU = upstream + load generator.)"
+        "CPU columns are in % of one core: up+load = upstream + load generator, other = every "
+        "other process on the machine.)"
     )
     print()
     by = {(r.scenario, r.target): r for r in results}
@@ -704,6 +723,11 @@ def report(
             print(
                 f"warning: {r.scenario}/{r.target}: the upstream + load generator core was "
                 f"{r.upstream_cpu + r.load_cpu:.0%} busy, so the proxy may not be the limit"
+            )
+        if r.other_cpu > 0.10:
+            print(
+                f"warning: {r.scenario}/{r.target}: other processes used {r.other_cpu:.0%} of a "
+                "core during the run; the machine was not quiet, so the figures are unreliable"
             )
     gateways = [r for r in results if r.target == "gateway"]
     bound = all(r.proxy_cpu >= 0.90 for r in gateways)

@@ -96,13 +96,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def run(settings: Settings, host: str, port: int, banner: str, *, reuse_port: bool) -> None:
-    from gateway.app import create_app
+    from gateway.server import serve
 
-    web.run_app(
-        create_app(settings), host=host, port=port, access_log=None, reuse_port=reuse_port,
-        handler_cancellation=True, shutdown_timeout=settings.server.shutdown_grace_s,
-        loop=uvloop.new_event_loop(), print=_printer(banner),
-    )
+    uvloop.run(serve(settings, host, port, reuse_port=reuse_port, banner=banner))
 
 
 def _serve_workers(settings: Settings, host: str, port: int, banner: str, n: int) -> int:

@@ -74,7 +74,11 @@ TYPED_CONVERSATION: dict[str, Any] = {
             "role": "user",
             "content": [
                 {"type": "input_text", "text": "What is in these?"},
-                {"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "high"},
+                {
+                    "type": "input_image",
+                    "image_url": "data:image/png;base64,AAAA",
+                    "detail": "high",
+                },
                 {"type": "input_image", "file_id": "file-123", "detail": "auto"},
                 {"type": "input_file", "filename": "a.pdf", "file_data": "data:application/pdf;x"},
                 {"type": "input_file", "file_url": "https://example.com/a.pdf"},
@@ -103,10 +107,13 @@ TYPED_CONVERSATION: dict[str, Any] = {
     "tools": [
         {"type": "function", "name": "get_weather", "parameters": STRICT_PARAMETERS},
         {"type": "web_search", "search_context_size": "low"},
-        {"type": "file_search", "vector_store_ids": ["vs_1"], "filters": {
-            "type": "and", "filters": [{"type": "eq", "key": "lang", "value": "en"}]}},
+        {
+            "type": "file_search",
+            "vector_store_ids": ["vs_1"],
+            "filters": {"type": "and", "filters": [{"type": "eq", "key": "lang", "value": "en"}]},
+        },
         {"type": "mcp", "server_label": "docs", "server_url": "https://mcp.example.com"},
-    ],  # fmt: skip
+    ],
     "tool_choice": {"type": "function", "name": "get_weather"},
     "parallel_tool_calls": False,
     "conversation": None,
@@ -186,13 +193,20 @@ def test_valid_create_bodies_pass(validators: Validators, body: dict[str, Any]) 
 
 INVALID = [
     pytest.param(
-        {"input": [{"role": "user", "content": [{"type": "input_text", "text": "a"},
-                                                {"type": "imagez"}]}]},
-        "input[0].content[1].type", "invalid_value",
+        {
+            "input": [
+                {
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "a"}, {"type": "imagez"}],
+                }
+            ]
+        },
+        "input[0].content[1].type",
+        "invalid_value",
         "Invalid value: 'imagez'. Supported values are: 'input_text', 'input_image', and "
         "'input_file'.",
         id="bad_content_part_type",
-    ),  # fmt: skip
+    ),
     pytest.param(
         {"temperature": 5},
         "temperature",
@@ -330,11 +344,20 @@ INVALID = [
         id="tool_without_name",
     ),
     pytest.param(
-        {"tools": [{"type": "file_search", "vector_store_ids": [],
-                    "filters": {"type": "eq", "key": "a", "value": 1, "zz": 1}}]},
-        "tools[0].filters.zz", "unknown_parameter", "Unknown parameter: 'tools[0].filters.zz'.",
+        {
+            "tools": [
+                {
+                    "type": "file_search",
+                    "vector_store_ids": [],
+                    "filters": {"type": "eq", "key": "a", "value": 1, "zz": 1},
+                }
+            ]
+        },
+        "tools[0].filters.zz",
+        "unknown_parameter",
+        "Unknown parameter: 'tools[0].filters.zz'.",
         id="closed_nested_object",
-    ),  # fmt: skip
+    ),
     pytest.param(
         {"tool_choice": "bogus"},
         "tool_choice",
@@ -420,7 +443,9 @@ def test_input_tokens_body(validators: Validators) -> None:
 def test_conversation_create_body(validators: Validators) -> None:
     validators.conversation_create({})
     validators.conversation_create({"items": [{"role": "user", "content": "x"}], "metadata": {}})
-    error = _error(validators.conversation_create, {"items": [{"role": "user", "content": "x"}] * 21})
+    error = _error(
+        validators.conversation_create, {"items": [{"role": "user", "content": "x"}] * 21}
+    )
     assert (error.param, error.code) == ("items", "array_above_max_length")
     assert error.message == (
         "Invalid 'items': array too long. Expected an array with maximum length 20, "
@@ -466,8 +491,11 @@ def test_schema_files_are_plain_draft_2020_12(name: str) -> None:
 
 
 def _build_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_schemas", ROOT / "scripts/build_schemas.py")
-    assert spec is not None and spec.loader is not None
+    spec = importlib.util.spec_from_file_location(
+        "build_schemas", ROOT / "scripts/build_schemas.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -503,19 +531,52 @@ JSON_LEAVES = (
     | st.integers(min_value=-(2**63), max_value=2**64 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=12)
-    | st.sampled_from(["user", "assistant", "tool", "message", "input_text", "text",
-                       "function_call", "image_url", "web_search_preview", "auto", ""])
-)  # fmt: skip
+    | st.sampled_from(
+        [
+            "user",
+            "assistant",
+            "tool",
+            "message",
+            "input_text",
+            "text",
+            "function_call",
+            "image_url",
+            "web_search_preview",
+            "auto",
+            "",
+        ]
+    )
+)
 JSON = st.recursive(
     JSON_LEAVES,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(
-        st.sampled_from(["type", "role", "content", "text", "id", "call_id", "name",
-                         "arguments", "output", "tool_calls", "function", "image_url", "url",
-                         "file_id", "tool_call_id", "x"]) | st.text(max_size=6),
-        inner,
-        max_size=4,
-    ),  # fmt: skip
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "type",
+                    "role",
+                    "content",
+                    "text",
+                    "id",
+                    "call_id",
+                    "name",
+                    "arguments",
+                    "output",
+                    "tool_calls",
+                    "function",
+                    "image_url",
+                    "url",
+                    "file_id",
+                    "tool_call_id",
+                    "x",
+                ]
+            )
+            | st.text(max_size=6),
+            inner,
+            max_size=4,
+        )
+    ),
     max_leaves=12,
 )
 SEEDS = [
@@ -524,13 +585,23 @@ SEEDS = [
         "model": "m",
         "messages": [
             {"role": "system", "content": "s"},
-            {"role": "user", "content": [{"type": "text", "text": "t"},
-                                         {"type": "image_url", "image_url": {"url": "u"}}]},
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "t"},
+                    {"type": "image_url", "image_url": {"url": "u"}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            },
             {"role": "tool", "tool_call_id": "c", "content": "r"},
         ],
-    },  # fmt: skip
+    },
 ]
 
 
@@ -573,12 +644,15 @@ def _check_everything(validators: Validators, body: dict[str, Any]) -> None:
         keys |= set(body)
         validators.create_response(body)
         check_create_rules(body)
-    except InvalidRequestError as error:
-        assert error.status == 400
-        assert error.message
-        assert error.code
-        assert error.param, error.message
-        assert error.param.split(".")[0].split("[")[0] in keys, error.param
+    except InvalidRequestError as caught:
+        error = caught
+    else:
+        return
+    assert error.status == 400
+    assert error.message
+    assert error.code
+    assert error.param, error.message
+    assert error.param.split(".")[0].split("[")[0] in keys, error.param
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

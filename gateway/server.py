@@ -1,0 +1,80 @@
+"""Serving: the runner (protocol errors in the envelope too) and the SIGTERM drain sequence."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from http import HTTPStatus
+
+import orjson
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+
+from gateway.app import create_app
+from gateway.config import Settings
+from gateway.keys import DRAINING
+
+
+class _EnvelopeRequestHandler(RequestHandler):  # type: ignore[type-arg]  # generic over Request
+    """Answers what never reaches a handler (a malformed request line, a bad header) as JSON."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        resp = super().handle_error(request, status, exc, message)
+        reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        text = "The request could not be parsed as HTTP." if status == 400 else reason
+        body = {"error": {"message": text, "type": "invalid_request_error" if status < 500
+                          else "server_error", "param": None, "code": None}}
+        out = web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+        out.force_close()
+        del resp
+        return out
+
+
+class _EnvelopeServer(web.Server):  # type: ignore[type-arg]  # generic over Request
+    def __call__(self) -> RequestHandler:  # type: ignore[type-arg]
+        return _EnvelopeRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:  # type: ignore[type-arg]
+        server = await super()._make_server()
+        server.__class__ = _EnvelopeServer
+        return server
+
+
+def make_runner(app: web.Application, settings: Settings) -> GatewayRunner:
+    return GatewayRunner(
+        app, access_log=None, handler_cancellation=True,
+        shutdown_timeout=settings.server.shutdown_grace_s,
+    )
+
+
+async def serve(settings: Settings, host: str, port: int, *, reuse_port: bool,
+                banner: str) -> None:
+    """Serve until SIGTERM or SIGINT, then drain: /readyz fails at once, new connections are
+    refused after `shutdown_delay_s`, open requests get `shutdown_grace_s` to finish."""
+    app = create_app(settings)
+    runner = make_runner(app, settings)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
+        await site.start()
+        if banner:
+            print(banner, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        await stop.wait()
+        app[DRAINING].append(True)
+        # Endpoints take time to drop a pod that reports unready: keep serving meanwhile.
+        await asyncio.sleep(settings.server.shutdown_delay_s)
+    finally:
+        await runner.cleanup()
