@@ -14,6 +14,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -192,8 +193,6 @@ def stop_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -231,14 +230,14 @@ def wait_ready(name: str, proc: subprocess.Popen[bytes], port: int, log: Path) -
         try:
             status, body = post(port, SCENARIOS["json"])
             break
-        except (ConnectionError, OSError):
+        except OSError:  # refused while it starts; a reset or timeout counts the same
             if time.monotonic() > deadline:
                 raise SetupError(
                     f"{name} did not listen on port {port} within "
                     f"{READY_TIMEOUT_S:.0f} s:\n{tail(log)}"
                 ) from None
             time.sleep(0.1)
-    if status != 200 or orjson.loads(body).get("status") != "completed":
+    if status != 200 or b'"status":"completed"' not in body.replace(b" ", b""):
         raise SetupError(f"{name} answered the JSON request with HTTP {status}: {body[:500]!r}")
     status, body = post(port, SCENARIOS["stream"])
     if status != 200 or b"event: response.completed" not in body:
@@ -246,25 +245,21 @@ def wait_ready(name: str, proc: subprocess.Popen[bytes], port: int, log: Path) -
 
 
 def gateway_config(upstream_url: str) -> dict[str, Any]:
+    """One key, one provider in front of the upstream, one model; no access log."""
     return {
         "server": {
             "host": "127.0.0.1",
             "access_log": False,
             "shutdown_delay_s": 0,
             "shutdown_grace_s": 1,
-            "port": 1,
-            "max_body_bytes": 20971520,
-            "log_level": "info",
         },
-        "store": {"url": "memory://", "prefix": "gw:", "response_ttl_s": 3600},
+        "store": {"url": "memory://"},
         "auth": {"keys": [{"id": "bench", "key": KEY}]},
         "providers": [
             {
                 "name": "bench-upstream",
                 "api": "responses",
                 "base_url": upstream_url,
-                "timeout_s": 600,
-                "cooldown_s": 30,
                 "accounts": [{"name": "main", "api_key_env": "BENCH_UPSTREAM_KEY"}],
             }
         ],
@@ -326,11 +321,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 def busy_seconds() -> float:
-    """CPU seconds all cores have spent busy since boot (/proc/stat)."""
+    """CPU seconds all cores have spent running processes since boot (/proc/stat).
+
+    Interrupt time is left out: most of it is loopback TCP done on behalf of the run itself.
+    Steal stays in: a busy hypervisor takes time from the proxy like any other process.
+    """
     with contextlib.suppress(OSError):
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
-        return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+        user, nice, system, _idle, _iowait, _irq, _softirq, steal = map(int, fields[:8])
+        return (user + nice + system + steal) / CLOCK_TICKS
     return 0.0
 
 
@@ -363,23 +362,26 @@ class CpuWindow:
 
 
 def find_wrk(install: bool) -> str | None:
+    """wrk from PATH; else, as root with apt-get, install it once (an update only if needed)."""
     found = shutil.which("wrk")
     if found or not install or os.geteuid() != 0 or not shutil.which("apt-get"):
         return found
     print("wrk is missing: installing it with apt-get (pass --no-install to skip) ...", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for attempt in (
-        ["apt-get", "install", "-y", "-q", "wrk"],
-        ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "wrk"],
-    ):
+
+    def apt(*args: str) -> bool:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         try:
-            done = subprocess.run(attempt, env=env, capture_output=True, timeout=300, check=False)
+            done = subprocess.run(["apt-get", *args], env=env, capture_output=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired):
-            return None
-        if attempt[1] == "install" and done.returncode == 0:
-            break
-    return shutil.which("wrk")
+            return False
+        return done.returncode == 0
+
+    if not apt("install", "-y", "-q", "wrk") and apt("update", "-q"):
+        apt("install", "-y", "-q", "wrk")
+    found = shutil.which("wrk")
+    if not found:
+        print("could not install wrk: using the fallback load generator", flush=True)
+    return found
 
 
 _UNITS: Final = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -426,11 +428,11 @@ def run_wrk(
     sample: Callable[[], None],
 ) -> Measurement:
     """One wrk run; `sample()` is called as it starts and again once it has finished."""
-    threads = max(1, min(len(cores) if cores else 1, connections))
+    # One thread: it has one core, and one wrk thread drives far more than one Python proxy.
     argv = _pinned(
         [
             wrk,
-            f"-t{threads}",
+            "-t1",
             f"-c{connections}",
             f"-d{seconds}s",
             "--latency",
@@ -458,6 +460,8 @@ def run_wrk(
         sample()
         out, _ = proc.communicate(timeout=seconds + 30)
         sample()
+    except subprocess.TimeoutExpired:
+        raise SetupError(f"wrk did not finish a {seconds} s run in {seconds + 30} s") from None
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -605,61 +609,71 @@ def machine() -> dict[str, str]:
 def measure(
     args: argparse.Namespace, wrk: str | None, place: Placement, tmp: Path, servers: Servers
 ) -> list[Result]:
-    results = []
-    upstream = servers.procs["upstream"].pid
+    """Each scenario, floor then gateway, `--rounds` times; the best round of each is kept."""
+    best: dict[tuple[str, str], Result] = {}
     for scenario, body in SCENARIOS.items():
-        body_file = tmp / f"{scenario}.json"
-        body_file.write_bytes(body)
-        for target in TARGETS:
-            proc, port = servers.procs[target], servers.ports[target]
-            print(
-                f"  {scenario:<6} {target:<8} {args.warmup} s warm-up, {args.duration} s "
-                "measured ...",
-                flush=True,
-            )
-            window = CpuWindow(proc.pid, upstream)
-            if wrk:
-                run_wrk(
-                    wrk, port, body_file, args.connections, args.warmup, place.load, lambda: None
+        (tmp / f"{scenario}.json").write_bytes(body)
+        for n in range(args.rounds):
+            for target in TARGETS:
+                round_ = f" (round {n + 1}/{args.rounds})" if args.rounds > 1 else ""
+                print(
+                    f"  {scenario:<6} {target:<8} {args.warmup} s warm-up, {args.duration} s "
+                    f"measured{round_} ...",
+                    flush=True,
                 )
-                m = run_wrk(
-                    wrk, port, body_file, args.connections, args.duration, place.load, window.sample
-                )
-            else:
-                m = run_python_load(
-                    port,
-                    body,
-                    args.connections,
-                    args.warmup,
-                    args.duration,
-                    place.load,
-                    window.sample,
-                )
-            if proc.poll() is not None:
-                raise SetupError(
-                    f"{target} died during the {scenario} run:\n{tail(tmp / f'{target}.log')}"
-                )
-            wall, proxy_s, upstream_s, all_s = window.used()
-            # Whatever else ran (other people's tests, say) competed with the measurement.
-            other_s = max(0.0, all_s - proxy_s - upstream_s - m.load_cpu_s)
-            results.append(
-                Result(
-                    scenario,
-                    target,
-                    m.requests,
-                    m.seconds,
-                    m.requests / m.seconds,
-                    m.p50_ms,
-                    m.p99_ms,
-                    m.errors,
-                    proxy_s / wall,
-                    upstream_s / wall,
-                    m.load_cpu_s / wall,
-                    other_s / wall,
-                    proxy_s / m.requests * 1e6 if m.requests else float("nan"),
-                )
-            )
-    return results
+                r = run_one(args, wrk, place, tmp, servers, scenario, target)
+                if (scenario, target) not in best or r.rps > best[(scenario, target)].rps:
+                    best[(scenario, target)] = r
+    return list(best.values())
+
+
+def run_one(
+    args: argparse.Namespace,
+    wrk: str | None,
+    place: Placement,
+    tmp: Path,
+    servers: Servers,
+    scenario: str,
+    target: str,
+) -> Result:
+    proc, port = servers.procs[target], servers.ports[target]
+    window = CpuWindow(proc.pid, servers.procs["upstream"].pid)
+    body_file = tmp / f"{scenario}.json"
+    if wrk:
+        run_wrk(wrk, port, body_file, args.connections, args.warmup, place.load, lambda: None)
+        m = run_wrk(
+            wrk, port, body_file, args.connections, args.duration, place.load, window.sample
+        )
+    else:
+        m = run_python_load(
+            port,
+            SCENARIOS[scenario],
+            args.connections,
+            args.warmup,
+            args.duration,
+            place.load,
+            window.sample,
+        )
+    if proc.poll() is not None:
+        raise SetupError(f"{target} died during the {scenario} run:\n{tail(tmp / f'{target}.log')}")
+    wall, proxy_s, upstream_s, all_s = window.used()
+    # Whatever else ran (other people's tests, say) competed with the measurement.
+    other_s = max(0.0, all_s - proxy_s - upstream_s - m.load_cpu_s)
+    return Result(
+        scenario=scenario,
+        target=target,
+        requests=m.requests,
+        seconds=m.seconds,
+        rps=m.requests / m.seconds,
+        p50_ms=m.p50_ms,
+        p99_ms=m.p99_ms,
+        errors=m.errors,
+        proxy_cpu=proxy_s / wall,
+        upstream_cpu=upstream_s / wall,
+        load_cpu=m.load_cpu_s / wall,
+        other_cpu=other_s / wall,
+        cpu_us_per_request=proxy_s / m.requests * 1e6 if m.requests else float("nan"),
+    )
 
 
 def report(
@@ -673,7 +687,8 @@ def report(
     )
     print(
         f"load: {loadgen}, {args.connections} connections, {args.warmup} s warm-up + "
-        f"{args.duration} s measured per run, loopback; upstream: {args.upstream_server}"
+        f"{args.duration} s measured per run, best of {args.rounds} round(s), loopback; "
+        f"upstream: {args.upstream_server}"
     )
     print(f"pinning: {place.how}")
     print()
@@ -704,6 +719,8 @@ def report(
         extra_cpu = gateway.cpu_us_per_request - floor.cpu_us_per_request
         target = " (target >= 0.80)" if scenario == "json" else ""
         print(f"ratio {label}: {ratio:.2f}{target}")
+        cpu_ratio = floor.cpu_us_per_request / gateway.cpu_us_per_request
+        print(f"  by CPU per request (less sensitive to a busy machine): {cpu_ratio:.2f}")
         print(
             f"  added latency p50: {added:+.2f} ms, p99: {gateway.p99_ms - floor.p99_ms:+.2f} ms;"
             f" gateway CPU per request: {gateway.cpu_us_per_request:.0f} us "
@@ -711,6 +728,7 @@ def report(
         )
         ratios[scenario] = {
             "ratio_rps": round(ratio, 3),
+            "ratio_cpu_per_request": round(cpu_ratio, 3),
             "added_p50_ms": round(added, 3),
             "added_p99_ms": round(gateway.p99_ms - floor.p99_ms, 3),
             "extra_cpu_us_per_request": round(extra_cpu, 1),
@@ -746,6 +764,7 @@ def report(
         "connections": args.connections,
         "warmup_s": args.warmup,
         "duration_s": args.duration,
+        "rounds": args.rounds,
         "results": [asdict(r) for r in results],
         "ratios": ratios,
         "gateway_cpu_bound": bound,
@@ -758,6 +777,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per run")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 s + 3 s per run")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat each pair of runs; keep the best of each"
+    )
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
@@ -776,12 +798,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.loadgen == "wrk" and not wrk:
         print("overhead: wrk not found", file=sys.stderr)
         return 2
-    loadgen = (
-        f"wrk ({wrk})"
-        if wrk
-        else "fallback: aiohttp clients in a separate process (wrk not available; the "
-        "client may be the bottleneck)"
-    )
+    if wrk:
+        loadgen = f"wrk ({wrk})"
+    else:
+        why = "--loadgen python" if args.loadgen == "python" else "wrk not available"
+        loadgen = f"fallback: aiohttp clients in a separate process ({why}; may be the bottleneck)"
     place = placement(not args.no_pin)
     if place.load is not None:
         # This script only waits and samples, but keep it off the proxy's core all the same.

@@ -151,8 +151,10 @@ def main() -> int:
         check_create_rules(body)
 
     failed = False
-    print(f"{'body':>8} {'bytes':>8} {'items':>6} {'schema':>9} {'rules':>8} {'normalize':>10} "
-          f"{'total':>9} {'budget':>8}")  # fmt: skip
+    print(
+        f"{'body':>8} {'bytes':>8} {'items':>6} {'schema':>9} {'rules':>8} {'normalize':>10} "
+        f"{'total':>9} {'budget':>8}"
+    )
     for label, target, runs in (("3 KB", 3_000, 20_000), ("100 KB", 100_000, 2_000)):
         body = sized(target)
         schema = measure(validators.create_response, body, runs)

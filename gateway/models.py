@@ -85,6 +85,16 @@ class Call:
     usage: Usage | None = None
     response: dict[str, Any] | None = None
     client_gone: bool = False
+    async_job: bool = False               # sent with x-bf-async
+    store: bool = False                   # the gateway keeps this response
+    previous: str | None = None           # previous_response_id, once found
+    conversation: str | None = None       # conversation id, once found
+    chain: list[str] = field(default_factory=list)
+    input_items: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def stateful(self) -> bool:
+        return self.store or self.previous is not None or self.conversation is not None
 
     def upstream_body(self) -> bytes:
         """The bytes to send upstream: the client's own unless a stage rewrote the JSON."""

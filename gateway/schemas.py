@@ -26,8 +26,9 @@ SCHEMA_NAMES: Final = (
 # Explaining a failure walks a shrunken copy of the body: jsonschema_rs copies the
 # instance into every error, so iter_errors on a big invalid body is quadratic
 # (seconds for a few hundred bad items). These bound the work an attacker can cause.
-_MAX_CHECKS: Final = 512
+_MAX_CHECKS: Final = 256
 _MAX_DEPTH: Final = 48
+_MAX_EXPLAINED_DEPTH: Final = 64
 _LONG_STRING: Final = 1024
 _SHOWN: Final = 120
 
@@ -63,13 +64,35 @@ class SchemaCheck:
         try:
             if self._is_valid(body):
                 return
-        except ValueError as exc:
-            raise InvalidRequestError(f"Invalid request body: {exc}.") from None
-        raise self.explain(body)
+            error = self.explain(body)
+        except (ValueError, RecursionError) as exc:
+            # jsonschema_rs refuses values nested deeper than its recursion limit.
+            key = self._first_bad_key(body)
+            error = InvalidRequestError(f"Invalid {_quoted(key)}: {exc}.", param=key)
+        raise error
+
+    def _first_bad_key(self, body: Any) -> str | None:
+        if not isinstance(body, dict):
+            return None
+        for key, value in body.items():
+            try:
+                if not self._is_valid({key: value}):
+                    return str(key)
+            except (ValueError, RecursionError):
+                return str(key)
+        return None
 
     def explain(self, body: Any) -> InvalidRequestError:
         shrunk = _Shrinker(self._is_valid)
         small = shrunk.run(body, split_top=self._split_top)
+        if _deeper_than(small, _MAX_EXPLAINED_DEPTH):
+            # iter_errors is quadratic in nesting depth (seconds at a few hundred levels).
+            key = self._first_bad_key(small)
+            return InvalidRequestError(
+                f"Invalid {_quoted(key)}: a value nested more than {_MAX_EXPLAINED_DEPTH} "
+                "levels deep does not match the schema.",
+                param=key,
+            )
         first = next(iter(self._validator.iter_errors(small)), None)
         if first is None:
             return InvalidRequestError("Invalid request body.")
@@ -179,11 +202,12 @@ class _Shrinker:
             if len(items) > 1:
                 first = self._first_failing(parent, key, items)
                 parent[key] = [items[first]]
-                if self._still_invalid():
-                    self.index[path] = first
-                    items = [items[first]]
-                else:
+                if not self._still_invalid():
+                    # No single item fails alone: the error is about the list (maxItems).
                     parent[key] = items
+                    return
+                self.index[path] = first
+                items = [items[first]]
             for i in range(len(items)):
                 self._visit(items, i, (*path, i))
         elif isinstance(node, dict):
@@ -199,6 +223,19 @@ class _Shrinker:
             out.append(self.index.get(prefix, step) if isinstance(step, int) else step)
             prefix = (*prefix, step)
         return out
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack += [(child, depth + 1) for child in node.values()]
+        elif isinstance(node, list):
+            stack += [(child, depth + 1) for child in node]
+    return False
 
 
 def _leaves(errors: Sequence[ValidationError], schema: dict[str, Any]) -> list[ValidationError]:
@@ -292,6 +329,10 @@ def _param(path: Sequence[str | int]) -> str | None:
     return text or None
 
 
+def _quoted(param: str | None) -> str:
+    return f"'{param}'" if param else "request body"
+
+
 def _show(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
@@ -354,7 +395,7 @@ def _to_error(
     kind, value = best.kind, best.instance
     path = shrunk.original(best.instance_path)
     param = _param(path)
-    where = f"'{param}'" if param else "request body"
+    where = _quoted(param)
     same = [e.kind for e in leaves if e.instance_path == best.instance_path]
 
     if isinstance(kind, Kind.Required | Kind.AdditionalProperties):

@@ -36,8 +36,10 @@ async def test_json_answer_is_the_upstreams(gateway: Client, stub: StubUpstream)
     assert resp.headers["x-gateway-model"] == "gpt-test"
 
 
-async def test_unchanged_body_is_forwarded_byte_for_byte(gateway: Client, stub: StubUpstream) -> None:
-    raw = b'{"model": "gpt-test",   "input": "keep   my spacing", "metadata": {"a": "1"}}'
+async def test_unchanged_body_is_forwarded_byte_for_byte(
+    gateway: Client, stub: StubUpstream
+) -> None:
+    raw = b'{"model": "gpt-test",   "input": "keep   my spacing", "store": false}'
     resp = await gateway.post("/v1/responses", data=raw, headers=AUTH)
     assert resp.status == 200
     assert stub.last.body == raw

@@ -433,6 +433,30 @@ def test_huge_invalid_string_is_explained_quickly(validators: Validators) -> Non
     assert (error.param, error.code) == ("input[0].phase", "invalid_type")
 
 
+@pytest.mark.parametrize("depth", [10, 400], ids=["shallow", "deep"])
+def test_deeply_nested_invalid_body_is_a_quick_400(validators: Validators, depth: int) -> None:
+    filters: dict[str, Any] = {"type": "eq", "key": "a", "value": 1, "zz": 1}
+    for _ in range(depth):
+        filters = {"type": "and", "filters": [filters]}
+    body = {
+        "model": "m",
+        "tools": [{"type": "file_search", "vector_store_ids": [], "filters": filters}],
+    }
+    started = time.perf_counter()
+    error = _error(validators.create_response, body)
+    assert time.perf_counter() - started < 0.5
+    assert error.param is not None
+    assert error.param.startswith("tools")
+
+
+def test_nesting_beyond_the_validator_limit_is_a_400(validators: Validators) -> None:
+    content: Any = "x"
+    for _ in range(1000):
+        content = [content]
+    error = _error(validators.create_response, {"input": [{"role": "user", "content": content}]})
+    assert error.param == "input"
+
+
 def test_input_tokens_body(validators: Validators) -> None:
     validators.input_tokens({})
     validators.input_tokens({"model": "m", "input": "x", "personality": "friendly", "future": 1})

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.codec import loads, raw_json_response
+from gateway.codec import dumps, loads, raw_json_response
 from gateway.errors import UpstreamError
 from gateway.models import Call, Usage
 from gateway.providers.base import Reply
 from gateway.routing import pick
+from gateway.state import client_view, save
 from gateway.streaming.relay import relay
 
 
@@ -18,6 +19,9 @@ async def forward(call: Call) -> web.StreamResponse:
     if call.body.get("model") != target.model:
         call.body["model"] = target.model
         call.changed = True
+    for name in target.provider.settings.drop_fields:
+        if call.body.pop(name, None) is not None:
+            call.changed = True
     headers = {
         "x-request-id": call.request_id,
         "x-gateway-provider": target.provider.name,
@@ -26,13 +30,19 @@ async def forward(call: Call) -> web.StreamResponse:
     async with target.provider.send(call, target, account) as reply:
         if reply.chunks is not None:
             response, tap, stayed = await relay(
-                call.request, reply.chunks, target.provider.name, headers
+                call.request, reply.chunks, target.provider.name, headers,
+                on_terminal=(lambda final: save(call, client_view(call, final)))
+                if call.stateful else None,
             )
             call.status, call.client_gone = 200, not stayed
             call.response = tap.response
             call.usage = Usage.from_response(call.response)
             return response
-        return answer(call, reply, headers)
+        answered = answer(call, reply, headers)
+        if call.stateful and call.response is not None and answered.status < 300:
+            await save(call, client_view(call, call.response))
+            answered.body = dumps(call.response)
+        return answered
 
 
 def answer(call: Call, reply: Reply, headers: dict[str, str]) -> web.Response:
@@ -41,18 +51,21 @@ def answer(call: Call, reply: Reply, headers: dict[str, str]) -> web.Response:
     status = reply.status
     if status in (401, 403, 407):
         # The upstream refused the gateway's own credentials: not the caller's fault.
-        raise UpstreamError(f"The upstream provider {name!r} refused the gateway's credentials "
-                            f"(HTTP {status}).")
+        raise UpstreamError(
+            f"The upstream provider {name!r} refused the gateway's credentials (HTTP {status})."
+        )
     if status >= 500:
-        raise UpstreamError(f"The upstream provider {name!r} failed (HTTP {status}): "
-                            f"{_message(reply.body)}")
+        raise UpstreamError(
+            f"The upstream provider {name!r} failed (HTTP {status}): {_message(reply.body)}"
+        )
     call.status = status
     if status < 300:
         try:
             decoded = loads(reply.body)
         except ValueError:
-            raise UpstreamError(f"The upstream provider {name!r} answered with invalid JSON.") \
-                from None
+            raise UpstreamError(
+                f"The upstream provider {name!r} answered with invalid JSON."
+            ) from None
         call.response = decoded if isinstance(decoded, dict) else None
         call.usage = Usage.from_response(call.response)
         return raw_json_response(reply.body, status, headers)
@@ -84,8 +97,13 @@ def _message(body: bytes) -> str:
 
 
 def _wrap(body: bytes, status: int) -> bytes:
-    from gateway.codec import dumps
-
-    return dumps({"error": {"message": _message(body) or f"HTTP {status} from the upstream",
-                            "type": "invalid_request_error", "param": None,
-                            "code": "upstream_error"}})
+    return dumps(
+        {
+            "error": {
+                "message": _message(body) or f"HTTP {status} from the upstream",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "upstream_error",
+            }
+        }
+    )

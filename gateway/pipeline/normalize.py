@@ -30,7 +30,7 @@ _PREVIEW_TOOLS: Final = frozenset({"web_search_preview", "web_search_preview_202
 _CHAT_KEYS: Final = frozenset(
     {"reasoning_content", "reasoning_details", "tool_calls", "function_call"}
 )
-_CHAT_MESSAGE_KEYS: Final = _CHAT_KEYS | {"name", "audio", "annotations", "refusal"}
+_CHAT_ONLY_KEYS: Final = frozenset({"name", "audio", "annotations", "refusal"})
 _CHAT_PARTS: Final = frozenset({"text", "image_url", "file"})
 _ASSISTANT_TEXT: Final = frozenset({"text", "input_text"})
 _FILE_PARTS: Final = frozenset({"input_file", "input_image"})
@@ -41,8 +41,11 @@ def normalize_request(body: dict[str, Any]) -> bool:
     """Chat-isms to Responses: `messages`, preview web search, assistant text, tool messages."""
     changed = False
     messages = body.get("messages")
-    if isinstance(messages, list) and "input" not in body:
+    if type(messages) is list and body.get("input") is None:
         _messages_to_input(body, messages)
+        changed = True
+    elif "messages" in body and messages is None:
+        del body["messages"]
         changed = True
     else:
         items = body.get("input")
@@ -79,7 +82,7 @@ def _messages_to_input(body: dict[str, Any], messages: list[Any]) -> None:
 
 
 def _from_chat(message: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in message.items() if k not in _CHAT_MESSAGE_KEYS or k in _CHAT_KEYS}
+    out = {k: v for k, v in message.items() if k not in _CHAT_ONLY_KEYS}
     refusal = message.get("refusal")
     if isinstance(refusal, str) and refusal and not out.get("content"):
         out["content"] = [{"type": "refusal", "refusal": refusal}]

@@ -25,7 +25,7 @@ METADATA_MAX_VALUE: Final = 512
 
 def check_create_rules(body: dict[str, Any], *, async_job: bool = False) -> None:
     """Raise InvalidRequestError for the first rule a CreateResponse body breaks."""
-    if "messages" in body:
+    if body.get("messages") is not None:
         _check_messages(body)
     if body.get("conversation") is not None and body.get("previous_response_id") is not None:
         raise InvalidRequestError(
@@ -58,7 +58,7 @@ def check_create_rules(body: dict[str, Any], *, async_job: bool = False) -> None
 
 
 def _check_messages(body: dict[str, Any]) -> None:
-    if "input" in body:
+    if body.get("input") is not None:
         raise InvalidRequestError(
             "Mutually exclusive parameters: Ensure you are only providing one of: "
             "'input' or 'messages'.",

@@ -7,6 +7,7 @@ from gateway.providers.base import Provider
 
 
 def build_providers(settings: Settings) -> dict[str, Provider]:
+    from gateway.providers.chat import ChatCompletionsProvider
     from gateway.providers.mock import MockProvider
     from gateway.providers.responses import ResponsesProvider
 
@@ -16,6 +17,8 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
             providers[ps.name] = MockProvider(ps)
         elif ps.api == "responses":
             providers[ps.name] = ResponsesProvider(ps)
+        elif ps.api == "chat_completions":
+            providers[ps.name] = ChatCompletionsProvider(ps)
         else:
             raise NotImplementedError(f"provider api {ps.api!r}")
     return providers

@@ -1,12 +1,25 @@
-"""The shared state's interface (Store) and open_store(settings): Redis, or memory for one process."""
+"""The shared state's interface (Store) and open_store(settings): Redis, or memory for one process.
+
+Records are plain JSON-able dicts; every one carries its owner, and a lookup by another owner
+answers exactly as a missing record does (None / False).
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from gateway.config import Settings
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Json]
+    has_more: bool
 
 
 class Store(Protocol):
@@ -14,6 +27,48 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Raise ServiceUnavailableError when the store cannot be reached."""
+
+    # Stored responses: {"owner", "response", "input": [items], "chain": [ancestor ids]}.
+    async def put_response(self, response_id: str, record: Json, ttl_s: int) -> None: ...
+
+    async def get_responses(self, owner: str, response_ids: list[str]) -> list[Json | None]: ...
+
+    async def delete_response(self, owner: str, response_id: str) -> bool: ...
+
+    # Conversations: {"owner", "conversation": {...}}, and their items in order.
+    async def put_conversation(self, conv_id: str, record: Json, ttl_s: int) -> None: ...
+
+    async def get_conversation(self, owner: str, conv_id: str) -> Json | None: ...
+
+    async def delete_conversation(self, owner: str, conv_id: str) -> bool: ...
+
+    async def add_items(
+        self, owner: str, conv_id: str, items: list[Json], ttl_s: int, max_items: int
+    ) -> bool:
+        """Append; False when the conversation is missing or would grow past max_items."""
+
+    async def list_items(
+        self, owner: str, conv_id: str, *, after: str | None, limit: int, desc: bool
+    ) -> Page | None: ...
+
+    async def all_items(self, owner: str, conv_id: str) -> list[Json] | None: ...
+
+    async def get_item(self, owner: str, conv_id: str, item_id: str) -> Json | None: ...
+
+    async def delete_item(self, owner: str, conv_id: str, item_id: str) -> bool: ...
+
+
+def page_of(ordered: list[Json], *, after: str | None, limit: int, desc: bool) -> Page:
+    """One page of items, in the order asked, starting after the item with id `after`."""
+    items = list(reversed(ordered)) if desc else ordered
+    if after is not None:
+        for i, item in enumerate(items):
+            if item.get("id") == after:
+                items = items[i + 1:]
+                break
+        else:
+            items = []
+    return Page(items[:limit], len(items) > limit)
 
 
 @asynccontextmanager

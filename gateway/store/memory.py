@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.store import Json, Page, page_of
+
+
+@dataclass(slots=True)
+class _Conversation:
+    owner: str
+    record: Json
+    expires: float
+    items: dict[str, Json] = field(default_factory=dict)  # insertion order is the order
 
 
 class MemoryStore:
@@ -11,6 +22,88 @@ class MemoryStore:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
+        self._responses: dict[str, tuple[float, Json]] = {}
+        self._conversations: dict[str, _Conversation] = {}
 
     async def ping(self) -> None:
         return None
+
+    async def put_response(self, response_id: str, record: Json, ttl_s: int) -> None:
+        self._responses[response_id] = (self.clock() + ttl_s, record)
+
+    async def get_responses(self, owner: str, response_ids: list[str]) -> list[Json | None]:
+        return [self._response(owner, rid) for rid in response_ids]
+
+    def _response(self, owner: str, response_id: str) -> Json | None:
+        found = self._responses.get(response_id)
+        if found is None:
+            return None
+        expires, record = found
+        if expires <= self.clock():
+            del self._responses[response_id]
+            return None
+        return record if record["owner"] == owner else None
+
+    async def delete_response(self, owner: str, response_id: str) -> bool:
+        if self._response(owner, response_id) is None:
+            return False
+        del self._responses[response_id]
+        return True
+
+    async def put_conversation(self, conv_id: str, record: Json, ttl_s: int) -> None:
+        conv = self._conversations.get(conv_id)
+        if conv is None:
+            self._conversations[conv_id] = _Conversation(record["owner"], record,
+                                                         self.clock() + ttl_s)
+        else:
+            conv.record, conv.expires = record, self.clock() + ttl_s
+
+    def _conv(self, owner: str, conv_id: str) -> _Conversation | None:
+        conv = self._conversations.get(conv_id)
+        if conv is None:
+            return None
+        if conv.expires <= self.clock():
+            del self._conversations[conv_id]
+            return None
+        return conv if conv.owner == owner else None
+
+    async def get_conversation(self, owner: str, conv_id: str) -> Json | None:
+        conv = self._conv(owner, conv_id)
+        return conv.record if conv else None
+
+    async def delete_conversation(self, owner: str, conv_id: str) -> bool:
+        if self._conv(owner, conv_id) is None:
+            return False
+        del self._conversations[conv_id]
+        return True
+
+    async def add_items(
+        self, owner: str, conv_id: str, items: list[Json], ttl_s: int, max_items: int
+    ) -> bool:
+        conv = self._conv(owner, conv_id)
+        if conv is None or len(conv.items) + len(items) > max_items:
+            return False
+        for item in items:
+            conv.items[item["id"]] = item
+        conv.expires = self.clock() + ttl_s
+        return True
+
+    async def list_items(
+        self, owner: str, conv_id: str, *, after: str | None, limit: int, desc: bool
+    ) -> Page | None:
+        conv = self._conv(owner, conv_id)
+        if conv is None:
+            return None
+        return page_of(list(conv.items.values()), after=after, limit=limit, desc=desc)
+
+    async def all_items(self, owner: str, conv_id: str) -> list[Json] | None:
+        conv = self._conv(owner, conv_id)
+        return list(conv.items.values()) if conv else None
+
+    async def get_item(self, owner: str, conv_id: str, item_id: str) -> Json | None:
+        conv = self._conv(owner, conv_id)
+        return conv.items.get(item_id) if conv else None
+
+    async def delete_item(self, owner: str, conv_id: str, item_id: str) -> bool:
+        conv = self._conv(owner, conv_id)
+        return conv is not None and conv.items.pop(item_id, None) is not None

@@ -1,11 +1,49 @@
-"""RedisStore: the shared state in Redis (redis.asyncio with hiredis), one client per process."""
+"""RedisStore: the shared state in Redis (redis.asyncio with hiredis), one client per process.
+
+Keys are `<prefix><kind>:{<id>}[:part]`: the braces are a Redis Cluster hash tag, so the keys of
+one conversation sit in one slot and its scripts run on Cluster too.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from gateway.errors import ServiceUnavailableError
+from gateway.store import Json, Page, page_of
+
+# KEYS: conversation hash, item ids list, items hash. ARGV: owner, ttl, max, then id/json pairs.
+_ADD_ITEMS = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+local n = (#ARGV - 3) / 2
+if redis.call('LLEN', KEYS[2]) + n > tonumber(ARGV[3]) then return -1 end
+for i = 4, #ARGV, 2 do
+  redis.call('RPUSH', KEYS[2], ARGV[i])
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+end
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
+return 1
+"""
+
+# KEYS: conversation hash, item ids list, items hash. ARGV: owner, item id.
+_DELETE_ITEM = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+if redis.call('HDEL', KEYS[3], ARGV[2]) == 0 then return 0 end
+redis.call('LREM', KEYS[2], 1, ARGV[2])
+return 1
+"""
+
+# KEYS: conversation hash, item ids list, items hash. ARGV: owner.
+_DELETE_CONVERSATION = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return 1
+"""
 
 
 class RedisStore:
@@ -15,17 +53,138 @@ class RedisStore:
         self.prefix = prefix
         self.client = redis.Redis.from_url(
             url, socket_timeout=max(timeout_s, 0.05), socket_connect_timeout=max(timeout_s, 0.05),
-            health_check_interval=30,
+            health_check_interval=30, retry_on_timeout=False,
         )
+        self._add_items = self.client.register_script(_ADD_ITEMS)
+        self._delete_item = self.client.register_script(_DELETE_ITEM)
+        self._delete_conversation = self.client.register_script(_DELETE_CONVERSATION)
 
     async def close(self) -> None:
         await self.client.aclose()
 
+    def key(self, kind: str, ident: str, part: str = "") -> str:
+        return f"{self.prefix}{kind}:{{{ident}}}{part}"
+
+    def _conv_keys(self, conv_id: str) -> list[str]:
+        return [self.key("conv", conv_id), self.key("conv", conv_id, ":ids"),
+                self.key("conv", conv_id, ":items")]
+
     async def ping(self) -> None:
-        try:
+        async with guard():
             await self.client.ping()
-        except (RedisError, OSError) as exc:
-            raise unavailable(exc) from exc
+
+    async def put_response(self, response_id: str, record: Json, ttl_s: int) -> None:
+        async with guard():
+            await self.client.set(self.key("resp", response_id), orjson.dumps(record), ex=ttl_s)
+
+    async def get_responses(self, owner: str, response_ids: list[str]) -> list[Json | None]:
+        if not response_ids:
+            return []
+        async with guard():
+            async with self.client.pipeline(transaction=False) as pipe:
+                for rid in response_ids:
+                    pipe.get(self.key("resp", rid))
+                raw = await pipe.execute()
+        return [_owned(value, owner) for value in raw]
+
+    async def delete_response(self, owner: str, response_id: str) -> bool:
+        (found,) = await self.get_responses(owner, [response_id])
+        if found is None:
+            return False
+        async with guard():
+            return bool(await self.client.delete(self.key("resp", response_id)))
+
+    async def put_conversation(self, conv_id: str, record: Json, ttl_s: int) -> None:
+        head = self.key("conv", conv_id)
+        async with guard(), self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(head, mapping={"owner": record["owner"], "data": orjson.dumps(record)})
+            for key in self._conv_keys(conv_id):
+                pipe.expire(key, ttl_s)
+            await pipe.execute()
+
+    async def get_conversation(self, owner: str, conv_id: str) -> Json | None:
+        async with guard():
+            owner_found, data = await self.client.hmget(self.key("conv", conv_id), "owner", "data")
+        if owner_found is None or owner_found.decode() != owner or data is None:
+            return None
+        record: Json = orjson.loads(data)
+        return record
+
+    async def delete_conversation(self, owner: str, conv_id: str) -> bool:
+        async with guard():
+            return bool(await self._delete_conversation(self._conv_keys(conv_id), [owner]))
+
+    async def add_items(
+        self, owner: str, conv_id: str, items: list[Json], ttl_s: int, max_items: int
+    ) -> bool:
+        args: list[Any] = [owner, ttl_s, max_items]
+        for item in items:
+            args += [item["id"], orjson.dumps(item)]
+        async with guard():
+            return int(await self._add_items(self._conv_keys(conv_id), args)) == 1
+
+    async def _ordered_ids(self, owner: str, conv_id: str) -> list[bytes] | None:
+        head, ids, _ = self._conv_keys(conv_id)
+        async with guard(), self.client.pipeline(transaction=False) as pipe:
+            pipe.hget(head, "owner")
+            pipe.lrange(ids, 0, -1)
+            owner_found, order = await pipe.execute()
+        if owner_found is None or owner_found.decode() != owner:
+            return None
+        return list(order)
+
+    async def _items(self, conv_id: str, ids: list[bytes]) -> list[Json]:
+        if not ids:
+            return []
+        async with guard():
+            raw = await self.client.hmget(self.key("conv", conv_id, ":items"), ids)
+        return [orjson.loads(value) for value in raw if value is not None]
+
+    async def list_items(
+        self, owner: str, conv_id: str, *, after: str | None, limit: int, desc: bool
+    ) -> Page | None:
+        order = await self._ordered_ids(owner, conv_id)
+        if order is None:
+            return None
+        stubs = [{"id": raw.decode()} for raw in order]
+        page = page_of(stubs, after=after, limit=limit, desc=desc)
+        items = await self._items(conv_id, [stub["id"].encode() for stub in page.items])
+        return Page(items, page.has_more)
+
+    async def all_items(self, owner: str, conv_id: str) -> list[Json] | None:
+        order = await self._ordered_ids(owner, conv_id)
+        return None if order is None else await self._items(conv_id, order)
+
+    async def get_item(self, owner: str, conv_id: str, item_id: str) -> Json | None:
+        head, _, items = self._conv_keys(conv_id)
+        async with guard(), self.client.pipeline(transaction=False) as pipe:
+            pipe.hget(head, "owner")
+            pipe.hget(items, item_id)
+            owner_found, raw = await pipe.execute()
+        if owner_found is None or owner_found.decode() != owner or raw is None:
+            return None
+        item: Json = orjson.loads(raw)
+        return item
+
+    async def delete_item(self, owner: str, conv_id: str, item_id: str) -> bool:
+        async with guard():
+            return bool(await self._delete_item(self._conv_keys(conv_id), [owner, item_id]))
+
+
+def _owned(raw: bytes | None, owner: str) -> Json | None:
+    if raw is None:
+        return None
+    record: Json = orjson.loads(raw)
+    return record if record.get("owner") == owner else None
+
+
+@asynccontextmanager
+async def guard() -> AsyncIterator[None]:
+    """Redis failures become a 503 with retry-after, never a 500; the client reconnects itself."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise unavailable(exc) from exc
 
 
 def unavailable(exc: BaseException) -> ServiceUnavailableError:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -93,9 +93,17 @@ class StreamTap:
 
 
 async def relay(
-    request: web.Request, chunks: AsyncIterator[bytes], provider: str, headers: dict[str, str]
+    request: web.Request,
+    chunks: AsyncIterator[bytes],
+    provider: str,
+    headers: dict[str, str],
+    on_terminal: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
 ) -> tuple[web.StreamResponse, StreamTap, bool]:
-    """Relay to the end; answers the response, the tap, and whether the client stayed."""
+    """Relay to the end; answers the response, the tap, and whether the client stayed.
+
+    `on_terminal` sees the final response before its event goes out, so that a client that
+    chains on it at once finds it stored.
+    """
     tap = StreamTap()
     # The first chunk is awaited before the 200 goes out, so that an upstream that fails at
     # once is still answered with a plain HTTP error the SDKs type and retry.
@@ -114,6 +122,9 @@ async def relay(
         chunk = first
         while True:
             out = tap.feed(chunk)
+            if on_terminal is not None and tap.response is not None:
+                await on_terminal(tap.response)
+                on_terminal = None
             if out:
                 await response.write(out)
             try:
@@ -128,7 +139,10 @@ async def relay(
                 f"The upstream provider {provider!r} ended the stream before the response was "
                 "complete."
             )
-            await response.write(tap.failure_frame(failure))
+            frame = tap.failure_frame(failure)
+            if on_terminal is not None and tap.response is not None:
+                await on_terminal(tap.response)
+            await response.write(frame)
         await response.write_eof()
     except ConnectionResetError:
         return response, tap, False

@@ -146,6 +146,12 @@ def test_messages_with_input_are_left_for_the_rules() -> None:
     assert "messages" in body
 
 
+def test_null_messages_are_dropped() -> None:
+    body: dict[str, Any] = {"model": "m", "input": "x", "messages": None}
+    assert normalize_request(body) is True
+    assert body == {"model": "m", "input": "x"}
+
+
 def test_assistant_string_content_in_input_becomes_output_text() -> None:
     body: dict[str, Any] = {"input": [{"role": "assistant", "content": "hi", "type": "message"}]}
     assert normalize_request(body) is True

@@ -21,6 +21,7 @@ def _error(body: dict[str, Any], *, async_job: bool = False) -> InvalidRequestEr
     [
         {"input": "hi"},
         {"messages": [{"role": "user", "content": "hi"}]},
+        {"input": "hi", "messages": None},
         {"conversation": "conv_1", "previous_response_id": None},
         {"conversation": None, "previous_response_id": "resp_1"},
         {"include": []},
@@ -33,6 +34,7 @@ def _error(body: dict[str, Any], *, async_job: bool = False) -> InvalidRequestEr
     ids=[
         "input",
         "messages",
+        "null_messages",
         "conversation_only",
         "previous_response_only",
         "include_empty",

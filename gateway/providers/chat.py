@@ -1,0 +1,213 @@
+"""Adapter for upstreams that speak POST /v1/chat/completions: Responses in, Responses out."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+
+from gateway.config import Account, ProviderSettings
+from gateway.errors import UpstreamError
+from gateway.providers.base import UPSTREAM_ERRORS, Reply, upstream_failure
+from gateway.providers.responses import USER_AGENT, new_session
+from gateway.streaming.sse import SSEParser, encode_event
+from gateway.translate.chat import (
+    ChatStreamTranslator,
+    completion_as_chunk,
+    from_chat_completion,
+    to_chat_request,
+)
+
+if TYPE_CHECKING:
+    from gateway.models import Call, Target
+
+# Client headers that may travel upstream; everything else (Authorization first) stays here.
+FORWARDED_HEADERS = ("traceparent", "tracestate")
+
+
+class _StreamFault(Exception):
+    """The upstream stream said it failed, or broke the protocol: ends with response.failed."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class ChatCompletionsProvider:
+    path = "/chat/completions"
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        self.name = settings.name
+        self.settings = settings
+        self.session = new_session()
+        # No total timeout: a stream may run for an hour. Idle reads are bounded instead.
+        self.timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.timeout_s
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    def headers(self, call: Call, account: Account) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if call.stream else "application/json",
+            "Accept-Encoding": "identity",
+            "User-Agent": USER_AGENT,
+            "X-Client-Request-Id": call.request_id,
+        }
+        incoming = call.request.headers
+        for name in FORWARDED_HEADERS:
+            value = incoming.get(name)
+            if value is not None:
+                headers[name] = value
+        if account.api_key:
+            if self.settings.auth_header == "api-key":
+                headers["api-key"] = account.api_key
+            else:
+                headers["Authorization"] = f"Bearer {account.api_key}"
+        return headers
+
+    @asynccontextmanager
+    async def send(self, call: Call, target: Target, account: Account) -> AsyncIterator[Reply]:
+        # Translated before any IO: what Chat Completions cannot express is the caller's 400.
+        payload = orjson.dumps(to_chat_request(call.body, target.model))
+        url = self.settings.base_url + self.path
+        try:
+            resp = await self.session.post(
+                url, data=payload, headers=self.headers(call, account), timeout=self.timeout
+            )
+        except UPSTREAM_ERRORS as exc:
+            raise upstream_failure(exc, self.name) from exc
+        translator = ChatStreamTranslator(
+            call.body, response_id=f"resp_{secrets.token_hex(24)}", created_at=int(time.time())
+        )
+        events: AsyncGenerator[bytes, None] | None = None
+        try:
+            if call.stream and resp.status == 200 and resp.content_type == "text/event-stream":
+                events = self._translate(resp, translator)
+                yield Reply(200, chunks=events, headers=resp.headers)
+                return
+            try:
+                body = await resp.read()
+            except UPSTREAM_ERRORS as exc:
+                raise upstream_failure(exc, self.name) from exc
+            if not 200 <= resp.status < 300:
+                # The forward stage maps upstream errors; an OpenAI envelope passes through.
+                yield Reply(resp.status, body=body, headers=resp.headers)
+                return
+            completion = self._completion(body)
+            if call.stream:  # the upstream answered a stream request with JSON: replay it
+                events = self._replay(translator, completion)
+                yield Reply(200, chunks=events, headers=resp.headers)
+                return
+            response = from_chat_completion(
+                completion, call.body, response_id=translator.response_id,
+                created_at=translator.created_at, completed_at=int(time.time()),
+            )
+            yield Reply(200, body=orjson.dumps(response), headers=resp.headers)
+        finally:
+            if events is not None:
+                await events.aclose()
+            # Closes the connection instead of pooling it when the body was not read to the end.
+            resp.release()
+
+    def _completion(self, body: bytes) -> dict[str, Any]:
+        try:
+            completion = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            completion = None
+        if not isinstance(completion, dict):
+            raise UpstreamError(f"The upstream provider {self.name!r} answered with invalid JSON.")
+        error = completion.get("error")
+        if error and "choices" not in completion:
+            raise UpstreamError(f"The upstream provider {self.name!r} failed: {_message(error)}")
+        return completion
+
+    async def _replay(
+        self, translator: ChatStreamTranslator, completion: dict[str, Any]
+    ) -> AsyncGenerator[bytes, None]:
+        events = translator.start()
+        events += translator.feed(completion_as_chunk(completion))
+        yield _encode(events + translator.finish(int(time.time())))
+
+    async def _translate(
+        self, resp: aiohttp.ClientResponse, translator: ChatStreamTranslator
+    ) -> AsyncGenerator[bytes, None]:
+        """Upstream chunks in, Responses events out: one bytes object per upstream read.
+
+        Until something has been sent, a failure is raised, so the client gets a plain HTTP
+        error (502); after that it is a `response.failed`. Transport errors propagate for the
+        relay to turn into `response.failed` (or a 502/504 before the first byte).
+        """
+        parser = SSEParser()
+        events = translator.start()
+        sent = False
+        ended = False
+        # iter_any() raising (UPSTREAM_ERRORS) is left to the relay.
+        async for data in resp.content.iter_any():
+            try:
+                ended = _feed(parser, data, translator, events)
+            except _StreamFault as fault:
+                if not sent:
+                    raise UpstreamError(
+                        f"The upstream provider {self.name!r} failed: {fault.message}"
+                    ) from None
+                yield _encode(events + translator.fail(fault.code, fault.message))
+                return
+            if ended:
+                break
+            # The lifecycle pair alone waits for the first real event, so that an upstream
+            # failing at once is still a plain HTTP error.
+            if len(events) > (0 if sent else 2):
+                yield _encode(events)
+                events, sent = [], True
+        if translator.finish_reason is None:
+            message = (
+                f"The upstream provider {self.name!r} ended the stream before the response "
+                "was complete."
+            )
+            if not sent:
+                raise UpstreamError(message)
+            events += translator.fail("upstream_error", message)
+        else:
+            events += translator.finish(int(time.time()))
+        yield _encode(events)
+
+
+def _feed(
+    parser: SSEParser, data: bytes, translator: ChatStreamTranslator, events: list[dict[str, Any]]
+) -> bool:
+    """Feed one upstream read, appending its events; whether `[DONE]` came."""
+    try:
+        frames = parser.feed(data)
+        for frame in frames:
+            if frame.data.startswith(b"[DONE]"):
+                return True
+            chunk = orjson.loads(frame.data)
+            if not isinstance(chunk, dict):
+                raise ValueError("a chunk is not a JSON object")
+            error = chunk.get("error")
+            if error or frame.event == "error":
+                code = error.get("code") if isinstance(error, dict) else None
+                raise _StreamFault(
+                    code if isinstance(code, str) and code else "upstream_error", _message(error)
+                )
+            events += translator.feed(chunk)
+    except ValueError as exc:  # orjson.JSONDecodeError, ChatStreamError, an oversized frame
+        raise _StreamFault("upstream_error", f"invalid chat completion stream: {exc}") from exc
+    return False
+
+
+def _encode(events: list[dict[str, Any]]) -> bytes:
+    return b"".join(encode_event(orjson.dumps(ev), ev["type"]) for ev in events)
+
+
+def _message(error: object) -> str:
+    message = error.get("message") if isinstance(error, dict) else error
+    return str(message or "the upstream reported an error")[:500]

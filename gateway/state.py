@@ -1,0 +1,189 @@
+"""The Responses API's state, owned by the gateway: context in, stored responses and items out."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any, Final
+
+import orjson
+
+from gateway.errors import GatewayError, InvalidRequestError, NotFoundError
+from gateway.models import Call
+from gateway.store import Json, Store
+
+log = logging.getLogger("gateway.state")
+
+MAX_CONVERSATION_ITEMS: Final = 5000
+MAX_ITEM_BYTES: Final = 4 * 1024 * 1024
+_ID_PREFIX: Final = {"message": "msg", "function_call": "fc", "function_call_output": "fco",
+                     "reasoning": "rs", "item_reference": "ref"}
+_GATEWAY_MADE_IDS: Final = frozenset({"user", "system", "developer"})
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+def as_items(value: Any, param: str = "input") -> list[Json]:
+    """Input as stored items: a string becomes a user message; every item gets type and id."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [{"role": "user", "content": value}]
+    if not isinstance(value, list):
+        raise InvalidRequestError(f"Invalid '{param}': expected a string or an array of items.",
+                                  param=param, code="invalid_type")
+    return [as_item(item, f"{param}[{i}]") for i, item in enumerate(value)]
+
+
+def as_item(item: Any, param: str) -> Json:
+    if not isinstance(item, dict):
+        raise InvalidRequestError(f"Invalid '{param}': expected an object.", param=param,
+                                  code="invalid_type")
+    if len(orjson.dumps(item)) > MAX_ITEM_BYTES:
+        raise InvalidRequestError(
+            f"Invalid '{param}': an item may hold at most {MAX_ITEM_BYTES} bytes.", param=param,
+            code="string_above_max_length",
+        )
+    out = dict(item)
+    kind = out.setdefault("type", "message" if "role" in out else "")
+    if kind == "message":
+        content = out.get("content")
+        if isinstance(content, str):
+            part = "output_text" if out.get("role") == "assistant" else "input_text"
+            out["content"] = [{"type": part, "text": content}]
+            if part == "output_text":
+                out["content"][0]["annotations"] = []
+        out.setdefault("status", "completed")
+    if not out.get("id"):
+        out["id"] = new_id(_ID_PREFIX.get(kind, "item"))
+    return out
+
+
+def for_upstream(item: Json) -> Json:
+    """An item as replayed upstream: ids the gateway made up mean nothing there."""
+    kind = item.get("type")
+    if (kind == "message" and item.get("role") in _GATEWAY_MADE_IDS) or (
+        kind == "function_call_output"
+    ):
+        return {k: v for k, v in item.items() if k not in ("id", "status")}
+    return item
+
+
+async def load_context(call: Call) -> None:
+    """Stage: prepend the stored context, and ask the upstream for a stateless answer."""
+    body, key = call.body, call.principal
+    assert key is not None
+    previous, conversation = body.get("previous_response_id"), body.get("conversation")
+    if isinstance(conversation, dict):
+        conversation = conversation.get("id")
+    if key.zdr:
+        _refuse_state_under_zdr(body, previous, conversation)
+    call.store = body.get("store", not key.zdr) is not False
+    if previous is None and conversation is None and not call.store:
+        return
+    store = call.deps.store
+    context: list[Json] = []
+    if isinstance(previous, str):
+        context = await _previous_context(call, store, previous)
+    elif isinstance(conversation, str):
+        items = await store.all_items(key.id, conversation)
+        if items is None:
+            raise NotFoundError(f"Conversation with id '{conversation}' not found.",
+                                param="conversation", code="conversation_not_found")
+        call.conversation = conversation
+        context = items
+    call.input_items = as_items(body.get("input"))
+    if call.conversation is not None and (
+        len(context) + len(call.input_items) >= MAX_CONVERSATION_ITEMS
+    ):
+        raise InvalidRequestError(
+            f"Conversation '{conversation}' is full: it may hold at most "
+            f"{MAX_CONVERSATION_ITEMS} items.", param="conversation", code="conversation_full",
+        )
+    if context:
+        body["input"] = [for_upstream(item) for item in (*context, *call.input_items)]
+    body.pop("previous_response_id", None)
+    body.pop("conversation", None)
+    # The gateway owns the state, so the upstream keeps nothing; replaying reasoning to a
+    # stateless upstream needs its encrypted content.
+    body["store"] = False
+    if _has_reasoning(body, context):
+        include = body.setdefault("include", [])
+        if isinstance(include, list) and "reasoning.encrypted_content" not in include:
+            include.append("reasoning.encrypted_content")
+    call.changed = True
+
+
+async def _previous_context(call: Call, store: Store, previous: str) -> list[Json]:
+    assert call.principal is not None
+    owner = call.principal.id
+    (record,) = await store.get_responses(owner, [previous])
+    if record is None:
+        raise InvalidRequestError(f"Previous response with id '{previous}' not found.",
+                                  param="previous_response_id",
+                                  code="previous_response_not_found")
+    chain: list[str] = record.get("chain", [])
+    ancestors = await store.get_responses(owner, chain) if chain else []
+    call.previous = previous
+    call.chain = [*chain, previous]
+    context: list[Json] = []
+    for found in (*ancestors, record):
+        if found is not None:
+            context += found.get("input", [])
+            context += found.get("response", {}).get("output", [])
+    return context
+
+
+def _refuse_state_under_zdr(body: Json, previous: Any, conversation: Any) -> None:
+    reason = "this key has zero data retention, so the gateway keeps nothing"
+    if body.get("store") is True:
+        raise InvalidRequestError(f"'store' cannot be true: {reason}.", param="store")
+    if previous is not None:
+        raise InvalidRequestError(f"'previous_response_id' cannot be used: {reason}.",
+                                  param="previous_response_id")
+    if conversation is not None:
+        raise InvalidRequestError(f"'conversation' cannot be used: {reason}.",
+                                  param="conversation")
+
+
+def _has_reasoning(body: Json, context: list[Json]) -> bool:
+    return body.get("reasoning") is not None or any(i.get("type") == "reasoning" for i in context)
+
+
+def client_view(call: Call, response: Json) -> Json:
+    """The response as the client asked for it, not as the stateless upstream saw it."""
+    response["store"] = call.store
+    response["previous_response_id"] = call.previous
+    response["conversation"] = {"id": call.conversation} if call.conversation else None
+    return response
+
+
+async def save(call: Call, response: Json) -> None:
+    """Keep the answered response and grow its conversation, before the client sees the end.
+
+    A failure here is logged, not raised: the client still gets the answer it paid for.
+    """
+    try:
+        await _save(call, response)
+    except GatewayError as exc:
+        log.warning("could not keep response %s: %s", response.get("id"), exc.message,
+                    extra={"request_id": call.request_id})
+
+
+async def _save(call: Call, response: Json) -> None:
+    assert call.principal is not None
+    owner, store, ttl = call.principal.id, call.deps.store, call.deps.settings.store.response_ttl_s
+    rid = response.get("id")
+    if call.store and isinstance(rid, str):
+        record = {"owner": owner, "response": response, "input": call.input_items,
+                  "chain": call.chain}
+        await store.put_response(rid, record, ttl)
+    if call.conversation is not None:
+        output = [as_item(item, "output") for item in response.get("output") or []]
+        added = await store.add_items(owner, call.conversation, [*call.input_items, *output],
+                                      ttl, MAX_CONVERSATION_ITEMS)
+        if not added:
+            log.warning("conversation %s is full or gone; items not added", call.conversation,
+                        extra={"request_id": call.request_id})

@@ -1,0 +1,1 @@
+"""Sans-IO translation between the Responses API and other upstream APIs (one module per API)."""

@@ -1,0 +1,150 @@
+"""The chat_completions provider end to end: the official SDKs against the gateway, in front of
+the mock upstream's /v1/chat/completions."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import agents
+import openai
+import orjson
+import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpServer
+
+from gateway.mockupstream import create_mock_upstream
+from tests.conftest import MakeGateway
+from tests.support.configs import KEY_A, UPSTREAM_KEY
+
+CHAT_MODEL = "chat-model"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function", "name": "get_weather", "strict": True,
+    "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"], "additionalProperties": False},
+}
+TEXT_ORDER = [
+    "response.created", "response.in_progress", "response.output_item.added",
+    "response.content_part.added", *["response.output_text.delta"] * 3,
+    "response.output_text.done", "response.content_part.done", "response.output_item.done",
+    "response.completed",
+]
+
+
+class Seen:
+    """What the mock upstream was sent: chat.completions bodies and their headers."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+
+    @web.middleware
+    async def record(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.bodies.append(orjson.loads(await request.read()))
+        self.headers.append(dict(request.headers))
+        return await handler(request)
+
+
+@pytest.fixture
+def seen() -> Seen:
+    return Seen()
+
+
+@pytest.fixture
+async def sdk(
+    aiohttp_server: AiohttpServer, make_gateway: MakeGateway, config: dict[str, Any], seen: Seen
+) -> AsyncIterator[openai.AsyncOpenAI]:
+    upstream_app = create_mock_upstream()
+    upstream_app.middlewares.append(seen.record)
+    upstream = await aiohttp_server(upstream_app)
+    cfg = copy.deepcopy(config)
+    cfg["providers"].append({
+        "name": "chat", "api": "chat_completions", "base_url": str(upstream.make_url("/v1")),
+        "accounts": [{"name": "main", "api_key_env": "UP_KEY"}], "timeout_s": 5,
+    })
+    cfg["models"].append({"name": CHAT_MODEL, "targets": [{"provider": "chat",
+                                                            "model": "mock-model"}]})
+    gateway = await make_gateway(cfg)
+    async with openai.AsyncOpenAI(
+        base_url=str(gateway.make_url("/v1")), api_key=KEY_A, max_retries=0
+    ) as client:
+        yield client
+
+
+async def test_create_returns_translated_text(sdk: openai.AsyncOpenAI) -> None:
+    response = await sdk.responses.create(model=CHAT_MODEL, input="Hello chat", metadata={"a": "b"})
+    assert response.id.startswith("resp_")
+    assert response.status == "completed"
+    assert response.output_text == "Echo: Hello chat"
+    assert response.output[0].type == "message" and response.output[0].id.startswith("msg_")
+    assert response.metadata == {"a": "b"}
+    assert response.usage is not None
+    assert response.usage.total_tokens == response.usage.input_tokens + 3
+
+
+async def test_upstream_gets_a_chat_request_with_the_account_key(
+    sdk: openai.AsyncOpenAI, seen: Seen
+) -> None:
+    await sdk.responses.create(model=CHAT_MODEL, input="Hi", instructions="Be brief.",
+                               max_output_tokens=64, metadata={"team": "a"})
+    assert seen.headers[-1]["Authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert seen.bodies[-1] == {
+        "model": "mock-model",
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        "max_completion_tokens": 64,
+    }
+
+
+async def test_stream_helper_gets_the_final_text(sdk: openai.AsyncOpenAI) -> None:
+    async with sdk.responses.stream(model=CHAT_MODEL, input="Stream me") as stream:
+        deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
+        final = await stream.get_final_response()
+    assert "".join(deltas) == final.output_text == "Echo: Stream me"
+    assert final.status == "completed"
+    assert final.usage is not None and final.usage.output_tokens == 3
+
+
+async def test_stream_helper_gets_a_function_call(sdk: openai.AsyncOpenAI) -> None:
+    async with sdk.responses.stream(model=CHAT_MODEL, input="What is the weather?",
+                                    tools=[WEATHER_TOOL], tool_choice="required") as stream:
+        final = await stream.get_final_response()
+    (call,) = final.output
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert call.id.startswith("fc_") and call.call_id.startswith("call_")
+    assert json.loads(call.arguments) == {"city": "example"}
+
+
+async def test_raw_stream_is_in_canonical_order(sdk: openai.AsyncOpenAI) -> None:
+    stream = await sdk.responses.create(model=CHAT_MODEL, input="One two", stream=True)
+    events = [event async for event in stream]
+    assert [e.type for e in events] == TEXT_ORDER
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert {e.response.id for e in events if hasattr(e, "response")} == {events[0].response.id}
+
+
+async def test_hosted_tool_is_a_bad_request(sdk: openai.AsyncOpenAI, seen: Seen) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        await sdk.responses.create(model=CHAT_MODEL, input="Search", tools=[{"type": "web_search"}])
+    assert err.value.param == "tools[0].type"
+    assert err.value.code == "unsupported_value"
+    assert seen.bodies == []
+
+
+async def test_agent_runs_a_function_tool(sdk: openai.AsyncOpenAI) -> None:
+    agents.set_tracing_disabled(True)
+
+    @agents.function_tool
+    def lookup_code(name: str) -> str:
+        """The secret code of a person."""
+        return "4217"
+
+    agent = agents.Agent(
+        name="helper", instructions="Use tools.", tools=[lookup_code],
+        model=agents.OpenAIResponsesModel(model=CHAT_MODEL, openai_client=sdk),
+    )
+    result = await agents.Runner.run(agent, "Please call lookup_code for Ada.")
+    assert result.final_output == "Tool said: 4217"
