@@ -821,6 +821,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SetupError as exc:
             print(f"overhead: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print("overhead: interrupted", file=sys.stderr)
+            return 130
         finally:
             stop_all(servers.children)
     summary = report(args, loadgen, place, results)

@@ -1,4 +1,4 @@
-"""deploy/: the kustomizations render to valid Kubernetes objects that fit the gateway and its image.
+"""deploy/: the kustomizations render to valid Kubernetes objects that fit the gateway and image.
 
 Offline: a small renderer for the kustomize subset that deploy/k8s uses (checked against
 `kustomize build` / `kubectl kustomize` when one is on PATH), and the Kubernetes OpenAPI schemas
@@ -39,11 +39,23 @@ Obj = dict[str, Any]
 
 # --- A renderer for the kustomize subset used in deploy/k8s -------------------------------
 
-_KUSTOMIZATION_FIELDS: Final = {"apiVersion", "kind", "resources", "namespace", "labels",
-                                "images", "patches"}
+_KUSTOMIZATION_FIELDS: Final = {
+    "apiVersion",
+    "kind",
+    "resources",
+    "namespace",
+    "labels",
+    "images",
+    "patches",
+}
 # Lists that a strategic merge patch merges by a key instead of replacing.
-_MERGE_KEYS: Final = {"containers": "name", "initContainers": "name", "env": "name",
-                      "volumes": "name", "volumeMounts": "mountPath"}
+_MERGE_KEYS: Final = {
+    "containers": "name",
+    "initContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+}
 _WORKLOADS: Final = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 
 
@@ -87,7 +99,9 @@ def render(directory: Path) -> list[Obj]:
 
 def _apply_patch(objects: list[Obj], patch: Obj) -> list[Obj]:
     ident = (patch["kind"], patch["metadata"]["name"])
-    matches = [i for i, obj in enumerate(objects) if (obj["kind"], obj["metadata"]["name"]) == ident]
+    matches = [
+        i for i, obj in enumerate(objects) if (obj["kind"], obj["metadata"]["name"]) == ident
+    ]
     assert len(matches) == 1, f"patch {ident} matches {len(matches)} objects"
     if patch.get("$patch") == "delete":
         return [obj for i, obj in enumerate(objects) if i != matches[0]]
@@ -144,6 +158,7 @@ def _by_id(objects: list[Obj]) -> dict[tuple[str, str], Obj]:
 
 # --- Fixtures and helpers ------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module", params=sorted(OVERLAYS))
 def rendered(request: pytest.FixtureRequest) -> tuple[str, list[Obj]]:
     return request.param, render(OVERLAYS[request.param])
@@ -155,9 +170,15 @@ def one(objects: list[Obj], kind: str, name: str | None = None) -> Obj:
     return found[0]
 
 
+def named(items: list[Obj], name: str) -> Obj:
+    found = [item for item in items if item["name"] == name]
+    assert len(found) == 1, f"expected one {name!r} in {[i['name'] for i in items]}"
+    return found[0]
+
+
 def gateway_container(objects: list[Obj]) -> Obj:
     pod = one(objects, "Deployment", "gateway")["spec"]["template"]["spec"]
-    return one([{"kind": "c", "metadata": c} for c in pod["containers"]], "c", "gateway")["metadata"]
+    return named(pod["containers"], "gateway")
 
 
 def config_text(objects: list[Obj]) -> str:
@@ -204,11 +225,13 @@ def prestop_seconds(container: Obj) -> float:
     if "sleep" in pre:
         return float(pre["sleep"]["seconds"])
     command = pre.get("exec", {}).get("command", [])
-    assert len(command) == 2 and command[0] == "sleep", f"preStop is not a sleep: {pre}"
+    assert command[:1] == ["sleep"], f"preStop is not a sleep: {pre}"
+    assert len(command) == 2, f"preStop is not a sleep: {pre}"
     return float(command[1])
 
 
 # --- Rendering and schema validation -------------------------------------------------------
+
 
 def test_renderer_matches_kustomize_when_installed(rendered: tuple[str, list[Obj]]) -> None:
     name, objects = rendered
@@ -248,19 +271,25 @@ def test_names_are_unique_and_labelled(rendered: tuple[str, list[Obj]]) -> None:
     assert len(ids) == len(set(ids))
     for obj in objects:
         labels = obj["metadata"]["labels"]
-        assert {"app.kubernetes.io/name", "app.kubernetes.io/instance",
-                "app.kubernetes.io/part-of"} <= set(labels), obj["metadata"]["name"]
+        assert {
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/part-of",
+        } <= set(labels), obj["metadata"]["name"]
         assert obj["metadata"]["namespace"] == "gateway"
 
 
 # --- The gateway's config and the Deployment agree -----------------------------------------
+
 
 def test_configmap_config_loads_with_the_pods_environment(rendered: tuple[str, list[Obj]]) -> None:
     _, objects = rendered
     settings = settings_of(objects)  # raises ConfigError listing every problem
     assert settings.server.host == "0.0.0.0"
     assert settings.store.url.startswith(("redis://", "rediss://")), "replicas need shared state"
-    assert settings.keys and settings.providers and settings.models
+    assert settings.keys
+    assert settings.providers
+    assert settings.models
 
 
 def test_config_file_path_is_the_mounted_configmap(rendered: tuple[str, list[Obj]]) -> None:
@@ -268,10 +297,8 @@ def test_config_file_path_is_the_mounted_configmap(rendered: tuple[str, list[Obj
     pod = one(objects, "Deployment", "gateway")["spec"]["template"]["spec"]
     container = gateway_container(objects)
     path = pod_environ(objects)["GATEWAY_CONFIG"]
-    volume = one([{"kind": "v", "metadata": v} for v in pod["volumes"]], "v", "config")["metadata"]
-    assert volume["configMap"]["name"] == "gateway-config"
-    mount = one([{"kind": "m", "metadata": {"name": m["name"], **m}}
-                 for m in container["volumeMounts"]], "m", "config")["metadata"]
+    assert named(pod["volumes"], "config")["configMap"]["name"] == "gateway-config"
+    mount = named(container["volumeMounts"], "config")
     assert mount["readOnly"] is True
     assert path == f"{mount['mountPath']}/config.yaml"
 
@@ -330,8 +357,9 @@ def test_selectors_pick_the_gateway_pods(rendered: tuple[str, list[Obj]]) -> Non
     for port in service["spec"]["ports"]:
         container_port(gateway_container(objects), port["targetPort"])
     assert selects(one(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"], labels)
-    assert selects(one(objects, "NetworkPolicy", "gateway")["spec"]["podSelector"]["matchLabels"],
-                   labels)
+    assert selects(
+        one(objects, "NetworkPolicy", "gateway")["spec"]["podSelector"]["matchLabels"], labels
+    )
     for spread in deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]:
         assert selects(spread["labelSelector"]["matchLabels"], labels)
     target = one(objects, "HorizontalPodAutoscaler", "gateway")["spec"]["scaleTargetRef"]
@@ -388,10 +416,13 @@ def test_production_uses_an_external_redis_from_a_secret() -> None:
 
 # --- The image ----------------------------------------------------------------------------
 
+
 def dockerfile() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of deploy/Dockerfile, continuation lines joined."""
     text = re.sub(r"\\\n", " ", (DEPLOY / "Dockerfile").read_text())
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    lines = [
+        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
     return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1]) for ln in lines]
 
 
@@ -413,7 +444,7 @@ def test_image_matches_the_deployment() -> None:
     objects = render(OVERLAYS["base"])
     container = gateway_container(objects)
     pod = one(objects, "Deployment", "gateway")["spec"]["template"]["spec"]
-    final = steps[max(i for i, (op, _) in enumerate(steps) if op == "FROM"):]
+    final = steps[max(i for i, (op, _) in enumerate(steps) if op == "FROM") :]
     args = {op: arg for op, arg in final}
     assert args["EXPOSE"] == str(container_port(container, "http"))
     assert args["USER"].split(":")[0] == str(pod["securityContext"]["runAsUser"])
@@ -423,14 +454,24 @@ def test_image_matches_the_deployment() -> None:
 
 
 def test_dockerignore_keeps_what_the_image_copies() -> None:
-    patterns = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
-                if ln.strip() and not ln.startswith("#")]
-    sources = [src for op, arg in dockerfile() if op == "COPY" and "--from=" not in arg
-               for src in shlex.split(arg)[:-1]]
+    patterns = [
+        ln.strip()
+        for ln in (ROOT / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
+    sources = [
+        src
+        for op, arg in dockerfile()
+        if op == "COPY" and "--from=" not in arg
+        for src in shlex.split(arg)[:-1]
+    ]
     assert sources
-    files = [str(p.relative_to(ROOT)) for src in sources for p in
-             ([ROOT / src] if (ROOT / src).is_file() else (ROOT / src).rglob("*"))
-             if p.is_file() and "__pycache__" not in p.parts]
+    files = [
+        str(p.relative_to(ROOT))
+        for src in sources
+        for p in ([ROOT / src] if (ROOT / src).is_file() else (ROOT / src).rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
     assert "schemas/config.schema.json" in files
     assert [f for f in files if dockerignored(f, patterns)] == []
     for kept_out in (".venv/bin/python", ".git/HEAD", "tests/conftest.py"):

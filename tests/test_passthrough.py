@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import orjson
@@ -140,3 +141,14 @@ async def test_slow_upstream_is_504(make_gateway: Any, config: dict[str, Any],
     resp = await post(gateway, body())
     assert resp.status == 504
     assert (await resp.json())["error"]["code"] == "upstream_timeout"
+
+
+async def test_large_body_is_forwarded_whole(gateway: Client, stub: StubUpstream) -> None:
+    image = "data:image/png;base64," + "A" * (3 * 1024 * 1024)
+    payload = body(store=False, input=[{"role": "user", "content": [
+        {"type": "input_text", "text": "what is this?"},
+        {"type": "input_image", "image_url": image}]}])
+    raw = orjson.dumps(payload)
+    resp = await gateway.post("/v1/responses", data=io.BytesIO(raw), headers=AUTH)
+    assert resp.status == 200
+    assert stub.last.body == raw

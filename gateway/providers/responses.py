@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
 # Client headers that may travel upstream; everything else (Authorization first) stays here.
 FORWARDED_HEADERS = ("traceparent", "tracestate", "openai-beta")
 USER_AGENT = "responses-gateway/0.1"
+# aiohttp warns that bodies above 1 MiB given as bytes block the loop; BytesIO streams them.
+LARGE_BODY = 1024 * 1024
 
 
 def new_session() -> aiohttp.ClientSession:
@@ -63,10 +66,11 @@ class ResponsesProvider:
     @asynccontextmanager
     async def send(self, call: Call, target: Target, account: Account) -> AsyncIterator[Reply]:
         url = self.settings.base_url + self.path
+        body = call.upstream_body()
         try:
             resp = await self.session.post(
-                url, data=call.upstream_body(), headers=self.headers(call, account),
-                timeout=self.timeout,
+                url, data=body if len(body) < LARGE_BODY else io.BytesIO(body),
+                headers=self.headers(call, account), timeout=self.timeout,
             )
         except UPSTREAM_ERRORS as exc:
             raise upstream_failure(exc, self.name) from exc

@@ -129,7 +129,7 @@ def _message(item: Mapping[str, Any], where: str) -> Json:
     texts: list[str] = []
     message: Json = {"role": "assistant", "content": None}
     for j, part in enumerate(_list(content, f"{where}.content")):
-        kind = part.get("type")
+        kind = _kind(part)
         if kind in _TEXT_PARTS:
             texts.append(_str(part, "text", f"{where}.content[{j}]"))
         elif kind == "refusal":
@@ -150,7 +150,7 @@ def _text(content: Any, where: str, *, images: bool) -> str | list[Json]:
     parts: list[Json] = []
     for j, part in enumerate(_list(content, where)):
         at = f"{where}[{j}]"
-        kind = part.get("type")
+        kind = _kind(part)
         if kind in _TEXT_PARTS:
             parts.append({"type": "text", "text": _str(part, "text", at)})
         elif kind == "input_image" and images:
@@ -158,7 +158,7 @@ def _text(content: Any, where: str, *, images: bool) -> str | list[Json]:
             if not isinstance(url, str) or not url:
                 raise _unsupported(at, f"An input_image without an image_url {_UNSUPPORTED}.")
             image: Json = {"url": url}
-            if part.get("detail") in _IMAGE_DETAILS:
+            if _kind(part, "detail") in _IMAGE_DETAILS:
                 image["detail"] = part["detail"]
             parts.append({"type": "image_url", "image_url": image})
         else:
@@ -197,7 +197,7 @@ def _tools(value: Any) -> list[Json]:
 
 
 def _tool_choice(value: Any) -> Any:
-    if value is None or value in _CHOICES:
+    if value is None or (isinstance(value, str) and value in _CHOICES):
         return value
     if not isinstance(value, Mapping):
         raise InvalidRequestError(
@@ -251,6 +251,12 @@ def _str(obj: Mapping[str, Any], key: str, where: str) -> str:
             code="missing_required_parameter",
         )
     return value
+
+
+def _kind(obj: Mapping[str, Any], key: str = "type") -> str:
+    """A string field or "": a list or dict must never reach a set lookup."""
+    value = obj.get(key)
+    return value if isinstance(value, str) else ""
 
 
 def _is_int(value: Any) -> TypeGuard[int]:

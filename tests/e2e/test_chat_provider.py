@@ -13,6 +13,12 @@ import openai
 import orjson
 import pytest
 from aiohttp import web
+from openai.types.responses import (
+    FunctionToolParam,
+    ResponseCompletedEvent,
+    ResponseCreatedEvent,
+    ResponseInProgressEvent,
+)
 from pytest_aiohttp import AiohttpServer
 
 from gateway.mockupstream import create_mock_upstream
@@ -21,7 +27,7 @@ from tests.support.configs import KEY_A, UPSTREAM_KEY
 
 CHAT_MODEL = "chat-model"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-WEATHER_TOOL: dict[str, Any] = {
+WEATHER_TOOL: FunctionToolParam = {
     "type": "function", "name": "get_weather", "strict": True,
     "description": "The weather in a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -80,7 +86,8 @@ async def test_create_returns_translated_text(sdk: openai.AsyncOpenAI) -> None:
     assert response.id.startswith("resp_")
     assert response.status == "completed"
     assert response.output_text == "Echo: Hello chat"
-    assert response.output[0].type == "message" and response.output[0].id.startswith("msg_")
+    assert response.output[0].type == "message"
+    assert response.output[0].id.startswith("msg_")
     assert response.metadata == {"a": "b"}
     assert response.usage is not None
     assert response.usage.total_tokens == response.usage.input_tokens + 3
@@ -105,7 +112,8 @@ async def test_stream_helper_gets_the_final_text(sdk: openai.AsyncOpenAI) -> Non
         final = await stream.get_final_response()
     assert "".join(deltas) == final.output_text == "Echo: Stream me"
     assert final.status == "completed"
-    assert final.usage is not None and final.usage.output_tokens == 3
+    assert final.usage is not None
+    assert final.usage.output_tokens == 3
 
 
 async def test_stream_helper_gets_a_function_call(sdk: openai.AsyncOpenAI) -> None:
@@ -113,8 +121,10 @@ async def test_stream_helper_gets_a_function_call(sdk: openai.AsyncOpenAI) -> No
                                     tools=[WEATHER_TOOL], tool_choice="required") as stream:
         final = await stream.get_final_response()
     (call,) = final.output
-    assert call.type == "function_call" and call.name == "get_weather"
-    assert call.id.startswith("fc_") and call.call_id.startswith("call_")
+    assert call.type == "function_call"
+    assert call.name == "get_weather"
+    assert (call.id or "").startswith("fc_")
+    assert call.call_id.startswith("call_")
     assert json.loads(call.arguments) == {"city": "example"}
 
 
@@ -123,7 +133,10 @@ async def test_raw_stream_is_in_canonical_order(sdk: openai.AsyncOpenAI) -> None
     events = [event async for event in stream]
     assert [e.type for e in events] == TEXT_ORDER
     assert [e.sequence_number for e in events] == list(range(len(events)))
-    assert {e.response.id for e in events if hasattr(e, "response")} == {events[0].response.id}
+    lifecycle = [e for e in events if isinstance(
+        e, ResponseCreatedEvent | ResponseInProgressEvent | ResponseCompletedEvent)]
+    assert len(lifecycle) == 3
+    assert {e.response.id for e in lifecycle} == {lifecycle[0].response.id}
 
 
 async def test_hosted_tool_is_a_bad_request(sdk: openai.AsyncOpenAI, seen: Seen) -> None:
@@ -148,3 +161,114 @@ async def test_agent_runs_a_function_tool(sdk: openai.AsyncOpenAI) -> None:
     )
     result = await agents.Runner.run(agent, "Please call lookup_code for Ada.")
     assert result.final_output == "Tool said: 4217"
+
+
+# -- failure paths, against a canned chat upstream ----------------------------
+
+
+class Canned:
+    """A chat upstream that answers every request with one fixed body."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.body = b""
+        self.content_type = "text/event-stream"
+        self.app = web.Application()
+        self.app.router.add_post("/v1/chat/completions", self.answer)
+
+    async def answer(self, request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=self.status, body=self.body, content_type=self.content_type)
+
+    def chunks(self, *chunks: dict[str, Any], done: bool = True) -> None:
+        frames = [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks]
+        self.body = b"".join(frames) + (b"data: [DONE]\n\n" if done else b"")
+
+
+def text_chunk(text: str, finish_reason: str | None = None) -> dict[str, Any]:
+    return {"object": "chat.completion.chunk", "choices": [
+        {"index": 0, "delta": {"content": text}, "finish_reason": finish_reason}]}
+
+
+@pytest.fixture
+async def canned() -> Canned:
+    return Canned()
+
+
+@pytest.fixture
+async def canned_sdk(
+    aiohttp_server: AiohttpServer, make_gateway: MakeGateway, config: dict[str, Any],
+    canned: Canned,
+) -> AsyncIterator[openai.AsyncOpenAI]:
+    upstream = await aiohttp_server(canned.app)
+    cfg = copy.deepcopy(config)
+    cfg["providers"].append({"name": "canned", "api": "chat_completions",
+                             "base_url": str(upstream.make_url("/v1")), "timeout_s": 5})
+    cfg["models"].append({"name": CHAT_MODEL, "targets": [{"provider": "canned",
+                                                            "model": "m"}]})
+    gateway = await make_gateway(cfg)
+    async with openai.AsyncOpenAI(
+        base_url=str(gateway.make_url("/v1")), api_key=KEY_A, max_retries=0
+    ) as client:
+        yield client
+
+
+async def raw_events(client: openai.AsyncOpenAI) -> list[Any]:
+    stream = await client.responses.create(model=CHAT_MODEL, input="x", stream=True)
+    return [event async for event in stream]
+
+
+async def test_upstream_client_error_passes_through(
+    canned_sdk: openai.AsyncOpenAI, canned: Canned
+) -> None:
+    canned.status, canned.content_type = 400, "application/json"
+    canned.body = orjson.dumps({"error": {"message": "Bad temperature.", "type":
+                                          "invalid_request_error", "param": "temperature",
+                                          "code": "invalid_value"}})
+    with pytest.raises(openai.BadRequestError) as err:
+        await canned_sdk.responses.create(model=CHAT_MODEL, input="x")
+    assert err.value.param == "temperature"
+
+
+async def test_stream_cut_before_finish_ends_failed(
+    canned_sdk: openai.AsyncOpenAI, canned: Canned
+) -> None:
+    canned.chunks(text_chunk("Hel"), text_chunk("lo"), done=False)
+    events = await raw_events(canned_sdk)
+    assert events[-1].type == "response.failed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert [e.delta for e in events if e.type == "response.output_text.delta"] == ["Hel", "lo"]
+
+
+async def test_error_chunk_mid_stream_ends_failed_with_its_code(
+    canned_sdk: openai.AsyncOpenAI, canned: Canned
+) -> None:
+    canned.chunks(text_chunk("Hi"), {"error": {"message": "Overloaded", "code": "server_error"}})
+    events = await raw_events(canned_sdk)
+    failed = events[-1]
+    assert failed.type == "response.failed"
+    assert failed.response.error is not None
+    assert (failed.response.error.code, failed.response.error.message) == (
+        "server_error", "Overloaded")
+
+
+async def test_error_chunk_before_any_event_is_a_502(
+    canned_sdk: openai.AsyncOpenAI, canned: Canned
+) -> None:
+    canned.chunks({"error": {"message": "Overloaded"}})
+    with pytest.raises(openai.InternalServerError) as err:
+        await raw_events(canned_sdk)
+    assert err.value.status_code == 502
+    assert "Overloaded" in err.value.message
+
+
+async def test_json_answer_to_a_stream_request_is_replayed_as_events(
+    canned_sdk: openai.AsyncOpenAI, canned: Canned
+) -> None:
+    canned.content_type = "application/json"
+    canned.body = orjson.dumps({"object": "chat.completion", "choices": [{
+        "index": 0, "message": {"role": "assistant", "content": "One two three"},
+        "finish_reason": "stop"}]})
+    events = await raw_events(canned_sdk)
+    assert [e.type for e in events] == [t for t in TEXT_ORDER if not t.endswith(".delta")] [:4] + [
+        "response.output_text.delta", *TEXT_ORDER[-4:]]

@@ -46,7 +46,7 @@ class StubUpstream:
         self.url = ""
         self.behaviour = Behaviour()
         self.cancelled = asyncio.Event()
-        self.app = web.Application()
+        self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_post("/v1/responses", self.responses)
 
     @property
