@@ -17,6 +17,10 @@ class KeyRing:
         self._by_digest = {k.sha256: k for k in keys if k.sha256}
         self._admin = admin_sha256
 
+    async def authenticate(self, authorization: str | None) -> KeySettings:
+        """The caller behind an Authorization header, or AuthenticationError."""
+        return self.lookup(authorization)
+
     def lookup(self, authorization: str | None) -> KeySettings:
         token = bearer_token(authorization)
         found = hashlib.sha256(token.encode()).hexdigest()

@@ -22,7 +22,7 @@ MAX_ITEMS_PER_CALL = 20
 
 async def _caller(request: web.Request) -> tuple[Deps, KeySettings]:
     deps = request.app[DEPS]
-    key = deps.keys.lookup(request.headers.get("Authorization"))
+    key = await deps.keys.authenticate(request.headers.get("Authorization"))
     if key.zdr:
         raise InvalidRequestError(
             "Conversations cannot be used: this key has zero data retention, so the gateway "

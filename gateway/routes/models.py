@@ -21,14 +21,14 @@ def _owner(model: ModelSettings) -> str:
 
 async def list_models(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    key = deps.keys.lookup(request.headers.get("Authorization"))
+    key = await deps.keys.authenticate(request.headers.get("Authorization"))
     data = [_model_object(m.name, _owner(m)) for m in deps.router.visible(key)]
     return json_response({"object": "list", "data": data})
 
 
 async def retrieve_model(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    key = deps.keys.lookup(request.headers.get("Authorization"))
+    key = await deps.keys.authenticate(request.headers.get("Authorization"))
     requested = request.match_info["model"]
     try:
         model, targets = deps.router.resolve(requested, key)

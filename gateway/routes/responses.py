@@ -36,7 +36,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
 
 async def _stored(request: web.Request) -> Json:
     deps = request.app[DEPS]
-    key = deps.keys.lookup(request.headers.get("Authorization"))
+    key = await deps.keys.authenticate(request.headers.get("Authorization"))
     rid = request.match_info["response_id"]
     (record,) = await deps.store.get_responses(key.id, [rid])
     if record is None:
@@ -61,7 +61,7 @@ async def retrieve_response(request: web.Request) -> web.Response:
 
 async def delete_response(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    key = deps.keys.lookup(request.headers.get("Authorization"))
+    key = await deps.keys.authenticate(request.headers.get("Authorization"))
     rid = request.match_info["response_id"]
     if not await deps.store.delete_response(key.id, rid):
         raise response_not_found(rid)
@@ -84,7 +84,7 @@ async def list_input_items(request: web.Request) -> web.Response:
 async def count_input_tokens(request: web.Request) -> web.Response:
     """A documented estimate: about four characters of the request's text per token."""
     deps = request.app[DEPS]
-    deps.keys.lookup(request.headers.get("Authorization"))
+    await deps.keys.authenticate(request.headers.get("Authorization"))
     body = parse_object(await read_body(request), request.headers.get("Content-Type", ""))
     deps.validators.input_tokens(body)
     counted = {k: body.get(k) for k in ("input", "instructions", "tools", "text")

@@ -542,7 +542,7 @@ class ChatStreamTranslator:
         return [done, self._event("response.content_part.done", **at, part=part)]
 
     def _call_piece(self, raw: Mapping[str, Any]) -> list[Json]:
-        index = raw.get("index", 0)
+        index = raw["index"] if _is_int(raw.get("index")) else 0
         function = raw.get("function")
         function = function if isinstance(function, Mapping) else {}
         name, arguments = function.get("name"), function.get("arguments")

@@ -3,6 +3,7 @@ the mock upstream's /v1/chat/completions."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -173,12 +174,22 @@ class Canned:
         self.status = 200
         self.body = b""
         self.content_type = "text/event-stream"
+        self.later = b""  # sent once `gate` is set, when the client has seen the first part
+        self.gate = asyncio.Event()
         self.app = web.Application()
         self.app.router.add_post("/v1/chat/completions", self.answer)
 
-    async def answer(self, request: web.Request) -> web.Response:
+    async def answer(self, request: web.Request) -> web.StreamResponse:
         await request.read()
-        return web.Response(status=self.status, body=self.body, content_type=self.content_type)
+        if not self.later:
+            return web.Response(status=self.status, body=self.body, content_type=self.content_type)
+        response = web.StreamResponse(headers={"Content-Type": self.content_type})
+        await response.prepare(request)
+        await response.write(self.body)
+        await self.gate.wait()
+        await response.write(self.later)
+        await response.write_eof()
+        return response
 
     def chunks(self, *chunks: dict[str, Any], done: bool = True) -> None:
         frames = [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks]
@@ -191,7 +202,7 @@ def text_chunk(text: str, finish_reason: str | None = None) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def canned() -> Canned:
+def canned() -> Canned:
     return Canned()
 
 
@@ -243,8 +254,12 @@ async def test_stream_cut_before_finish_ends_failed(
 async def test_error_chunk_mid_stream_ends_failed_with_its_code(
     canned_sdk: openai.AsyncOpenAI, canned: Canned
 ) -> None:
-    canned.chunks(text_chunk("Hi"), {"error": {"message": "Overloaded", "code": "server_error"}})
-    events = await raw_events(canned_sdk)
+    canned.chunks(text_chunk("Hi"), done=False)
+    canned.later = b"data: " + orjson.dumps(
+        {"error": {"message": "Overloaded", "code": "server_error"}}) + b"\n\n"
+    stream = await canned_sdk.responses.create(model=CHAT_MODEL, input="x", stream=True)
+    canned.gate.set()  # the 200 is out: what comes now is mid-stream
+    events = [event async for event in stream]
     failed = events[-1]
     assert failed.type == "response.failed"
     assert failed.response.error is not None
@@ -270,5 +285,5 @@ async def test_json_answer_to_a_stream_request_is_replayed_as_events(
         "index": 0, "message": {"role": "assistant", "content": "One two three"},
         "finish_reason": "stop"}]})
     events = await raw_events(canned_sdk)
-    assert [e.type for e in events] == [t for t in TEXT_ORDER if not t.endswith(".delta")] [:4] + [
-        "response.output_text.delta", *TEXT_ORDER[-4:]]
+    assert [e.type for e in events] == [*TEXT_ORDER[:5], *TEXT_ORDER[-4:]]
+    assert events[4].delta == "One two three"
