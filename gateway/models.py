@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +68,7 @@ def _int(value: Any) -> int:
 class Call:
     """One API request as it moves through the stages; stages fill it in."""
 
-    request: web.Request
+    request: web.Request | None           # None for a background job run by a worker
     deps: Deps
     request_id: str
     started: float = field(default_factory=time.monotonic)
@@ -91,6 +92,13 @@ class Call:
     conversation: str | None = None       # conversation id, once found
     chain: list[str] = field(default_factory=list)
     input_items: list[dict[str, Any]] = field(default_factory=list)
+
+    saved_headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The client's request headers (kept with a background job for its later run)."""
+        return self.request.headers if self.request is not None else self.saved_headers
 
     @property
     def stateful(self) -> bool:

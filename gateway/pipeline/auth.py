@@ -6,4 +6,4 @@ from gateway.models import Call
 
 
 async def authenticate(call: Call) -> None:
-    call.principal = await call.deps.keys.authenticate(call.request.headers.get("Authorization"))
+    call.principal = await call.deps.keys.authenticate(call.headers.get("Authorization"))

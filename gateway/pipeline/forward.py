@@ -29,6 +29,7 @@ async def forward(call: Call) -> web.StreamResponse:
     }
     async with target.provider.send(call, target, account) as reply:
         if reply.chunks is not None:
+            assert call.request is not None
             response, tap, stayed = await relay(
                 call.request, reply.chunks, target.provider.name, headers,
                 on_terminal=(lambda final: save(call, client_view(call, final)))

@@ -7,5 +7,6 @@ from gateway.models import Call
 
 
 async def parse_body(call: Call) -> None:
+    assert call.request is not None
     call.raw = await read_body(call.request)
-    call.body = parse_object(call.raw, call.request.headers.get("Content-Type", ""))
+    call.body = parse_object(call.raw, call.headers.get("Content-Type", ""))

@@ -61,7 +61,7 @@ class ChatCompletionsProvider:
             "User-Agent": USER_AGENT,
             "X-Client-Request-Id": call.request_id,
         }
-        incoming = call.request.headers
+        incoming = call.headers
         for name in FORWARDED_HEADERS:
             value = incoming.get(name)
             if value is not None:
@@ -107,8 +107,11 @@ class ChatCompletionsProvider:
                 yield Reply(200, chunks=events, headers=resp.headers)
                 return
             response = from_chat_completion(
-                completion, call.body, response_id=translator.response_id,
-                created_at=translator.created_at, completed_at=int(time.time()),
+                completion,
+                call.body,
+                response_id=translator.response_id,
+                created_at=translator.created_at,
+                completed_at=int(time.time()),
             )
             yield Reply(200, body=orjson.dumps(response), headers=resp.headers)
         finally:

@@ -51,7 +51,7 @@ class ResponsesProvider:
             "User-Agent": USER_AGENT,
             "X-Client-Request-Id": call.request_id,
         }
-        incoming = call.request.headers
+        incoming = call.headers
         for name in FORWARDED_HEADERS:
             value = incoming.get(name)
             if value is not None:

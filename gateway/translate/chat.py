@@ -122,7 +122,9 @@ def _message(item: Mapping[str, Any], where: str) -> Json:
     if role != "assistant":
         raise InvalidRequestError(
             f"Invalid value: '{role}'. Supported values are: 'user', 'assistant', 'system' and "
-            "'developer'.", param=f"{where}.role", code="invalid_value",
+            "'developer'.",
+            param=f"{where}.role",
+            code="invalid_value",
         )
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
@@ -202,7 +204,8 @@ def _tool_choice(value: Any) -> Any:
     if not isinstance(value, Mapping):
         raise InvalidRequestError(
             f"Invalid value: '{value}'. Supported values are: 'auto', 'none' and 'required'.",
-            param="tool_choice", code="invalid_value",
+            param="tool_choice",
+            code="invalid_value",
         )
     kind = value.get("type")
     if kind == "function":
@@ -211,10 +214,16 @@ def _tool_choice(value: Any) -> Any:
         names = []
         for i, tool in enumerate(_list(value.get("tools"), "tool_choice.tools")):
             if tool.get("type") != "function":
-                raise _unsupported(f"tool_choice.tools[{i}].type",
-                                   f"Allowing a '{tool.get('type')}' tool {_UNSUPPORTED}.")
-            names.append({"type": "function",
-                          "function": {"name": _str(tool, "name", f"tool_choice.tools[{i}]")}})
+                raise _unsupported(
+                    f"tool_choice.tools[{i}].type",
+                    f"Allowing a '{tool.get('type')}' tool {_UNSUPPORTED}.",
+                )
+            names.append(
+                {
+                    "type": "function",
+                    "function": {"name": _str(tool, "name", f"tool_choice.tools[{i}]")},
+                }
+            )
         mode = value.get("mode", "auto")
         return {"type": "allowed_tools", "allowed_tools": {"mode": mode, "tools": names}}
     raise _unsupported("tool_choice", f"Forcing a '{kind}' tool {_UNSUPPORTED}.")
@@ -247,7 +256,8 @@ def _str(obj: Mapping[str, Any], key: str, where: str) -> str:
     value = obj.get(key)
     if not isinstance(value, str):
         raise InvalidRequestError(
-            f"Missing required parameter: '{where}.{key}'.", param=f"{where}.{key}",
+            f"Missing required parameter: '{where}.{key}'.",
+            param=f"{where}.{key}",
             code="missing_required_parameter",
         )
     return value
@@ -298,15 +308,19 @@ def completion_as_chunk(completion: Mapping[str, Any]) -> Json:
         "annotations": message.get("annotations"),
         "tool_calls": [
             {**call, "index": i} for i, call in enumerate(calls) if isinstance(call, Mapping)
-        ] if isinstance(calls, list) else None,
+        ]
+        if isinstance(calls, list)
+        else None,
     }
     return {
-        "choices": [{
-            "index": 0,
-            "delta": delta,
-            "logprobs": choice.get("logprobs"),
-            "finish_reason": choice.get("finish_reason"),
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "delta": delta,
+                "logprobs": choice.get("logprobs"),
+                "finish_reason": choice.get("finish_reason"),
+            }
+        ],
         "usage": completion.get("usage"),
     }
 
@@ -356,14 +370,20 @@ def _echo(request: Mapping[str, Any]) -> Json:
         "parallel_tool_calls": _or(request, "parallel_tool_calls", True),
         "previous_response_id": request.get("previous_response_id"),
         "prompt_cache_key": request.get("prompt_cache_key"),
-        "reasoning": {"effort": None, "summary": None,
-                      **(reasoning if isinstance(reasoning, Mapping) else {})},
+        "reasoning": {
+            "effort": None,
+            "summary": None,
+            **(reasoning if isinstance(reasoning, Mapping) else {}),
+        },
         "safety_identifier": request.get("safety_identifier"),
         "service_tier": "default",
         "store": _or(request, "store", True),
         "temperature": _or(request, "temperature", 1.0),
-        "text": {"format": {"type": "text"}, "verbosity": "medium",
-                 **(text if isinstance(text, Mapping) else {})},
+        "text": {
+            "format": {"type": "text"},
+            "verbosity": "medium",
+            **(text if isinstance(text, Mapping) else {}),
+        },
         "tool_choice": _or(request, "tool_choice", "auto"),
         "tools": _or(request, "tools", []),
         "top_logprobs": _or(request, "top_logprobs", 0),
@@ -473,8 +493,7 @@ class ChatStreamTranslator:
     def fail(self, code: str, message: str) -> list[Json]:
         """The terminal `response.failed` for a stream cut short (open items stay out)."""
         response = self._response("failed")
-        response.update(error={"code": code, "message": message},
-                        usage=response_usage(self.usage))
+        response.update(error={"code": code, "message": message}, usage=response_usage(self.usage))
         return [self._event("response.failed", response=response)]
 
     # -- items --
@@ -502,10 +521,15 @@ class ChatStreamTranslator:
         message = self._open
         assert isinstance(message, _Message)
         message.annotations.append(annotation)
-        return [*events, self._event(
-            "response.output_text.annotation.added", **self._at(message),
-            annotation_index=len(message.annotations) - 1, annotation=annotation,
-        )]
+        return [
+            *events,
+            self._event(
+                "response.output_text.annotation.added",
+                **self._at(message),
+                annotation_index=len(message.annotations) - 1,
+                annotation=annotation,
+            ),
+        ]
 
     def _open_part(self, kind: str) -> list[Json]:
         events: list[Json] = []
@@ -514,17 +538,26 @@ class ChatStreamTranslator:
             events += self._close("completed")
             message = _Message(self._item_id("msg"), len(self._output))
             self._open = message
-            item = {"id": message.id, "type": "message", "status": "in_progress",
-                    "content": [], "role": "assistant"}
-            events.append(self._event(
-                "response.output_item.added", output_index=message.output_index, item=item
-            ))
+            item = {
+                "id": message.id,
+                "type": "message",
+                "status": "in_progress",
+                "content": [],
+                "role": "assistant",
+            }
+            events.append(
+                self._event(
+                    "response.output_item.added", output_index=message.output_index, item=item
+                )
+            )
         if message.kind != kind:
             events += self._close_part(message)
             message.kind = kind
-            events.append(self._event(
-                "response.content_part.added", **self._at(message), part=_part(kind, "", [], [])
-            ))
+            events.append(
+                self._event(
+                    "response.content_part.added", **self._at(message), part=_part(kind, "", [], [])
+                )
+            )
         return events
 
     def _close_part(self, message: _Message) -> list[Json]:
@@ -535,8 +568,9 @@ class ChatStreamTranslator:
         if message.kind == "refusal":
             done = self._event("response.refusal.done", **at, refusal=text)
         else:
-            done = self._event("response.output_text.done", **at, text=text,
-                               logprobs=message.logprobs)
+            done = self._event(
+                "response.output_text.done", **at, text=text, logprobs=message.logprobs
+            )
         message.parts.append(part)
         message.kind, message.pieces, message.logprobs, message.annotations = None, [], [], []
         return [done, self._event("response.content_part.done", **at, part=part)]
@@ -575,18 +609,29 @@ class ChatStreamTranslator:
     def _add_call(self, call: _Call) -> list[Json]:
         call.added = True
         call.call_id = call.call_id or self._item_id("call", call.index)
-        item = {"id": call.id, "type": "function_call", "status": "in_progress",
-                "arguments": "", "call_id": call.call_id, "name": call.name}
-        events = [self._event("response.output_item.added", output_index=call.output_index,
-                              item=item)]
+        item = {
+            "id": call.id,
+            "type": "function_call",
+            "status": "in_progress",
+            "arguments": "",
+            "call_id": call.call_id,
+            "name": call.name,
+        }
+        events = [
+            self._event("response.output_item.added", output_index=call.output_index, item=item)
+        ]
         held = "".join(call.pieces)
         if held:
             events.append(self._args_delta(call, held))
         return events
 
     def _args_delta(self, call: _Call, delta: str) -> Json:
-        return self._event("response.function_call_arguments.delta", item_id=call.id,
-                           output_index=call.output_index, delta=delta)
+        return self._event(
+            "response.function_call_arguments.delta",
+            item_id=call.id,
+            output_index=call.output_index,
+            delta=delta,
+        )
 
     def _close(self, status: str) -> list[Json]:
         item, self._open = self._open, None
@@ -594,22 +639,38 @@ class ChatStreamTranslator:
             return []
         if isinstance(item, _Message):
             events = self._close_part(item)
-            done = {"id": item.id, "type": "message", "status": status, "content": item.parts,
-                    "role": "assistant"}
+            done = {
+                "id": item.id,
+                "type": "message",
+                "status": status,
+                "content": item.parts,
+                "role": "assistant",
+            }
         else:
             events = [] if item.added else self._add_call(item)
             arguments = "".join(item.pieces)
-            events.append(self._event(
-                "response.function_call_arguments.done", item_id=item.id,
-                output_index=item.output_index, arguments=arguments, name=item.name,
-            ))
-            done = {"id": item.id, "type": "function_call", "status": status,
-                    "arguments": arguments, "call_id": item.call_id, "name": item.name}
+            events.append(
+                self._event(
+                    "response.function_call_arguments.done",
+                    item_id=item.id,
+                    output_index=item.output_index,
+                    arguments=arguments,
+                    name=item.name,
+                )
+            )
+            done = {
+                "id": item.id,
+                "type": "function_call",
+                "status": status,
+                "arguments": arguments,
+                "call_id": item.call_id,
+                "name": item.name,
+            }
             self._closed_calls.add(item.index)
         self._output.append(done)
-        events.append(self._event(
-            "response.output_item.done", output_index=item.output_index, item=done
-        ))
+        events.append(
+            self._event("response.output_item.done", output_index=item.output_index, item=done)
+        )
         return events
 
     # -- plumbing --
@@ -634,8 +695,11 @@ class ChatStreamTranslator:
         return event
 
     def _at(self, message: _Message) -> Json:
-        return {"item_id": message.id, "output_index": message.output_index,
-                "content_index": len(message.parts)}
+        return {
+            "item_id": message.id,
+            "output_index": message.output_index,
+            "content_index": len(message.parts),
+        }
 
     def _item_id(self, prefix: str, n: int | None = None) -> str:
         # Derived from the response id: a fixed response id gives a fixed run.
@@ -660,9 +724,11 @@ def _logprob(entry: Mapping[str, Any], *, top: bool) -> Json:
     out: Json = {k: entry.get(k) for k in ("token", "logprob", "bytes")}
     if top:
         tops = entry.get("top_logprobs")
-        out["top_logprobs"] = [
-            _logprob(t, top=False) for t in tops if isinstance(t, Mapping)
-        ] if isinstance(tops, list) else []
+        out["top_logprobs"] = (
+            [_logprob(t, top=False) for t in tops if isinstance(t, Mapping)]
+            if isinstance(tops, list)
+            else []
+        )
     return out
 
 
@@ -673,5 +739,7 @@ def _annotation(raw: Any) -> Json | None:
     cited = raw.get("url_citation")
     if not isinstance(cited, Mapping):
         return None
-    return {"type": "url_citation", **{k: cited.get(k) for k in
-                                       ("start_index", "end_index", "title", "url")}}
+    return {
+        "type": "url_citation",
+        **{k: cited.get(k) for k in ("start_index", "end_index", "title", "url")},
+    }

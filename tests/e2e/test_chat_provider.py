@@ -29,15 +29,26 @@ from tests.support.configs import KEY_A, UPSTREAM_KEY
 CHAT_MODEL = "chat-model"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 WEATHER_TOOL: FunctionToolParam = {
-    "type": "function", "name": "get_weather", "strict": True,
+    "type": "function",
+    "name": "get_weather",
+    "strict": True,
     "description": "The weather in a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                   "required": ["city"], "additionalProperties": False},
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
 }
 TEXT_ORDER = [
-    "response.created", "response.in_progress", "response.output_item.added",
-    "response.content_part.added", *["response.output_text.delta"] * 3,
-    "response.output_text.done", "response.content_part.done", "response.output_item.done",
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    *["response.output_text.delta"] * 3,
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
     "response.completed",
 ]
 
@@ -69,12 +80,18 @@ async def sdk(
     upstream_app.middlewares.append(seen.record)
     upstream = await aiohttp_server(upstream_app)
     cfg = copy.deepcopy(config)
-    cfg["providers"].append({
-        "name": "chat", "api": "chat_completions", "base_url": str(upstream.make_url("/v1")),
-        "accounts": [{"name": "main", "api_key_env": "UP_KEY"}], "timeout_s": 5,
-    })
-    cfg["models"].append({"name": CHAT_MODEL, "targets": [{"provider": "chat",
-                                                            "model": "mock-model"}]})
+    cfg["providers"].append(
+        {
+            "name": "chat",
+            "api": "chat_completions",
+            "base_url": str(upstream.make_url("/v1")),
+            "accounts": [{"name": "main", "api_key_env": "UP_KEY"}],
+            "timeout_s": 5,
+        }
+    )
+    cfg["models"].append(
+        {"name": CHAT_MODEL, "targets": [{"provider": "chat", "model": "mock-model"}]}
+    )
     gateway = await make_gateway(cfg)
     async with openai.AsyncOpenAI(
         base_url=str(gateway.make_url("/v1")), api_key=KEY_A, max_retries=0
@@ -97,8 +114,13 @@ async def test_create_returns_translated_text(sdk: openai.AsyncOpenAI) -> None:
 async def test_upstream_gets_a_chat_request_with_the_account_key(
     sdk: openai.AsyncOpenAI, seen: Seen
 ) -> None:
-    await sdk.responses.create(model=CHAT_MODEL, input="Hi", instructions="Be brief.",
-                               max_output_tokens=64, metadata={"team": "a"})
+    await sdk.responses.create(
+        model=CHAT_MODEL,
+        input="Hi",
+        instructions="Be brief.",
+        max_output_tokens=64,
+        metadata={"team": "a"},
+    )
     assert seen.headers[-1]["Authorization"] == f"Bearer {UPSTREAM_KEY}"
     assert seen.bodies[-1] == {
         "model": "mock-model",
@@ -118,8 +140,9 @@ async def test_stream_helper_gets_the_final_text(sdk: openai.AsyncOpenAI) -> Non
 
 
 async def test_stream_helper_gets_a_function_call(sdk: openai.AsyncOpenAI) -> None:
-    async with sdk.responses.stream(model=CHAT_MODEL, input="What is the weather?",
-                                    tools=[WEATHER_TOOL], tool_choice="required") as stream:
+    async with sdk.responses.stream(
+        model=CHAT_MODEL, input="What is the weather?", tools=[WEATHER_TOOL], tool_choice="required"
+    ) as stream:
         final = await stream.get_final_response()
     (call,) = final.output
     assert call.type == "function_call"
@@ -134,8 +157,11 @@ async def test_raw_stream_is_in_canonical_order(sdk: openai.AsyncOpenAI) -> None
     events = [event async for event in stream]
     assert [e.type for e in events] == TEXT_ORDER
     assert [e.sequence_number for e in events] == list(range(len(events)))
-    lifecycle = [e for e in events if isinstance(
-        e, ResponseCreatedEvent | ResponseInProgressEvent | ResponseCompletedEvent)]
+    lifecycle = [
+        e
+        for e in events
+        if isinstance(e, ResponseCreatedEvent | ResponseInProgressEvent | ResponseCompletedEvent)
+    ]
     assert len(lifecycle) == 3
     assert {e.response.id for e in lifecycle} == {lifecycle[0].response.id}
 
@@ -157,7 +183,9 @@ async def test_agent_runs_a_function_tool(sdk: openai.AsyncOpenAI) -> None:
         return "4217"
 
     agent = agents.Agent(
-        name="helper", instructions="Use tools.", tools=[lookup_code],
+        name="helper",
+        instructions="Use tools.",
+        tools=[lookup_code],
         model=agents.OpenAIResponsesModel(model=CHAT_MODEL, openai_client=sdk),
     )
     result = await agents.Runner.run(agent, "Please call lookup_code for Ada.")
@@ -197,8 +225,10 @@ class Canned:
 
 
 def text_chunk(text: str, finish_reason: str | None = None) -> dict[str, Any]:
-    return {"object": "chat.completion.chunk", "choices": [
-        {"index": 0, "delta": {"content": text}, "finish_reason": finish_reason}]}
+    return {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish_reason}],
+    }
 
 
 @pytest.fixture
@@ -208,15 +238,22 @@ def canned() -> Canned:
 
 @pytest.fixture
 async def canned_sdk(
-    aiohttp_server: AiohttpServer, make_gateway: MakeGateway, config: dict[str, Any],
+    aiohttp_server: AiohttpServer,
+    make_gateway: MakeGateway,
+    config: dict[str, Any],
     canned: Canned,
 ) -> AsyncIterator[openai.AsyncOpenAI]:
     upstream = await aiohttp_server(canned.app)
     cfg = copy.deepcopy(config)
-    cfg["providers"].append({"name": "canned", "api": "chat_completions",
-                             "base_url": str(upstream.make_url("/v1")), "timeout_s": 5})
-    cfg["models"].append({"name": CHAT_MODEL, "targets": [{"provider": "canned",
-                                                            "model": "m"}]})
+    cfg["providers"].append(
+        {
+            "name": "canned",
+            "api": "chat_completions",
+            "base_url": str(upstream.make_url("/v1")),
+            "timeout_s": 5,
+        }
+    )
+    cfg["models"].append({"name": CHAT_MODEL, "targets": [{"provider": "canned", "model": "m"}]})
     gateway = await make_gateway(cfg)
     async with openai.AsyncOpenAI(
         base_url=str(gateway.make_url("/v1")), api_key=KEY_A, max_retries=0
@@ -233,9 +270,16 @@ async def test_upstream_client_error_passes_through(
     canned_sdk: openai.AsyncOpenAI, canned: Canned
 ) -> None:
     canned.status, canned.content_type = 400, "application/json"
-    canned.body = orjson.dumps({"error": {"message": "Bad temperature.", "type":
-                                          "invalid_request_error", "param": "temperature",
-                                          "code": "invalid_value"}})
+    canned.body = orjson.dumps(
+        {
+            "error": {
+                "message": "Bad temperature.",
+                "type": "invalid_request_error",
+                "param": "temperature",
+                "code": "invalid_value",
+            }
+        }
+    )
     with pytest.raises(openai.BadRequestError) as err:
         await canned_sdk.responses.create(model=CHAT_MODEL, input="x")
     assert err.value.param == "temperature"
@@ -255,8 +299,11 @@ async def test_error_chunk_mid_stream_ends_failed_with_its_code(
     canned_sdk: openai.AsyncOpenAI, canned: Canned
 ) -> None:
     canned.chunks(text_chunk("Hi"), done=False)
-    canned.later = b"data: " + orjson.dumps(
-        {"error": {"message": "Overloaded", "code": "server_error"}}) + b"\n\n"
+    canned.later = (
+        b"data: "
+        + orjson.dumps({"error": {"message": "Overloaded", "code": "server_error"}})
+        + b"\n\n"
+    )
     stream = await canned_sdk.responses.create(model=CHAT_MODEL, input="x", stream=True)
     canned.gate.set()  # the 200 is out: what comes now is mid-stream
     events = [event async for event in stream]
@@ -264,7 +311,9 @@ async def test_error_chunk_mid_stream_ends_failed_with_its_code(
     assert failed.type == "response.failed"
     assert failed.response.error is not None
     assert (failed.response.error.code, failed.response.error.message) == (
-        "server_error", "Overloaded")
+        "server_error",
+        "Overloaded",
+    )
 
 
 async def test_error_chunk_before_any_event_is_a_502(
@@ -281,9 +330,18 @@ async def test_json_answer_to_a_stream_request_is_replayed_as_events(
     canned_sdk: openai.AsyncOpenAI, canned: Canned
 ) -> None:
     canned.content_type = "application/json"
-    canned.body = orjson.dumps({"object": "chat.completion", "choices": [{
-        "index": 0, "message": {"role": "assistant", "content": "One two three"},
-        "finish_reason": "stop"}]})
+    canned.body = orjson.dumps(
+        {
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "One two three"},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+    )
     events = await raw_events(canned_sdk)
     assert [e.type for e in events] == [*TEXT_ORDER[:5], *TEXT_ORDER[-4:]]
     assert events[4].delta == "One two three"

@@ -18,17 +18,53 @@ from gateway.translate.chat import (
 
 Json = dict[str, Any]
 RID = "resp_test"
-TOOL: Json = {"type": "function", "name": "get_weather", "description": "Weather.", "strict": True,
-              "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                             "required": ["city"], "additionalProperties": False}}
-CHAT_TOOL: Json = {"type": "function", "function": {
-    "name": "get_weather", "description": "Weather.", "parameters": TOOL["parameters"],
-    "strict": True}}
+TOOL: Json = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather.",
+    "strict": True,
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+}
+CHAT_TOOL: Json = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather.",
+        "parameters": TOOL["parameters"],
+        "strict": True,
+    },
+}
 RESPONSE_FIELDS = (
-    "id", "object", "created_at", "status", "model", "output", "parallel_tool_calls",
-    "tool_choice", "tools", "error", "incomplete_details", "instructions", "metadata",
-    "temperature", "top_p", "completed_at", "max_output_tokens", "reasoning", "text", "store",
-    "usage", "background", "truncation", "user", "service_tier",
+    "id",
+    "object",
+    "created_at",
+    "status",
+    "model",
+    "output",
+    "parallel_tool_calls",
+    "tool_choice",
+    "tools",
+    "error",
+    "incomplete_details",
+    "instructions",
+    "metadata",
+    "temperature",
+    "top_p",
+    "completed_at",
+    "max_output_tokens",
+    "reasoning",
+    "text",
+    "store",
+    "usage",
+    "background",
+    "truncation",
+    "user",
+    "service_tier",
 )
 
 
@@ -53,76 +89,159 @@ def test_string_input_is_one_user_message() -> None:
 
 def test_instructions_lead_as_a_system_message() -> None:
     assert messages({"instructions": "Be brief.", "input": "Hi"}) == [
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+    ]
 
 
 def test_easy_messages_keep_their_roles_and_developer_becomes_system() -> None:
-    body = {"input": [{"role": "developer", "content": "Rules"},
-                      {"role": "system", "content": "More rules"},
-                      {"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}
+    body = {
+        "input": [
+            {"role": "developer", "content": "Rules"},
+            {"role": "system", "content": "More rules"},
+            {"role": "user", "content": "Q"},
+            {"role": "assistant", "content": "A"},
+        ]
+    }
     assert messages(body) == [
-        {"role": "system", "content": "Rules"}, {"role": "system", "content": "More rules"},
-        {"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
+        {"role": "system", "content": "Rules"},
+        {"role": "system", "content": "More rules"},
+        {"role": "user", "content": "Q"},
+        {"role": "assistant", "content": "A"},
+    ]
 
 
 def test_typed_message_parts_become_chat_parts() -> None:
-    body = {"input": [{"type": "message", "role": "user", "content": [
-        {"type": "input_text", "text": "What is this?"},
-        {"type": "input_image", "image_url": "https://x/cat.png", "detail": "low"},
-        {"type": "input_image", "image_url": "data:image/png;base64,AA==", "detail": "original"},
-    ]}]}
-    assert messages(body) == [{"role": "user", "content": [
-        {"type": "text", "text": "What is this?"},
-        {"type": "image_url", "image_url": {"url": "https://x/cat.png", "detail": "low"}},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}},
-    ]}]
+    body = {
+        "input": [
+            {
+                "type": "message",
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "What is this?"},
+                    {"type": "input_image", "image_url": "https://x/cat.png", "detail": "low"},
+                    {
+                        "type": "input_image",
+                        "image_url": "data:image/png;base64,AA==",
+                        "detail": "original",
+                    },
+                ],
+            }
+        ]
+    }
+    assert messages(body) == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "https://x/cat.png", "detail": "low"}},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}},
+            ],
+        }
+    ]
 
 
 def test_single_text_part_becomes_a_string() -> None:
-    body = {"input": [{"type": "message", "role": "user",
-                       "content": [{"type": "input_text", "text": "Hi"}]}]}
+    body = {
+        "input": [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi"}]}
+        ]
+    }
     assert messages(body) == [{"role": "user", "content": "Hi"}]
 
 
 def test_replayed_assistant_output_becomes_assistant_text() -> None:
-    body = {"input": [
-        {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
-         "content": [{"type": "output_text", "text": "Hello", "annotations": []}]},
-        {"type": "message", "role": "assistant",
-         "content": [{"type": "refusal", "refusal": "No."}]},
-    ]}
-    assert messages(body) == [{"role": "assistant", "content": "Hello"},
-                              {"role": "assistant", "content": None, "refusal": "No."}]
+    body = {
+        "input": [
+            {
+                "type": "message",
+                "id": "msg_1",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": "Hello", "annotations": []}],
+            },
+            {
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "refusal", "refusal": "No."}],
+            },
+        ]
+    }
+    assert messages(body) == [
+        {"role": "assistant", "content": "Hello"},
+        {"role": "assistant", "content": None, "refusal": "No."},
+    ]
 
 
 def test_function_calls_merge_into_one_assistant_message() -> None:
-    body = {"input": [
-        {"role": "user", "content": "Weather in Paris and Rome?"},
-        {"type": "message", "role": "assistant",
-         "content": [{"type": "output_text", "text": "Checking."}]},
-        {"type": "reasoning", "id": "rs_1", "summary": []},
-        {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "get_weather",
-         "arguments": '{"city":"Paris"}', "status": "completed"},
-        {"type": "function_call", "call_id": "call_2", "name": "get_weather",
-         "arguments": '{"city":"Rome"}'},
-        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
-        {"type": "function_call_output", "call_id": "call_2",
-         "output": [{"type": "input_text", "text": "rain"}]},
-        {"type": "function_call", "call_id": "call_3", "name": "get_weather", "arguments": "{}"},
-    ]}
+    body = {
+        "input": [
+            {"role": "user", "content": "Weather in Paris and Rome?"},
+            {
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "Checking."}],
+            },
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {
+                "type": "function_call",
+                "id": "fc_1",
+                "call_id": "call_1",
+                "name": "get_weather",
+                "arguments": '{"city":"Paris"}',
+                "status": "completed",
+            },
+            {
+                "type": "function_call",
+                "call_id": "call_2",
+                "name": "get_weather",
+                "arguments": '{"city":"Rome"}',
+            },
+            {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+            {
+                "type": "function_call_output",
+                "call_id": "call_2",
+                "output": [{"type": "input_text", "text": "rain"}],
+            },
+            {
+                "type": "function_call",
+                "call_id": "call_3",
+                "name": "get_weather",
+                "arguments": "{}",
+            },
+        ]
+    }
     assert messages(body) == [
         {"role": "user", "content": "Weather in Paris and Rome?"},
-        {"role": "assistant", "content": "Checking.", "tool_calls": [
-            {"id": "call_1", "type": "function",
-             "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
-            {"id": "call_2", "type": "function",
-             "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}},
-        ]},
+        {
+            "role": "assistant",
+            "content": "Checking.",
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                },
+                {
+                    "id": "call_2",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'},
+                },
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
         {"role": "tool", "tool_call_id": "call_2", "content": "rain"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_3", "type": "function",
-             "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_3",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"},
+                }
+            ],
+        },
     ]
 
 
@@ -131,18 +250,41 @@ def test_function_calls_merge_into_one_assistant_message() -> None:
     [
         ({"type": "item_reference", "id": "msg_1"}, "input[1]"),
         ({"type": "web_search_call", "id": "ws_1", "status": "completed"}, "input[1].type"),
-        ({"role": "user", "content": [{"type": "input_text", "text": "read"},
-                                      {"type": "input_file", "file_id": "file_1"}]},
-         "input[1].content[1]"),
-        ({"role": "user", "content": [{"type": "input_image", "file_id": "file_1"}]},
-         "input[1].content[0]"),
-        ({"role": "system", "content": [{"type": "input_image", "image_url": "https://x"}]},
-         "input[1].content[0]"),
-        ({"type": "function_call_output", "call_id": "c",
-          "output": [{"type": "input_image", "image_url": "https://x"}]}, "input[1].output[0]"),
+        (
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "read"},
+                    {"type": "input_file", "file_id": "file_1"},
+                ],
+            },
+            "input[1].content[1]",
+        ),
+        (
+            {"role": "user", "content": [{"type": "input_image", "file_id": "file_1"}]},
+            "input[1].content[0]",
+        ),
+        (
+            {"role": "system", "content": [{"type": "input_image", "image_url": "https://x"}]},
+            "input[1].content[0]",
+        ),
+        (
+            {
+                "type": "function_call_output",
+                "call_id": "c",
+                "output": [{"type": "input_image", "image_url": "https://x"}],
+            },
+            "input[1].output[0]",
+        ),
     ],
-    ids=["item_reference", "hosted_call", "input_file", "image_file_id", "system_image",
-         "tool_output_image"],
+    ids=[
+        "item_reference",
+        "hosted_call",
+        "input_file",
+        "image_file_id",
+        "system_image",
+        "tool_output_image",
+    ],
 )
 def test_inexpressible_input_is_refused_with_its_path(item: Json, param: str) -> None:
     err = refused({"input": [{"role": "user", "content": "Hi"}, item]})
@@ -150,15 +292,24 @@ def test_inexpressible_input_is_refused_with_its_path(item: Json, param: str) ->
 
 
 def test_function_tools_become_chat_tools() -> None:
-    chat = to_chat_request({"input": "x", "tools": [TOOL], "parallel_tool_calls": False},
-                           "up-model")
+    chat = to_chat_request(
+        {"input": "x", "tools": [TOOL], "parallel_tool_calls": False}, "up-model"
+    )
     assert chat["tools"] == [CHAT_TOOL]
     assert chat["parallel_tool_calls"] is False
 
 
 @pytest.mark.parametrize(
-    "kind", ["web_search", "file_search", "code_interpreter", "mcp", "image_generation",
-             "computer_use_preview", "custom"],
+    "kind",
+    [
+        "web_search",
+        "file_search",
+        "code_interpreter",
+        "mcp",
+        "image_generation",
+        "computer_use_preview",
+        "custom",
+    ],
 )
 def test_hosted_tool_is_refused_with_its_index(kind: str) -> None:
     err = refused({"input": "x", "tools": [TOOL, {"type": kind}]})
@@ -172,12 +323,24 @@ def test_hosted_tool_is_refused_with_its_index(kind: str) -> None:
         ("auto", "auto"),
         ("none", "none"),
         ("required", "required"),
-        ({"type": "function", "name": "get_weather"},
-         {"type": "function", "function": {"name": "get_weather"}}),
-        ({"type": "allowed_tools", "mode": "required",
-          "tools": [{"type": "function", "name": "get_weather"}]},
-         {"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [
-             {"type": "function", "function": {"name": "get_weather"}}]}}),
+        (
+            {"type": "function", "name": "get_weather"},
+            {"type": "function", "function": {"name": "get_weather"}},
+        ),
+        (
+            {
+                "type": "allowed_tools",
+                "mode": "required",
+                "tools": [{"type": "function", "name": "get_weather"}],
+            },
+            {
+                "type": "allowed_tools",
+                "allowed_tools": {
+                    "mode": "required",
+                    "tools": [{"type": "function", "function": {"name": "get_weather"}}],
+                },
+            },
+        ),
     ],
     ids=["auto", "none", "required", "function", "allowed_tools"],
 )
@@ -200,10 +363,24 @@ def test_tool_choice_without_tools_is_not_sent() -> None:
 @pytest.mark.parametrize(
     ("fmt", "expected"),
     [
-        ({"type": "json_schema", "name": "Out", "schema": {"type": "object"}, "strict": True,
-          "description": "d"},
-         {"type": "json_schema", "json_schema": {"name": "Out", "description": "d",
-                                                 "schema": {"type": "object"}, "strict": True}}),
+        (
+            {
+                "type": "json_schema",
+                "name": "Out",
+                "schema": {"type": "object"},
+                "strict": True,
+                "description": "d",
+            },
+            {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "Out",
+                    "description": "d",
+                    "schema": {"type": "object"},
+                    "strict": True,
+                },
+            },
+        ),
         ({"type": "json_object"}, {"type": "json_object"}),
     ],
     ids=["json_schema", "json_object"],
@@ -215,20 +392,39 @@ def test_text_format_becomes_response_format(fmt: Json, expected: Json) -> None:
 
 def test_plain_text_format_sends_nothing() -> None:
     assert "response_format" not in to_chat_request(
-        {"input": "x", "text": {"format": {"type": "text"}, "verbosity": "low"}}, "m")
+        {"input": "x", "text": {"format": {"type": "text"}, "verbosity": "low"}}, "m"
+    )
 
 
 def test_sampling_limits_and_identity_fields_are_mapped() -> None:
-    body = {"input": "x", "temperature": 0.2, "top_p": 0.9, "max_output_tokens": 100,
-            "reasoning": {"effort": "low", "summary": "auto"}, "top_logprobs": 3,
-            "include": ["message.output_text.logprobs"], "safety_identifier": "u-hash",
-            "user": "old", "metadata": {"k": "v"}, "store": True, "stream": True}
+    body = {
+        "input": "x",
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "max_output_tokens": 100,
+        "reasoning": {"effort": "low", "summary": "auto"},
+        "top_logprobs": 3,
+        "include": ["message.output_text.logprobs"],
+        "safety_identifier": "u-hash",
+        "user": "old",
+        "metadata": {"k": "v"},
+        "store": True,
+        "stream": True,
+    }
     chat = to_chat_request(body, "m")
     del chat["messages"]
-    assert chat == {"model": "m", "temperature": 0.2, "top_p": 0.9,
-                    "max_completion_tokens": 100, "reasoning_effort": "low", "logprobs": True,
-                    "top_logprobs": 3, "user": "u-hash", "stream": True,
-                    "stream_options": {"include_usage": True}}
+    assert chat == {
+        "model": "m",
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "max_completion_tokens": 100,
+        "reasoning_effort": "low",
+        "logprobs": True,
+        "top_logprobs": 3,
+        "user": "u-hash",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
 
 
 def test_stored_prompt_is_refused() -> None:
@@ -239,22 +435,46 @@ def test_stored_prompt_is_refused() -> None:
 
 
 def completion(message: Json, finish_reason: str = "stop", usage: Json | None = None) -> Json:
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "up",
-            "choices": [{"index": 0, "message": {"role": "assistant", **message},
-                         "logprobs": None, "finish_reason": finish_reason}],
-            "usage": usage or {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "up",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", **message},
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": usage or {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+    }
 
 
 def translate(completion: Json, request: Json | None = None) -> Json:
-    return from_chat_completion(completion, request or {"model": "chat-model", "input": "x"},
-                                response_id=RID, created_at=100, completed_at=101)
+    return from_chat_completion(
+        completion,
+        request or {"model": "chat-model", "input": "x"},
+        response_id=RID,
+        created_at=100,
+        completed_at=101,
+    )
 
 
 def test_text_completion_is_a_full_response() -> None:
-    request = {"model": "chat-model", "input": "x", "instructions": "I", "temperature": 0.5,
-               "tools": [TOOL], "tool_choice": "auto", "max_output_tokens": 50,
-               "text": {"format": {"type": "json_object"}}, "reasoning": {"effort": "low"},
-               "store": False}
+    request = {
+        "model": "chat-model",
+        "input": "x",
+        "instructions": "I",
+        "temperature": 0.5,
+        "tools": [TOOL],
+        "tool_choice": "auto",
+        "max_output_tokens": 50,
+        "text": {"format": {"type": "json_object"}},
+        "reasoning": {"effort": "low"},
+        "store": False,
+    }
     response = translate(completion({"content": "Hello"}), request)
     assert all(name in response for name in RESPONSE_FIELDS)
     assert response["id"] == RID
@@ -272,23 +492,38 @@ def test_text_completion_is_a_full_response() -> None:
     assert response["reasoning"] == {"effort": "low", "summary": None}
     (item,) = response["output"]
     assert item["id"].startswith("msg_")
-    assert item == {"id": item["id"], "type": "message", "status": "completed", "role": "assistant",
-                    "content": [{"type": "output_text", "text": "Hello", "annotations": [],
-                                 "logprobs": []}]}
+    assert item == {
+        "id": item["id"],
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": "Hello", "annotations": [], "logprobs": []}],
+    }
 
 
 def test_tool_calls_become_function_call_items_after_the_text() -> None:
-    calls = [{"id": f"call_{n}", "type": "function",
-              "function": {"name": "get_weather", "arguments": f'{{"city":"{n}"}}'}}
-             for n in ("a", "b")]
-    output = translate(completion({"content": "Let me check.", "tool_calls": calls},
-                                  "tool_calls"))["output"]
+    calls = [
+        {
+            "id": f"call_{n}",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": f'{{"city":"{n}"}}'},
+        }
+        for n in ("a", "b")
+    ]
+    output = translate(completion({"content": "Let me check.", "tool_calls": calls}, "tool_calls"))[
+        "output"
+    ]
     assert [item["type"] for item in output] == ["message", "function_call", "function_call"]
     for item, n in zip(output[1:], ("a", "b"), strict=True):
         assert item["id"].startswith("fc_")
-        assert item | {"id": ""} == {"id": "", "type": "function_call", "status": "completed",
-                                     "call_id": f"call_{n}", "name": "get_weather",
-                                     "arguments": f'{{"city":"{n}"}}'}
+        assert item | {"id": ""} == {
+            "id": "",
+            "type": "function_call",
+            "status": "completed",
+            "call_id": f"call_{n}",
+            "name": "get_weather",
+            "arguments": f'{{"city":"{n}"}}',
+        }
     assert len({item["id"] for item in output}) == 3
 
 
@@ -310,25 +545,52 @@ def test_early_stop_is_incomplete(finish_reason: str, reason: str) -> None:
 
 
 def test_usage_is_mapped_with_cached_and_reasoning_tokens() -> None:
-    usage = {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140,
-             "prompt_tokens_details": {"cached_tokens": 64, "audio_tokens": 0},
-             "completion_tokens_details": {"reasoning_tokens": 30}}
+    usage = {
+        "prompt_tokens": 100,
+        "completion_tokens": 40,
+        "total_tokens": 140,
+        "prompt_tokens_details": {"cached_tokens": 64, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 30},
+    }
     assert translate(completion({"content": "x"}, usage=usage))["usage"] == {
-        "input_tokens": 100, "input_tokens_details": {"cached_tokens": 64, "cache_write_tokens": 0},
-        "output_tokens": 40, "output_tokens_details": {"reasoning_tokens": 30},
-        "total_tokens": 140}
+        "input_tokens": 100,
+        "input_tokens_details": {"cached_tokens": 64, "cache_write_tokens": 0},
+        "output_tokens": 40,
+        "output_tokens_details": {"reasoning_tokens": 30},
+        "total_tokens": 140,
+    }
 
 
 def test_logprobs_and_url_citations_are_carried() -> None:
-    message = {"content": "Paris", "annotations": [{"type": "url_citation", "url_citation": {
-        "start_index": 0, "end_index": 5, "title": "P", "url": "https://p"}}]}
+    message = {
+        "content": "Paris",
+        "annotations": [
+            {
+                "type": "url_citation",
+                "url_citation": {
+                    "start_index": 0,
+                    "end_index": 5,
+                    "title": "P",
+                    "url": "https://p",
+                },
+            }
+        ],
+    }
     chat = completion(message)
-    chat["choices"][0]["logprobs"] = {"content": [
-        {"token": "Paris", "logprob": -0.1, "bytes": [80], "top_logprobs": [
-            {"token": "Paris", "logprob": -0.1, "bytes": [80]}]}]}
+    chat["choices"][0]["logprobs"] = {
+        "content": [
+            {
+                "token": "Paris",
+                "logprob": -0.1,
+                "bytes": [80],
+                "top_logprobs": [{"token": "Paris", "logprob": -0.1, "bytes": [80]}],
+            }
+        ]
+    }
     (part,) = translate(chat)["output"][0]["content"]
-    assert part["annotations"] == [{"type": "url_citation", "start_index": 0, "end_index": 5,
-                                    "title": "P", "url": "https://p"}]
+    assert part["annotations"] == [
+        {"type": "url_citation", "start_index": 0, "end_index": 5, "title": "P", "url": "https://p"}
+    ]
     assert part["logprobs"] == chat["choices"][0]["logprobs"]["content"]
 
 
@@ -341,9 +603,13 @@ def test_empty_answer_is_one_empty_message() -> None:
 
 
 def chunk(delta: Json, finish_reason: str | None = None) -> Json:
-    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "up",
-            "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                         "finish_reason": finish_reason}]}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "up",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
 
 
 def call_chunk(index: int, arguments: str, call_id: str | None = None) -> Json:
@@ -354,13 +620,16 @@ def call_chunk(index: int, arguments: str, call_id: str | None = None) -> Json:
     return chunk({"tool_calls": [call]})
 
 
-USAGE_CHUNK: Json = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3,
-                                              "total_tokens": 10}}
+USAGE_CHUNK: Json = {
+    "choices": [],
+    "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+}
 
 
 def run(chunks: Iterable[Json], request: Json | None = None) -> list[Json]:
-    translator = ChatStreamTranslator(request or {"model": "chat-model", "input": "x"},
-                                      response_id=RID, created_at=100)
+    translator = ChatStreamTranslator(
+        request or {"model": "chat-model", "input": "x"}, response_id=RID, created_at=100
+    )
     events = translator.start()
     for c in chunks:
         events += translator.feed(c)
@@ -435,9 +704,13 @@ def check_canonical(events: list[Json]) -> None:
 
 def done_items_parts(events: list[Json], added: Json) -> list[Json]:
     """The parts of `added`'s item closed before it."""
-    return [e for e in events if e["type"] == "response.content_part.done"
-            and e["item_id"] == added["item_id"]
-            and e["sequence_number"] < added["sequence_number"]]
+    return [
+        e
+        for e in events
+        if e["type"] == "response.content_part.done"
+        and e["item_id"] == added["item_id"]
+        and e["sequence_number"] < added["sequence_number"]
+    ]
 
 
 def types(events: list[Json]) -> list[str]:
@@ -446,14 +719,24 @@ def types(events: list[Json]) -> list[str]:
 
 def test_text_stream_is_canonical_and_matches_the_json_translation() -> None:
     request = {"model": "chat-model", "input": "Hello there", "stream": True}
-    mock = build_chat_completion(to_chat_request(request, "m"), model="m", completion_id="c",
-                                 created=1)
+    mock = build_chat_completion(
+        to_chat_request(request, "m"), model="m", completion_id="c", created=1
+    )
     events = run(mock.chunks(), request)
     check_canonical(events)
     assert types(events) == [
-        "created", "in_progress", "output_item.added", "content_part.added",
-        "output_text.delta", "output_text.delta", "output_text.delta", "output_text.done",
-        "content_part.done", "output_item.done", "completed"]
+        "created",
+        "in_progress",
+        "output_item.added",
+        "content_part.added",
+        "output_text.delta",
+        "output_text.delta",
+        "output_text.delta",
+        "output_text.done",
+        "content_part.done",
+        "output_item.done",
+        "completed",
+    ]
     final = events[-1]["response"]
     assert final["output"][0]["content"][0]["text"] == "Echo: Hello there"
     assert final["usage"]["total_tokens"] == final["usage"]["input_tokens"] + 3
@@ -466,12 +749,22 @@ def test_one_call_stream_is_canonical() -> None:
     events = run(mock.chunks(), request)
     check_canonical(events)
     assert types(events) == [
-        "created", "in_progress", "output_item.added", "function_call_arguments.delta",
-        "function_call_arguments.delta", "function_call_arguments.delta",
-        "function_call_arguments.done", "output_item.done", "completed"]
+        "created",
+        "in_progress",
+        "output_item.added",
+        "function_call_arguments.delta",
+        "function_call_arguments.delta",
+        "function_call_arguments.delta",
+        "function_call_arguments.done",
+        "output_item.done",
+        "completed",
+    ]
     added, done = events[2]["item"], events[-2]["item"]
     assert (added["type"], added["name"], added["call_id"]) == (
-        "function_call", "get_weather", done["call_id"])
+        "function_call",
+        "get_weather",
+        done["call_id"],
+    )
     assert done["arguments"] == '{"city":"example"}'
     assert done["status"] == "completed"
 
@@ -479,48 +772,83 @@ def test_one_call_stream_is_canonical() -> None:
 def test_two_parallel_calls_stream_as_two_blocks() -> None:
     chunks = [
         chunk({"role": "assistant", "content": None}),
-        call_chunk(0, "", "call_a"), call_chunk(0, '{"city":'), call_chunk(0, '"Paris"}'),
-        call_chunk(1, "", "call_b"), call_chunk(1, '{"city":"Rome"}'),
-        chunk({}, "tool_calls"), USAGE_CHUNK,
+        call_chunk(0, "", "call_a"),
+        call_chunk(0, '{"city":'),
+        call_chunk(0, '"Paris"}'),
+        call_chunk(1, "", "call_b"),
+        call_chunk(1, '{"city":"Rome"}'),
+        chunk({}, "tool_calls"),
+        USAGE_CHUNK,
     ]
     events = run(chunks)
     check_canonical(events)
     assert types(events) == [
-        "created", "in_progress",
-        "output_item.added", "function_call_arguments.delta", "function_call_arguments.delta",
-        "function_call_arguments.done", "output_item.done",
-        "output_item.added", "function_call_arguments.delta", "function_call_arguments.done",
-        "output_item.done", "completed"]
+        "created",
+        "in_progress",
+        "output_item.added",
+        "function_call_arguments.delta",
+        "function_call_arguments.delta",
+        "function_call_arguments.done",
+        "output_item.done",
+        "output_item.added",
+        "function_call_arguments.delta",
+        "function_call_arguments.done",
+        "output_item.done",
+        "completed",
+    ]
     output = events[-1]["response"]["output"]
     assert [(o["call_id"], o["arguments"]) for o in output] == [
-        ("call_a", '{"city":"Paris"}'), ("call_b", '{"city":"Rome"}')]
+        ("call_a", '{"city":"Paris"}'),
+        ("call_b", '{"city":"Rome"}'),
+    ]
     assert events[-1]["response"]["usage"]["total_tokens"] == 10
 
 
 def test_text_then_call_closes_the_message_first() -> None:
-    chunks = [chunk({"role": "assistant", "content": "Let me look."}),
-              call_chunk(0, '{"city":"Oslo"}', "call_a"), chunk({}, "tool_calls")]
+    chunks = [
+        chunk({"role": "assistant", "content": "Let me look."}),
+        call_chunk(0, '{"city":"Oslo"}', "call_a"),
+        chunk({}, "tool_calls"),
+    ]
     events = run(chunks)
     check_canonical(events)
     assert types(events)[2:] == [
-        "output_item.added", "content_part.added", "output_text.delta", "output_text.done",
-        "content_part.done", "output_item.done",
-        "output_item.added", "function_call_arguments.delta", "function_call_arguments.done",
-        "output_item.done", "completed"]
+        "output_item.added",
+        "content_part.added",
+        "output_text.delta",
+        "output_text.done",
+        "content_part.done",
+        "output_item.done",
+        "output_item.added",
+        "function_call_arguments.delta",
+        "function_call_arguments.done",
+        "output_item.done",
+        "completed",
+    ]
     assert [e["output_index"] for e in events if e["type"].endswith("output_item.added")] == [0, 1]
 
 
 def test_refusal_stream_uses_refusal_events() -> None:
-    chunks = [chunk({"role": "assistant", "content": None, "refusal": ""}),
-              chunk({"refusal": "I can't"}), chunk({"refusal": " help."}), chunk({}, "stop")]
+    chunks = [
+        chunk({"role": "assistant", "content": None, "refusal": ""}),
+        chunk({"refusal": "I can't"}),
+        chunk({"refusal": " help."}),
+        chunk({}, "stop"),
+    ]
     events = run(chunks)
     check_canonical(events)
     assert types(events)[3:-1] == [
-        "content_part.added", "refusal.delta", "refusal.delta", "refusal.done",
-        "content_part.done", "output_item.done"]
+        "content_part.added",
+        "refusal.delta",
+        "refusal.delta",
+        "refusal.done",
+        "content_part.done",
+        "output_item.done",
+    ]
     assert events[3]["part"] == {"type": "refusal", "refusal": ""}
     assert events[-1]["response"]["output"][0]["content"] == [
-        {"type": "refusal", "refusal": "I can't help."}]
+        {"type": "refusal", "refusal": "I can't help."}
+    ]
 
 
 def test_length_stream_ends_incomplete() -> None:
@@ -536,16 +864,20 @@ def test_length_stream_ends_incomplete() -> None:
 
 
 def test_call_name_arriving_late_holds_the_item_back() -> None:
-    nameless: Json = {"index": 0, "id": "call_a", "type": "function",
-                      "function": {"arguments": '{"ci'}}
+    nameless: Json = {
+        "index": 0,
+        "id": "call_a",
+        "type": "function",
+        "function": {"arguments": '{"ci'},
+    }
     named = {"index": 0, "function": {"name": "get_weather", "arguments": 'ty":"X"}'}}
-    events = run([chunk({"tool_calls": [nameless]}), chunk({"tool_calls": [named]}),
-                  chunk({}, "tool_calls")])
+    events = run(
+        [chunk({"tool_calls": [nameless]}), chunk({"tool_calls": [named]}), chunk({}, "tool_calls")]
+    )
     check_canonical(events)
     assert events[2]["item"]["name"] == "get_weather"
     # What came before the name goes out with it, in one delta.
-    assert [e["delta"] for e in events if e["type"].endswith("arguments.delta")] == [
-        '{"city":"X"}']
+    assert [e["delta"] for e in events if e["type"].endswith("arguments.delta")] == ['{"city":"X"}']
 
 
 def test_a_call_resumed_after_the_next_began_is_a_stream_error() -> None:
