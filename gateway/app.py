@@ -9,7 +9,9 @@ from aiohttp import web
 
 from gateway.auth import KeyRing
 from gateway.config import Settings
-from gateway.keys import DEPS, DRAINING, SETTINGS
+from gateway.jobs import open_jobs
+from gateway.jobs.worker import WorkerPool
+from gateway.keys import DEPS, DRAINING, SETTINGS, WORKERS
 from gateway.middleware import gateway_middleware
 from gateway.models import Deps
 from gateway.providers import build_providers
@@ -24,14 +26,21 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     providers = build_providers(settings)
     try:
         async with open_store(settings) as store:
-            app[DEPS] = Deps(
+            deps = Deps(
                 settings=settings,
                 store=store,
-                keys=KeyRing(settings.keys, settings.admin_key_sha256),
+                keys=KeyRing.for_app(settings, store),
                 router=Router(settings, providers),
                 validators=load_validators(),
+                jobs=open_jobs(store),
             )
-            yield
+            app[DEPS] = deps
+            app[WORKERS] = pool = WorkerPool(deps, deps.jobs)
+            pool.start()
+            try:
+                yield
+            finally:
+                await pool.stop(settings.server.shutdown_grace_s)
     finally:
         await asyncio.gather(*(p.close() for p in providers.values()))
 

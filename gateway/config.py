@@ -66,6 +66,23 @@ class KeySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class JwtSettings:
+    """OAuth2 bearer tokens (JWTs) accepted as callers; key material read at start-up."""
+
+    issuer: str
+    audience: tuple[str, ...]
+    public_key_pem: str | None = field(default=None, repr=False)
+    jwks: Mapping[str, Any] | None = field(default=None, repr=False)
+    jwks_url: str | None = None
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    required_scope: str | None = "api:use-language-models-execute"
+    scope_claim: str = "scope"
+    key_id_claim: str = "sub"
+    project_claim: str | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # auth.keys[] fields for every token
+
+
+@dataclass(frozen=True, slots=True)
 class Account:
     name: str
     api_key: str | None = field(default=None, repr=False)
@@ -135,6 +152,8 @@ class Settings:
     models: tuple[ModelSettings, ...] = ()
     jobs: JobSettings = field(default_factory=JobSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    admin_key_env: str = "GATEWAY_ADMIN_KEY"
+    jwt: JwtSettings | None = None
 
 
 def digest(secret: str) -> str:
@@ -246,6 +265,8 @@ class _Builder:
             models=models,
             jobs=JobSettings(**raw.get("jobs", {})),
             limits=LimitSettings(**raw.get("limits", {})),
+            admin_key_env=admin_env,
+            jwt=self._jwt(auth["jwt"], keys) if "jwt" in auth else None,
         )
 
     def _secret(self, var: str, where: str) -> str | None:
@@ -268,6 +289,62 @@ class _Builder:
         else:
             sha = raw["key_sha256"]
         return key_from_fields(raw, sha)
+
+    def _jwt(self, raw: dict[str, Any], keys: tuple[KeySettings, ...]) -> JwtSettings | None:
+        where = "auth.jwt"
+        sources = [s for s in ("public_key_file", "jwks_file", "jwks_url") if s in raw]
+        if len(sources) != 1:
+            self.problems.append(
+                f"{where}: exactly one of public_key_file, jwks_file, jwks_url is required"
+            )
+            return None
+        pem = jwks = None
+        if "jwks_url" not in raw:
+            path = raw[sources[0]]
+            try:
+                text = Path(path).read_text()
+            except OSError as exc:
+                self.problems.append(f"{where}.{sources[0]}: cannot read {path}: {exc.strerror}")
+                return None
+            if sources[0] == "public_key_file":
+                pem = text
+            else:
+                try:
+                    jwks = orjson.loads(text)
+                except orjson.JSONDecodeError:
+                    self.problems.append(f"{where}.jwks_file: {path} is not JSON")
+                    return None
+        defaults = raw.get("defaults", {})
+        fields = jsonschema_rs.validator_for(key_fields_schema((*SECRET_FIELDS, "id", "disabled")))
+        self.problems += [
+            f"{_path([*where.split('.'), 'defaults', *e.instance_path])}: {e.message}"
+            for e in fields.iter_errors(defaults)
+        ]
+        self.problems += [
+            f"auth.keys: key id {k.id!r} starts with 'jwt:', which names bearer tokens"
+            for k in keys if k.id.startswith("jwt:")
+        ]
+        audience = raw["audience"]
+        settings = JwtSettings(
+            issuer=raw["issuer"],
+            audience=(audience,) if isinstance(audience, str) else tuple(audience),
+            public_key_pem=pem,
+            jwks=jwks,
+            jwks_url=raw.get("jwks_url"),
+            algorithms=tuple(raw.get("algorithms", ("RS256", "ES256"))),
+            required_scope=raw.get("required_scope", "api:use-language-models-execute"),
+            scope_claim=raw.get("scope_claim", "scope"),
+            key_id_claim=raw.get("key_id_claim", "sub"),
+            project_claim=raw.get("project_claim"),
+            defaults=defaults,
+        )
+        from gateway.jwt_auth import load_keys  # imports PyJWT, only when tokens are configured
+
+        try:
+            load_keys(settings)
+        except ValueError as exc:
+            self.problems.append(f"{where}.{sources[0]}: {exc}")
+        return settings
 
     def _provider(self, raw: dict[str, Any], where: str) -> ProviderSettings:
         api = raw["api"]
@@ -341,6 +418,18 @@ def _duplicates(names: list[str], where: str, what: str, problems: list[str]) ->
             problems.append(f"{where}: duplicate {what} {shown}")
         seen.add(name)
     return seen
+
+
+SECRET_FIELDS = ("key", "key_env", "key_sha256")
+
+
+def key_fields_schema(exclude: tuple[str, ...] = SECRET_FIELDS) -> dict[str, Any]:
+    """`$defs/key` of the config schema with no field required and `exclude` left out."""
+    schema = orjson.loads((SCHEMA_DIR / "config.schema.json").read_bytes())
+    key = dict(schema["$defs"]["key"])
+    key.pop("required", None)
+    key["properties"] = {k: v for k, v in key["properties"].items() if k not in exclude}
+    return {"$schema": schema["$schema"], "$defs": schema["$defs"], **key}
 
 
 def key_from_fields(raw: Mapping[str, Any], sha256: str) -> KeySettings:

@@ -9,9 +9,11 @@ from aiohttp import web
 from gateway.config import Settings
 
 if TYPE_CHECKING:
+    from gateway.jobs.worker import WorkerPool
     from gateway.models import Deps
 
 SETTINGS = web.AppKey("SETTINGS", Settings)
 DEPS: web.AppKey[Deps] = web.AppKey("DEPS")
+WORKERS: web.AppKey[WorkerPool] = web.AppKey("WORKERS")
 DRAINING = web.AppKey("DRAINING", list)  # one element once SIGTERM came: readyz fails
 REQUEST_ID = web.RequestKey("REQUEST_ID", str)

@@ -13,6 +13,7 @@ from gateway.config import Account, KeySettings, ModelSettings, Settings
 
 if TYPE_CHECKING:
     from gateway.auth import KeyRing
+    from gateway.jobs import JobStore
     from gateway.providers.base import Provider
     from gateway.routing import Router
     from gateway.schemas import Validators
@@ -26,6 +27,7 @@ class Deps:
     keys: KeyRing
     router: Router
     validators: Validators
+    jobs: JobStore
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from aiohttp.web_request import BaseRequest
 
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.keys import DRAINING
+from gateway.keys import DRAINING, WORKERS
 
 
 class _EnvelopeRequestHandler(RequestHandler):  # type: ignore[type-arg]  # generic over Request
@@ -63,6 +63,7 @@ async def serve(settings: Settings, host: str, port: int, *, reuse_port: bool,
     app = create_app(settings)
     runner = make_runner(app, settings)
     await runner.setup()
+    handing_back: asyncio.Task[None] | None = None
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
         await site.start()
@@ -74,7 +75,11 @@ async def serve(settings: Settings, host: str, port: int, *, reuse_port: bool,
         loop.add_signal_handler(signal.SIGINT, stop.set)
         await stop.wait()
         app[DRAINING].append(True)
+        # Jobs stop being taken at once; those still running after the grace go back to the queue.
+        handing_back = asyncio.create_task(app[WORKERS].stop(settings.server.shutdown_grace_s))
         # Endpoints take time to drop a pod that reports unready: keep serving meanwhile.
         await asyncio.sleep(settings.server.shutdown_delay_s)
     finally:
         await runner.cleanup()
+        if handing_back is not None:
+            await handing_back

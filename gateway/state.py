@@ -174,16 +174,24 @@ async def save(call: Call, response: Json) -> None:
 
 async def _save(call: Call, response: Json) -> None:
     assert call.principal is not None
-    owner, store, ttl = call.principal.id, call.deps.store, call.deps.settings.store.response_ttl_s
     rid = response.get("id")
     if call.store and isinstance(rid, str):
-        record = {"owner": owner, "response": response, "input": call.input_items,
+        record = {"owner": call.principal.id, "response": response, "input": call.input_items,
                   "chain": call.chain}
-        await store.put_response(rid, record, ttl)
-    if call.conversation is not None:
-        output = [as_item(item, "output") for item in response.get("output") or []]
-        added = await store.add_items(owner, call.conversation, [*call.input_items, *output],
-                                      ttl, MAX_CONVERSATION_ITEMS)
-        if not added:
-            log.warning("conversation %s is full or gone; items not added", call.conversation,
-                        extra={"request_id": call.request_id})
+        await call.deps.store.put_response(rid, record, call.deps.settings.store.response_ttl_s)
+    await grow_conversation(call, response)
+
+
+async def grow_conversation(call: Call, response: Json) -> None:
+    """Append the turn's input and output items to its conversation, if it has one."""
+    if call.conversation is None:
+        return
+    assert call.principal is not None
+    output = [as_item(item, "output") for item in response.get("output") or []]
+    added = await call.deps.store.add_items(
+        call.principal.id, call.conversation, [*call.input_items, *output],
+        call.deps.settings.store.response_ttl_s, MAX_CONVERSATION_ITEMS,
+    )
+    if not added:
+        log.warning("conversation %s is full or gone; items not added", call.conversation,
+                    extra={"request_id": call.request_id})

@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway.config import Settings
 from gateway.routes import conversations as conv
 from gateway.routes import responses as resp
+from gateway.routes.admin import add_admin_routes
 from gateway.routes.health import healthz, readyz
 from gateway.routes.models import list_models, retrieve_model
 
@@ -15,6 +16,7 @@ def setup_routes(app: web.Application, settings: Settings) -> None:
     router = app.router
     router.add_get("/healthz", healthz, allow_head=False)
     router.add_get("/readyz", readyz, allow_head=False)
+    add_admin_routes(router)
     for p in settings.server.mounts:
         router.add_post(f"{p}/responses", resp.create_response)
         router.add_post(f"{p}/responses/input_tokens", resp.count_input_tokens)

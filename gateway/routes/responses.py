@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway import pipeline
 from gateway.codec import dumps, json_response, parse_object, read_body
 from gateway.errors import InvalidRequestError, NotFoundError
+from gateway.jobs import TERMINAL, background
 from gateway.keys import DEPS, REQUEST_ID
 from gateway.models import Call
 from gateway.pipeline import Stage
@@ -29,9 +30,56 @@ CREATE_RESPONSE: Final[tuple[Stage, ...]] = (
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
-    call = Call(request, request.app[DEPS], request[REQUEST_ID])
+    deps = request.app[DEPS]
+    call = Call(request, deps, request[REQUEST_ID])
+    polled = request.headers.get("x-bf-async-id")
+    if polled is not None:
+        return await poll_async_job(call, polled)
+    call.async_job = request.headers.get("x-bf-async", "").lower() == "true"
     await pipeline.run(call, CREATE_RESPONSE)
-    return await forward(call)
+    if not call.async_job and call.body.get("background") is not True:
+        return await forward(call)
+    settings = deps.settings
+    ttl = _result_ttl(request, settings.jobs.result_ttl_s) if call.async_job else \
+        settings.store.response_ttl_s
+    first = await background.submit(call, deps.jobs, call.body, ttl, settings.jobs.result_ttl_s)
+    headers = {"x-request-id": call.request_id}
+    if call.async_job:
+        headers["x-bf-async-id"] = first["id"]
+        return json_response({"id": first["id"], "status": first["status"]}, 202, headers)
+    if call.stream:
+        return await background.follow(request, deps.store, deps.jobs, first["id"], -1, headers)
+    return json_response(first)
+
+
+def _result_ttl(request: web.Request, default: int) -> int:
+    raw = request.headers.get("x-bf-async-job-result-ttl")
+    if raw is None:
+        return default
+    try:
+        ttl = int(raw)
+    except ValueError:
+        ttl = 0
+    if not 1 <= ttl <= 30 * 24 * 3600:
+        raise InvalidRequestError(
+            f"Invalid x-bf-async-job-result-ttl: expected whole seconds from 1 to 2592000, got "
+            f"{raw!r}.", param="x-bf-async-job-result-ttl")
+    return ttl
+
+
+async def poll_async_job(call: Call, job_id: str) -> web.Response:
+    """x-bf-async-id: the job's status while it runs, the whole Response once it has ended."""
+    await authenticate(call)
+    assert call.principal is not None
+    (record,) = await call.deps.store.get_responses(call.principal.id, [job_id])
+    if record is None:
+        raise NotFoundError(f"Async job with id '{job_id}' not found.", param="x-bf-async-id",
+                            code="not_found")
+    response = record["response"]
+    headers = {"x-bf-async-id": job_id}
+    if response.get("status") in TERMINAL:
+        return json_response(response, headers=headers)
+    return json_response({"id": job_id, "status": response.get("status")}, headers=headers)
 
 
 async def _stored(request: web.Request) -> Json:
@@ -49,14 +97,26 @@ def response_not_found(rid: str) -> NotFoundError:
                          code="not_found")
 
 
-async def retrieve_response(request: web.Request) -> web.Response:
+async def retrieve_response(request: web.Request) -> web.StreamResponse:
     record = await _stored(request)
-    if request.query.get("stream") == "true":
+    if request.query.get("stream") != "true":
+        return json_response(record["response"])
+    if not record.get("background"):
         raise InvalidRequestError(
             "This response cannot be streamed because it was not created with background=true.",
             param="stream", code="invalid_request_error",
         )
-    return json_response(record["response"])
+    raw_after = request.query.get("starting_after", "-1")
+    try:
+        after = int(raw_after)
+    except ValueError:
+        raise InvalidRequestError(f"Invalid 'starting_after': expected an integer, got "
+                                  f"{raw_after!r}.", param="starting_after",
+                                  code="invalid_type") from None
+    deps = request.app[DEPS]
+    return await background.follow(request, deps.store, deps.jobs,
+                                   request.match_info["response_id"], after,
+                                   {"x-request-id": request[REQUEST_ID]})
 
 
 async def delete_response(request: web.Request) -> web.Response:
@@ -69,9 +129,10 @@ async def delete_response(request: web.Request) -> web.Response:
 
 
 async def cancel_response(request: web.Request) -> web.Response:
-    await _stored(request)
-    raise InvalidRequestError("Only responses created with background=true can be cancelled.",
-                              param="response_id", code="invalid_request_error")
+    deps = request.app[DEPS]
+    key = await deps.keys.authenticate(request.headers.get("Authorization"))
+    rid = request.match_info["response_id"]
+    return json_response(await background.cancel(deps.store, deps.jobs, key.id, rid))
 
 
 async def list_input_items(request: web.Request) -> web.Response:

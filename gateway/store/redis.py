@@ -55,12 +55,18 @@ class RedisStore:
             url, socket_timeout=max(timeout_s, 0.05), socket_connect_timeout=max(timeout_s, 0.05),
             health_check_interval=30, retry_on_timeout=False,
         )
+        # Blocking reads (job queue, event logs) wait longer than any command may take.
+        self.blocking = redis.Redis.from_url(
+            url, socket_timeout=30, socket_connect_timeout=max(timeout_s, 0.05),
+            health_check_interval=30,
+        )
         self._add_items = self.client.register_script(_ADD_ITEMS)
         self._delete_item = self.client.register_script(_DELETE_ITEM)
         self._delete_conversation = self.client.register_script(_DELETE_CONVERSATION)
 
     async def close(self) -> None:
         await self.client.aclose()
+        await self.blocking.aclose()
 
     def key(self, kind: str, ident: str, part: str = "") -> str:
         return f"{self.prefix}{kind}:{{{ident}}}{part}"

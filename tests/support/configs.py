@@ -17,7 +17,8 @@ ENV = {"UP_KEY": UPSTREAM_KEY, "GATEWAY_ADMIN_KEY": ADMIN_KEY}
 
 def base_config(upstream_url: str, store_url: str = "memory://") -> dict[str, Any]:
     return {
-        "server": {"access_log": False},
+        "server": {"access_log": False, "shutdown_delay_s": 0.1, "shutdown_grace_s": 5},
+        "jobs": {"workers": 4, "lease_s": 1},
         "store": {"url": store_url},
         "auth": {
             "keys": [

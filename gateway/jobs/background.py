@@ -1,0 +1,125 @@
+"""Background responses and x-bf-async jobs: submit, poll, cancel, and stream (live or resumed)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from gateway.errors import InvalidRequestError, NotFoundError
+from gateway.jobs import TERMINAL, Event, JobStore
+from gateway.models import Call
+from gateway.providers.responses import FORWARDED_HEADERS
+from gateway.state import new_id
+from gateway.store import Json, Store
+from gateway.streaming.relay import SSE_HEADERS
+
+ENDS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_ECHO: Final = ("instructions", "max_output_tokens", "max_tool_calls", "parallel_tool_calls",
+                "reasoning", "service_tier", "temperature", "text", "tool_choice", "tools",
+                "top_logprobs", "top_p", "truncation", "user", "safety_identifier",
+                "prompt_cache_key")
+_DEFAULTS: Final[Json] = {"parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+                          "temperature": 1.0, "top_p": 1.0, "truncation": "disabled"}
+
+
+def snapshot(call: Call, client_body: Json, response_id: str) -> Json:
+    """The Response a queued job is, before the upstream has said anything."""
+    response: Json = {
+        "id": response_id, "object": "response", "created_at": int(time.time()),
+        "status": "queued", "background": True, "model": call.model, "output": [],
+        "usage": None, "error": None, "incomplete_details": None,
+        "metadata": client_body.get("metadata") or {}, "store": call.store,
+        "previous_response_id": call.previous,
+        "conversation": {"id": call.conversation} if call.conversation else None,
+    }
+    for name in _ECHO:
+        response[name] = client_body.get(name, _DEFAULTS.get(name))
+    return response
+
+
+async def submit(call: Call, jobs: JobStore, client_body: Json, ttl_s: int,
+                 events_ttl_s: int) -> Json:
+    """Queue the call as a job; answers its first snapshot (status queued)."""
+    assert call.principal is not None
+    if not call.store and not call.async_job:
+        raise InvalidRequestError("Background responses must be stored: 'store' cannot be false "
+                                  "with 'background': true.", param="store")
+    rid = new_id("resp")
+    body = dict(call.body)
+    body.pop("background", None)
+    body.update(stream=True, store=False)
+    first = snapshot(call, client_body, rid)
+    job = {
+        "id": rid, "owner": call.principal.id, "body": body, "ttl": ttl_s,
+        "events_ttl": min(ttl_s, events_ttl_s),
+        "targets": [[t.provider.name, t.model, t.weight] for t in call.targets],
+        "headers": {k: v for k in FORWARDED_HEADERS if (v := call.headers.get(k)) is not None},
+        "request_id": call.request_id, "snapshot": first, "conversation": call.conversation,
+        "input_items": call.input_items, "chain": call.chain,
+    }
+    await jobs.enqueue(rid, job, first, ttl_s)
+    return first
+
+
+async def follow(request: web.Request, store: Store, jobs: JobStore, job_id: str, after: int,
+                 headers: dict[str, str]) -> web.StreamResponse:
+    """Stream a job's events after sequence number `after`, then live until its end."""
+    response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
+    await response.prepare(request)
+    cursor: Any = None
+    try:
+        while True:
+            events, cursor = await jobs.read_events(job_id, cursor, block_ms=1000)
+            for event in events:
+                if event.seq <= after:
+                    continue
+                after = event.seq
+                await response.write(_frame(event))
+                if event.kind in ENDS:
+                    await response.write_eof()
+                    return response
+            if not events and await jobs.status(job_id) in TERMINAL:
+                # The outcome was written without its event (a job cancelled while queued,
+                # or whose replica died): end the stream from the record.
+                events, cursor = await jobs.read_events(job_id, cursor, block_ms=0)
+                if not any(e.kind in ENDS and e.seq > after for e in events):
+                    await response.write(await _closing_frame(store, jobs, job_id, after + 1))
+                    await response.write_eof()
+                    return response
+    except ConnectionResetError:
+        return response
+
+
+def _frame(event: Event) -> bytes:
+    return b"event: " + event.kind.encode() + b"\ndata: " + event.data + b"\n\n"
+
+
+async def _closing_frame(store: Store, jobs: JobStore, job_id: str, seq: int) -> bytes:
+    job = await jobs.get_job(job_id)
+    owner = job["owner"] if job else ""
+    (record,) = await store.get_responses(owner, [job_id])
+    final = record["response"] if record else {"id": job_id, "status": "failed"}
+    event = {"type": "response.failed", "sequence_number": seq, "response": final}
+    return _frame(Event(seq, orjson.dumps(event), "response.failed"))
+
+
+async def cancel(store: Store, jobs: JobStore, owner: str, job_id: str) -> Json:
+    """Cancel a queued or running job; a finished one answers as it is (cancel is idempotent)."""
+    (record,) = await store.get_responses(owner, [job_id])
+    if record is None:
+        raise NotFoundError(f"Response with id '{job_id}' not found.", param="response_id",
+                            code="not_found")
+    if not record.get("background"):
+        raise InvalidRequestError("Only responses created with background=true can be cancelled.",
+                                  param="response_id", code="invalid_request_error")
+    job = await jobs.get_job(job_id)
+    if job is not None:
+        cancelled = {**record["response"], "status": "cancelled"}
+        await jobs.write(job_id, "cancelled", cancelled, int(job["ttl"]))
+        (record,) = await store.get_responses(owner, [job_id])
+        assert record is not None
+    response: Json = record["response"]
+    return response

@@ -1,0 +1,179 @@
+"""RedisJobs: a Redis Stream with one consumer group shared by every replica, plus per-job records.
+
+`jobs` is the queue (at-least-once: an entry stays pending until `done`, and an entry whose
+consumer stops heartbeating is claimed by another). `job:{id}` holds the job and its status,
+`resp:{id}` the response snapshot clients read, `events:{id}` the stream of its events.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from redis.exceptions import ResponseError
+
+from gateway.jobs import Event
+from gateway.store import Json
+from gateway.store.redis import RedisStore, guard
+
+GROUP = "workers"
+
+# KEYS: job hash, response record. ARGV: status, response JSON, ttl.
+_WRITE = """
+local current = redis.call('HGET', KEYS[1], 'status')
+if current == false then return 0 end
+if current == 'completed' or current == 'failed' or current == 'incomplete'
+   or current == 'cancelled' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+# KEYS: job hash, event stream. ARGV: ttl. A new attempt starts a new event log.
+_START = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('DEL', KEYS[2])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return attempts
+"""
+
+
+class RedisJobs:
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self.client = store.client
+        self.queue = store.key("jobs", "queue")
+        self._write = self.client.register_script(_WRITE)
+        self._start = self.client.register_script(_START)
+        self._entries: dict[str, bytes] = {}   # job id -> its queue entry id, for this consumer
+        self._group_ready = False
+
+    def _job(self, job_id: str) -> str:
+        return self.store.key("job", job_id)
+
+    def _events(self, job_id: str) -> str:
+        return self.store.key("events", job_id)
+
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            await self.client.xgroup_create(self.queue, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    async def enqueue(self, job_id: str, job: Json, response: Json, ttl_s: int) -> None:
+        async with guard():
+            await self._ensure_group()
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(self._job(job_id), mapping={"status": response["status"],
+                                                      "attempts": 0, "job": orjson.dumps(job)})
+                pipe.expire(self._job(job_id), ttl_s)
+                pipe.set(self.store.key("resp", job_id), orjson.dumps(
+                    {"owner": job["owner"], "response": response, "input": job["input_items"],
+                     "chain": job["chain"], "background": True}), ex=ttl_s)
+                await pipe.execute()
+            await self.client.xadd(self.queue, {"job": job_id})
+
+    def _remember(self, entries: list[Any]) -> list[str]:
+        ids = []
+        for entry_id, fields in entries:
+            if not fields:
+                continue   # the entry was deleted meanwhile
+            job_id = fields[b"job"].decode()
+            self._entries[job_id] = entry_id
+            ids.append(job_id)
+        return ids
+
+    async def take(self, consumer: str, count: int, block_ms: int) -> list[str]:
+        async with guard():
+            await self._ensure_group()
+            found = await self.store.blocking.xreadgroup(GROUP, consumer, {self.queue: ">"}, count=count,
+                                                 block=block_ms)
+        return self._remember(found[0][1]) if found else []
+
+    async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[str]:
+        async with guard():
+            await self._ensure_group()
+            # Redis 6.2 answers [cursor, entries]; 7 adds the ids of deleted entries.
+            answer = await self.client.xautoclaim(self.queue, GROUP, consumer,
+                                                  min_idle_time=min_idle_ms, count=count)
+        return self._remember(answer[1])
+
+    async def heartbeat(self, consumer: str, job_ids: list[str]) -> None:
+        entries = [self._entries[j] for j in job_ids if j in self._entries]
+        if entries:
+            async with guard():
+                await self.client.xclaim(self.queue, GROUP, consumer, 0, entries, justid=True)
+
+    async def release(self, consumer: str, job_id: str) -> None:
+        entry = self._entries.pop(job_id, None)
+        if entry is not None:
+            async with guard():
+                # An idle time far past any lease: the next reclaim anywhere takes it.
+                await self.client.xclaim(self.queue, GROUP, consumer, 0, [entry], idle=10**9,
+                                         justid=True)
+
+    async def done(self, job_id: str) -> None:
+        entry = self._entries.pop(job_id, None)
+        if entry is not None:
+            async with guard():
+                await self.client.xack(self.queue, GROUP, entry)
+                await self.client.xdel(self.queue, entry)
+
+    async def get_job(self, job_id: str) -> Json | None:
+        async with guard():
+            raw = await self.client.hget(self._job(job_id), "job")
+        if raw is None:
+            return None
+        job: Json = orjson.loads(raw)
+        return job
+
+    async def start_attempt(self, job_id: str, ttl_s: int) -> int:
+        async with guard():
+            return int(await self._start([self._job(job_id), self._events(job_id)], [ttl_s]))
+
+    async def status(self, job_id: str) -> str | None:
+        async with guard():
+            raw = await self.client.hget(self._job(job_id), "status")
+        return raw.decode() if raw is not None else None
+
+    async def write(self, job_id: str, status: str, response: Json, ttl_s: int) -> bool:
+        async with guard():
+            record = await self.client.get(self.store.key("resp", job_id))
+            if record is None:
+                return False
+            merged = orjson.loads(record)
+            merged["response"] = response
+            done = await self._write([self._job(job_id), self.store.key("resp", job_id)],
+                                     [status, orjson.dumps(merged), ttl_s])
+        return bool(done)
+
+    async def append_events(self, job_id: str, events: list[Event], ttl_s: int) -> None:
+        if not events:
+            return
+        key = self._events(job_id)
+        async with guard(), self.client.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.xadd(key, {"seq": event.seq, "data": event.data, "kind": event.kind})
+            pipe.expire(key, ttl_s)
+            await pipe.execute()
+
+    async def read_events(self, job_id: str, cursor: Any, block_ms: int) -> tuple[list[Event], Any]:
+        key = self._events(job_id)
+        async with guard():
+            if cursor is None:
+                entries = await self.client.xrange(key, "-", "+")
+                if entries or not block_ms:
+                    return _events(entries), entries[-1][0] if entries else "0-0"
+                cursor = "0-0"
+            found = await self.store.blocking.xread({key: cursor}, block=block_ms or None)
+        entries = found[0][1] if found else []
+        return _events(entries), entries[-1][0] if entries else cursor
+
+
+def _events(entries: list[Any]) -> list[Event]:
+    return [Event(int(f[b"seq"]), f[b"data"], f[b"kind"].decode()) for _, f in entries]

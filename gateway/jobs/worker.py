@@ -1,0 +1,265 @@
+"""The worker pool every replica runs: takes jobs, keeps their leases alive, runs them upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from typing import Any, Final
+
+import orjson
+
+from gateway.config import KeySettings
+from gateway.errors import GatewayError, UpstreamError
+from gateway.jobs import TERMINAL, Event, JobStore
+from gateway.models import Call, Deps, Target
+from gateway.providers.base import UPSTREAM_ERRORS, upstream_failure
+from gateway.routing import pick
+from gateway.state import grow_conversation
+from gateway.store import Json
+from gateway.streaming.sse import SSEParser
+
+log = logging.getLogger("gateway.jobs")
+
+MAX_ATTEMPTS: Final = 3
+LIFECYCLE: Final = frozenset({"response.created", "response.queued", "response.in_progress",
+                              "response.completed", "response.incomplete", "response.failed"})
+ENDS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class WorkerPool:
+    def __init__(self, deps: Deps, jobs: JobStore) -> None:
+        self.deps = deps
+        self.jobs = jobs
+        settings = deps.settings.jobs
+        self.size = settings.workers
+        self.lease_ms = int(settings.lease_s * 1000)
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._stopped: asyncio.Future[None] | None = None
+
+    def start(self) -> None:
+        if self.size > 0:
+            self._loops = [asyncio.create_task(self._take_loop()),
+                           asyncio.create_task(self._lease_loop())]
+
+    async def stop(self, grace_s: float) -> None:
+        """Take no more jobs; give running ones `grace_s`, then hand the rest back.
+
+        Both the drain and the app's cleanup call this; the second call waits for the first.
+        """
+        if self._stopped is None:
+            self._stopped = asyncio.ensure_future(self._stop(grace_s))
+        await asyncio.shield(self._stopped)
+
+    async def _stop(self, grace_s: float) -> None:
+        self._stopping = True
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self.running:
+            await asyncio.wait(list(self.running.values()), timeout=grace_s)
+        for job_id, task in list(self.running.items()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            with contextlib.suppress(GatewayError):
+                await self.jobs.release(self.consumer, job_id)
+
+    async def _take_loop(self) -> None:
+        reclaim_every = max(self.lease_ms / 2000, 0.2)
+        next_reclaim = 0.0
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            free = self.size - len(self.running)
+            if free <= 0:
+                await asyncio.wait(list(self.running.values()), timeout=1,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                ids: list[str] = []
+                if loop.time() >= next_reclaim:
+                    next_reclaim = loop.time() + reclaim_every
+                    ids = await self.jobs.reclaim(self.consumer, self.lease_ms, free)
+                if len(ids) < free:
+                    ids += await self.jobs.take(self.consumer, free - len(ids),
+                                                int(reclaim_every * 1000))
+            except GatewayError as exc:
+                log.warning("job queue unavailable: %s", exc.message)
+                await asyncio.sleep(1)
+                continue
+            except Exception:
+                # The loop must outlive any one bad answer, or this replica stops taking jobs.
+                log.exception("job queue read failed")
+                await asyncio.sleep(1)
+                continue
+            for job_id in ids:
+                if job_id not in self.running:
+                    self.running[job_id] = asyncio.create_task(self._run(job_id))
+
+    async def _lease_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.lease_ms / 3000)
+            if self.running:
+                try:
+                    await self.jobs.heartbeat(self.consumer, list(self.running))
+                except Exception:
+                    log.exception("job heartbeat failed")
+
+    async def _run(self, job_id: str) -> None:
+        try:
+            job = await self.jobs.get_job(job_id)
+            if job is not None and await self.jobs.status(job_id) not in TERMINAL:
+                await JobRun(self.deps, self.jobs, job_id, job).run()
+            await self.jobs.done(job_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job %s crashed", job_id)
+        finally:
+            self.running.pop(job_id, None)
+
+
+class JobRun:
+    """One job's attempts: stream from the upstream, log every event, write the outcome once."""
+
+    def __init__(self, deps: Deps, jobs: JobStore, job_id: str, job: Json) -> None:
+        self.deps, self.jobs, self.job_id, self.job = deps, jobs, job_id, job
+        self.ttl = int(job["ttl"])
+        self.events_ttl = int(job.get("events_ttl", self.ttl))
+        self.snapshot: Json = job["snapshot"]
+        self.seq = -1
+
+    async def run(self) -> None:
+        error: GatewayError = UpstreamError("The job did not run.")
+        while True:
+            attempt = await self.jobs.start_attempt(self.job_id, self.ttl)
+            if attempt == 0:
+                return
+            if attempt > MAX_ATTEMPTS:
+                await self._fail(error, f"gave up after {MAX_ATTEMPTS} attempts: ")
+                return
+            self.seq = -1
+            await self.jobs.write(self.job_id, "in_progress",
+                                  {**self.snapshot, "status": "in_progress"}, self.ttl)
+            try:
+                await self._watched(self._attempt())
+                return
+            except GatewayError as exc:
+                error = exc
+                if exc.status < 500 and exc.status != 429:
+                    await self._fail(exc)
+                    return
+                log.warning("job %s attempt %d failed: %s", self.job_id, attempt, exc.message)
+                await asyncio.sleep(min(0.5 * attempt, 2))
+
+    async def _watched(self, work: Any) -> None:
+        """Run the attempt, stopping it within a quarter second once the job is cancelled."""
+        task = asyncio.ensure_future(work)
+        try:
+            while not task.done():
+                await asyncio.wait([task], timeout=0.25)
+                if not task.done() and await self.jobs.status(self.job_id) == "cancelled":
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                    await self._log_end("response.failed", await self._cancelled_response())
+                    return
+            task.result()
+        finally:
+            task.cancel()
+
+    def _call(self) -> Call:
+        job = self.job
+        call = Call(None, self.deps, job["request_id"], body=dict(job["body"]), changed=True,
+                    stream=True, saved_headers=job["headers"])
+        call.principal = KeySettings(id=job["owner"])
+        call.conversation, call.input_items = job["conversation"], job["input_items"]
+        return call
+
+    async def _attempt(self) -> None:
+        call = self._call()
+        providers = self.deps.router.providers
+        targets = [Target(providers[p], m, w) for p, m, w in self.job["targets"]]
+        target, account = pick(targets)
+        call.target, call.account = target, account
+        async with target.provider.send(call, target, account) as reply:
+            if reply.chunks is None:
+                raise _status_error(reply.status, reply.body, target.provider.name)
+            parser = SSEParser()
+            while True:
+                try:
+                    chunk = await anext(reply.chunks)
+                except StopAsyncIteration:
+                    break
+                except UPSTREAM_ERRORS as exc:
+                    raise upstream_failure(exc, target.provider.name) from exc
+                final = await self._log_chunk(parser.feed(chunk))
+                if final is not None:
+                    await self._finish(call, final)
+                    return
+        raise UpstreamError(f"The upstream provider {target.provider.name!r} ended the stream "
+                            "before the response was complete.")
+
+    async def _log_chunk(self, frames: list[Any]) -> Json | None:
+        events, final = [], None
+        for frame in frames:
+            try:
+                event = orjson.loads(frame.data)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            kind = str(event.get("type", ""))
+            if kind in LIFECYCLE and isinstance(event.get("response"), dict):
+                event["response"] = self._view(event["response"])
+            self.seq = event["sequence_number"] = self.seq + 1
+            events.append(Event(self.seq, orjson.dumps(event), kind))
+            if kind in ENDS:
+                final = event["response"]
+        await self.jobs.append_events(self.job_id, events, self.events_ttl)
+        return final
+
+    def _view(self, response: Json) -> Json:
+        """The upstream's response under the job's id and the fields the client asked for."""
+        keep = ("id", "created_at", "background", "store", "previous_response_id",
+                "conversation", "metadata", "model")
+        return {**response, **{k: self.snapshot[k] for k in keep if k in self.snapshot}}
+
+    async def _finish(self, call: Call, final: Json) -> None:
+        if await self.jobs.write(self.job_id, str(final.get("status", "completed")), final,
+                                 self.ttl):
+            await grow_conversation(call, final)
+
+    async def _fail(self, error: GatewayError, prefix: str = "") -> None:
+        failed = {**self.snapshot, "status": "failed",
+                  "error": {"code": error.code or "server_error", "message": prefix + error.message}}
+        if await self.jobs.write(self.job_id, "failed", failed, self.ttl):
+            await self._log_end("response.failed", failed)
+
+    async def _cancelled_response(self) -> Json:
+        (record,) = await self.deps.store.get_responses(self.job["owner"], [self.job_id])
+        return record["response"] if record else {**self.snapshot, "status": "cancelled"}
+
+    async def _log_end(self, kind: str, response: Json) -> None:
+        self.seq += 1
+        event = {"type": kind, "sequence_number": self.seq, "response": response}
+        await self.jobs.append_events(self.job_id, [Event(self.seq, orjson.dumps(event), kind)],
+                                      self.events_ttl)
+
+
+def _status_error(status: int, body: bytes, provider: str) -> GatewayError:
+    from gateway.errors import InvalidRequestError
+
+    try:
+        message = orjson.loads(body)["error"]["message"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        message = body[:300].decode(errors="replace")
+    if status >= 500 or status == 429 or status in (401, 403):
+        return UpstreamError(f"The upstream provider {provider!r} answered HTTP {status}: {message}")
+    return InvalidRequestError(f"The upstream provider {provider!r} refused the request: {message}")

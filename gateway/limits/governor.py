@@ -1,0 +1,231 @@
+"""Governor: admission (rates, tokens, concurrency, budgets) and usage accounting per request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, TypeVar
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from gateway.config import Price, Settings
+from gateway.errors import ServiceUnavailableError
+from gateway.limits import usage as accounting
+from gateway.limits.backend import Charge, Settlement, Window
+from gateway.limits.headers import rate_headers, refusal, too_large, unavailable
+from gateway.limits.memory import MemoryLimiter
+from gateway.limits.redis import RedisLimiter
+from gateway.limits.rules import (
+    ModelLimits,
+    Plan,
+    ProjectLimits,
+    Subject,
+    period_window,
+    plan_for,
+    utc_day,
+)
+from gateway.models import Usage
+
+log = logging.getLogger("gateway.limits")
+T = TypeVar("T")
+_PLAN_CACHE_MAX = 4096
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What admit reserved, and where (redis, memory, or none: nothing to reserve)."""
+
+    subject: Subject
+    plan: Plan
+    estimated_tokens: int
+    lease_id: str
+    backend: str = "none"
+    bucket: int = 0  # the sub-bucket holding the token reservation
+    headers: dict[str, str] = field(default_factory=dict)
+    settled: bool = False
+    cost_usd: float = 0.0
+
+
+class Governor:
+    def __init__(
+        self, settings: Settings, redis_client: redis.Redis | None, prefix: str, *,
+        clock: Callable[[], float] = time.time,
+        projects: Mapping[str, ProjectLimits | Mapping[str, Any]] | None = None,
+        models: Mapping[str, ModelLimits | Mapping[str, Any]] | None = None,
+        lease_ttl_s: float = 120.0, window_s: float = 60.0, probe_interval_s: float = 1.0,
+        concurrency_retry_ms: int = 1000, tag: str = "limits", stream_max: int = 100_000,
+        totals_ttl_s: int = 400 * 86400,
+    ) -> None:
+        self.clock = clock
+        self.projects = {n: p if isinstance(p, ProjectLimits) else ProjectLimits.from_mapping(p)
+                         for n, p in (projects or {}).items()}
+        self.models = {n: m if isinstance(m, ModelLimits) else ModelLimits.from_mapping(m)
+                       for n, m in (models or {}).items()}
+        self.window = Window(round(window_s * 1000), round(lease_ttl_s * 1000))
+        self.memory = MemoryLimiter(self.window, clock, stream_max=stream_max)
+        self.redis = None if redis_client is None else RedisLimiter(
+            redis_client, prefix, self.window, tag=tag, stream_max=stream_max,
+            totals_ttl_s=totals_ttl_s)
+        self.fail_open = settings.limits.on_redis_error != "closed"
+        self.timeout_s = max(settings.limits.redis_timeout_ms, 1) / 1000
+        self.probe_interval_s = probe_interval_s
+        self.concurrency_retry_ms = concurrency_retry_ms
+        self.fallbacks = 0  # calls the memory limiter served because Redis failed (for metrics)
+        self.lost_settlements = 0  # settlements that reached no store (closed policy, Redis down)
+        self._down_until = 0.0
+        self._outage = False
+        self._plans: dict[Subject, Plan] = {}
+
+    def _plan(self, subject: Subject) -> Plan:
+        plan = self._plans.get(subject)
+        if plan is None:
+            if len(self._plans) >= _PLAN_CACHE_MAX:
+                self._plans.clear()
+            plan = self._plans[subject] = plan_for(subject, self.projects, self.models)
+        return plan
+
+    async def admit(self, subject: Subject, estimated_tokens: int) -> Ticket:
+        plan = self._plan(subject)
+        est = max(0, int(estimated_tokens))
+        ticket = Ticket(subject, plan, est, secrets.token_hex(8) if plan.leases else "")
+        if plan.empty:
+            return ticket
+        amounts = plan.amounts(est)
+        hopeless = too_large(subject.model, plan, amounts, self.window)
+        if hopeless is not None:
+            raise hopeless
+        now = self.clock()
+        charges = [Charge(b, *period_window(b.period, now)) for b in plan.budgets]
+        lease_id, memory = ticket.lease_id, self.memory
+        reply, ticket.backend = await self._run(
+            lambda r: r.admit(plan, amounts, charges, lease_id),
+            lambda: memory.admit(plan, amounts, charges, lease_id))
+        if not reply.admitted:
+            raise refusal(subject.model, plan, reply, amounts, charges, self.window,
+                          self.concurrency_retry_ms)
+        ticket.bucket = reply.bucket
+        ticket.headers = rate_headers(plan, reply, amounts, self.window)
+        return ticket
+
+    def headers(self, ticket: Ticket) -> dict[str, str]:
+        return dict(ticket.headers)
+
+    async def renew(self, ticket: Ticket) -> None:
+        """Extend a long request's concurrency leases (call well within lease_ttl_s)."""
+        leases, lease_id = ticket.plan.leases, ticket.lease_id
+        if not leases or ticket.settled:
+            return
+        if ticket.backend == "memory" or self.redis is None:
+            await self.memory.renew(leases, lease_id)
+            return
+        # While Redis is down the lease runs out by itself; nothing better to do.
+        with contextlib.suppress(ServiceUnavailableError):
+            await self._run(lambda r: r.renew(leases, lease_id), _nothing)
+
+    async def settle(self, ticket: Ticket, usage: Usage | None, *, status: int,
+                     latency_ms: float, provider: str | None, upstream_model: str | None) -> float:
+        """Reconcile, release, charge and record; never raises for Redis; runs once per ticket."""
+        if ticket.settled:
+            return ticket.cost_usd
+        ticket.settled = True
+        subject, plan = ticket.subject, ticket.plan
+        usd = ticket.cost_usd = self.cost(subject.price, usage)
+        now = self.clock()
+        delta = 0 if usage is None else usage.total_tokens - ticket.estimated_tokens
+        ints, floats = accounting.totals(subject.projects, subject.key.id, subject.model,
+                                         usage, usd)
+        done = Settlement(
+            adjust=tuple((r, ticket.bucket, delta) for r in plan.rates
+                         if r.kind == "tokens" and delta),
+            leases=plan.leases, lease_id=ticket.lease_id,
+            charges=tuple(Charge(b, *period_window(b.period, now), spend=usd)
+                          for b in plan.budgets if usd > 0),
+            record=_record(ticket, usage, usd, status, latency_ms, provider, upstream_model, now),
+            day=utc_day(now), totals=ints, costs=floats)
+        if self.redis is None:
+            await self.memory.settle(done)
+            return usd
+        if ticket.backend == "memory":
+            await self.memory.settle(done.reservations())
+            done = done.accounting()
+        shared, memory = done, self.memory
+        try:
+            await self._run(lambda r: r.settle(shared),
+                            lambda: memory.settle(shared.accounting()))
+        except ServiceUnavailableError:
+            self.lost_settlements += 1
+        return usd
+
+    async def usage_report(self, project: str | None, day_from: date, day_to: date,
+                           group_by: str) -> list[dict[str, object]]:
+        days = accounting.days(day_from, day_to)
+        if self.redis is None:
+            found = await self.memory.day_totals(days)
+        else:
+            try:
+                async with asyncio.timeout(max(self.timeout_s, 0.001) * 4):
+                    found = await self.redis.day_totals(days)
+            except (RedisError, OSError) as exc:
+                raise unavailable() from exc
+        return accounting.report(days, found, project, group_by)
+
+    def cost(self, price: Price | None, usage: Usage | None) -> float:
+        return accounting.cost(price, usage)
+
+    async def _run(self, on_redis: Callable[[RedisLimiter], Awaitable[T]],
+                   on_memory: Callable[[], Awaitable[T]]) -> tuple[T, str]:
+        """Redis when it answers in time; else memory (`open`) or a 503 (`closed`)."""
+        if self.redis is None:
+            return await on_memory(), "memory"
+        # After a failure, skip Redis for probe_interval_s so an outage doesn't cost every
+        # request a timeout; the client reconnects by itself on the next try.
+        if time.monotonic() >= self._down_until:
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    result = await on_redis(self.redis)
+            except (RedisError, OSError) as exc:  # asyncio's TimeoutError is an OSError
+                self._failed(exc)
+            else:
+                if self._outage:
+                    self._outage = False
+                    log.warning("Redis answers again: shared rate limits are back")
+                return result, "redis"
+        if not self.fail_open:
+            raise unavailable()
+        self.fallbacks += 1
+        return await on_memory(), "memory"
+
+    def _failed(self, exc: BaseException) -> None:
+        self._down_until = time.monotonic() + self.probe_interval_s
+        if not self._outage:
+            self._outage = True
+            then = "per-process limits take over" if self.fail_open else "refusing with 503"
+            log.warning("Redis unreachable for rate limits (%s: %s); %s until it answers",
+                        type(exc).__name__, exc, then)
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _record(ticket: Ticket, usage: Usage | None, usd: float, status: int, latency_ms: float,
+            provider: str | None, upstream_model: str | None, now: float) -> dict[str, str]:
+    u = usage or Usage()
+    s = ticket.subject
+    return {
+        "key": s.key.id, "projects": ",".join(s.projects), "model": s.model,
+        "provider": provider or "", "upstream_model": upstream_model or "",
+        "input_tokens": str(u.input_tokens), "cached_tokens": str(u.cached_tokens),
+        "output_tokens": str(u.output_tokens), "total_tokens": str(u.total_tokens),
+        "estimated_tokens": str(ticket.estimated_tokens),
+        "usage": "none" if usage is None else "reported",
+        "cost_usd": repr(usd), "latency_ms": f"{latency_ms:.1f}", "status": str(status),
+        "time": f"{now:.3f}",
+    }

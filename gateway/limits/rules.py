@@ -1,0 +1,151 @@
+"""What a request is charged against: Subject, project and model limits, the Plan of checks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gateway.config import KeySettings, Price
+
+PERIODS = ("day", "week", "month", "total")
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Who and what a request charges."""
+
+    key: KeySettings
+    projects: tuple[str, ...]
+    model: str
+    price: Price | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectLimits:
+    """`limits.projects.<name>`: shared by every key that charges the project."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrent: int | None = None
+    budget_usd: float | None = None
+    budget_period: str = "month"
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> ProjectLimits:
+        return cls(rpm=raw.get("rpm"), tpm=raw.get("tpm"),
+                   max_concurrent=raw.get("max_concurrent"), budget_usd=raw.get("budget_usd"),
+                   budget_period=raw.get("budget_period", "month"))
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLimits:
+    """`limits.models.<name>`: shared by every caller of the model."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> ModelLimits:
+        return cls(rpm=raw.get("rpm"), tpm=raw.get("tpm"))
+
+
+def project_limits(raw: Mapping[str, Mapping[str, Any]] | None) -> dict[str, ProjectLimits]:
+    return {name: ProjectLimits.from_mapping(v) for name, v in (raw or {}).items()}
+
+
+def model_limits(raw: Mapping[str, Mapping[str, Any]] | None) -> dict[str, ModelLimits]:
+    return {name: ModelLimits.from_mapping(v) for name, v in (raw or {}).items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most `limit` requests (kind "requests") or tokens ("tokens") per window for one scope."""
+
+    scope: str  # key | project | model
+    name: str
+    kind: str
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    scope: str
+    name: str
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    scope: str
+    name: str
+    limit_usd: float
+    period: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    rates: tuple[Rate, ...] = ()
+    leases: tuple[Lease, ...] = ()
+    budgets: tuple[Budget, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.rates or self.leases or self.budgets)
+
+    def amounts(self, estimated_tokens: int) -> list[int]:
+        """What each rate check charges: one request, or the estimated tokens."""
+        return [1 if r.kind == "requests" else estimated_tokens for r in self.rates]
+
+
+def plan_for(subject: Subject, projects: Mapping[str, ProjectLimits],
+             models: Mapping[str, ModelLimits]) -> Plan:
+    rates: list[Rate] = []
+    leases: list[Lease] = []
+    budgets: list[Budget] = []
+
+    def add(scope: str, name: str, rpm: int | None, tpm: int | None,
+            concurrent: int | None = None, usd: float | None = None, period: str = "") -> None:
+        if rpm is not None:
+            rates.append(Rate(scope, name, "requests", rpm))
+        if tpm is not None:
+            rates.append(Rate(scope, name, "tokens", tpm))
+        if concurrent is not None:
+            leases.append(Lease(scope, name, concurrent))
+        if usd is not None:
+            budgets.append(Budget(scope, name, usd, period))
+
+    key = subject.key
+    add("key", key.id, key.rpm, key.tpm, key.max_concurrent, key.budget_usd, key.budget_period)
+    for name in dict.fromkeys(subject.projects):
+        p = projects.get(name)
+        if p is not None:
+            add("project", name, p.rpm, p.tpm, p.max_concurrent, p.budget_usd, p.budget_period)
+    m = models.get(subject.model)
+    if m is not None:
+        add("model", subject.model, m.rpm, m.tpm)
+    return Plan(tuple(rates), tuple(leases), tuple(budgets))
+
+
+def period_window(period: str, now: float) -> tuple[str, int | None]:
+    """The UTC budget period holding `now`: its id, and seconds to keep its counter (None: ever)."""
+    at = datetime.fromtimestamp(now, UTC)
+    day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        ident, end = day.strftime("%Y-%m-%d"), day + timedelta(days=1)
+    elif period == "week":
+        year, week, weekday = at.isocalendar()
+        ident, end = f"{year}-W{week:02d}", day + timedelta(days=8 - weekday)
+    elif period == "month":
+        first = day.replace(day=1)
+        end = (first + timedelta(days=32)).replace(day=1)
+        ident = first.strftime("%Y-%m")
+    else:
+        return "total", None
+    # A day past the period's end, so the last spend stays readable for a while.
+    return ident, int((end - at).total_seconds()) + 86400
+
+
+def utc_day(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")

@@ -1,0 +1,79 @@
+"""Cost of an answer, its usage record, and the per-day totals behind `/admin/usage`.
+
+A day's totals are counters keyed by [view, project, key, model, metric]. Each request is counted
+once in the "all" view (project null) and once per charged project in the "project" view (project
+null when it charged none), so grouping by key, model or day counts a request once, and grouping
+by project gives each project everything it was charged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, timedelta
+
+import orjson
+
+from gateway.config import Price
+from gateway.models import Usage
+
+METRICS = ("requests", "input_tokens", "output_tokens", "total_tokens", "cost_usd")
+GROUPS = ("project", "key", "model", "day")
+
+
+def cost(price: Price | None, usage: Usage | None) -> float:
+    """USD for an answer: cached input at the cached_input price, the rest of input at input."""
+    if price is None or usage is None:
+        return 0.0
+    cached = min(max(usage.cached_tokens, 0), usage.input_tokens)
+    return ((usage.input_tokens - cached) * price.input + cached * price.cached_input
+            + usage.output_tokens * price.output) / 1_000_000
+
+
+def field(view: str, project: str | None, key: str, model: str, metric: str) -> str:
+    return orjson.dumps([view, project, key, model, metric]).decode()
+
+
+def totals(projects: Sequence[str], key: str, model: str,
+           usage: Usage | None, usd: float) -> tuple[dict[str, int], dict[str, float]]:
+    """The counter increments of one request: (integer counters, cost counters)."""
+    u = usage or Usage()
+    counts = (1, u.input_tokens, u.output_tokens, u.total_tokens)
+    views: list[tuple[str, str | None]] = [("all", None)]
+    views += [("project", p) for p in dict.fromkeys(projects)] or [("project", None)]
+    ints: dict[str, int] = {}
+    floats: dict[str, float] = {}
+    for view, project in views:
+        for metric, n in zip(METRICS, counts, strict=False):
+            if n:
+                ints[field(view, project, key, model, metric)] = n
+        if usd:
+            floats[field(view, project, key, model, "cost_usd")] = usd
+    return ints, floats
+
+
+def days(day_from: date, day_to: date) -> list[str]:
+    return [(day_from + timedelta(n)).isoformat() for n in range((day_to - day_from).days + 1)]
+
+
+def report(day_names: list[str], found: list[dict[str, float]], project: str | None,
+           group_by: str) -> list[dict[str, object]]:
+    if group_by not in GROUPS:
+        raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
+    groups: dict[str | None, dict[str, float]] = {}
+    for day, counters in zip(day_names, found, strict=True):
+        for name, value in counters.items():
+            view, proj, key, model, metric = orjson.loads(name)
+            if project is not None:
+                wanted = view == "project" and proj == project
+            else:
+                wanted = view == ("project" if group_by == "project" else "all")
+            if wanted:
+                group = {"project": proj, "key": key, "model": model, "day": day}[group_by]
+                row = groups.setdefault(group, dict.fromkeys(METRICS, 0.0))
+                row[metric] += value
+    rows: list[dict[str, object]] = []
+    for group in sorted(groups, key=lambda g: (g is not None, g or "")):
+        row = groups[group]
+        rows.append({group_by: group, **{m: int(row[m]) for m in METRICS[:-1]},
+                     "cost_usd": round(row["cost_usd"], 9)})
+    return rows
