@@ -28,7 +28,7 @@ class Charge:
     budget: Budget
     period_id: str
     ttl_s: int | None
-    spend: float = 0.0
+    spend: int = 0  # nano-USD
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,7 @@ class Reply:
     wait_ms: tuple[int, ...]  # per rate: ms until this request would fit (0: fits now)
     newest: tuple[int, ...]  # per rate: newest sub-bucket holding usage, -1 for none
     held: tuple[int, ...]  # per lease: live leases
-    spent: tuple[float, ...]  # per budget: spent in the period
+    spent: tuple[int, ...]  # per budget: nano-USD spent in the period
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +56,13 @@ class Settlement:
     record: dict[str, str] = field(default_factory=dict)  # one usage-stream entry; {} = none
     day: str = ""
     totals: dict[str, int] = field(default_factory=dict)  # usage-totals field -> increment
-    costs: dict[str, float] = field(default_factory=dict)  # usage-totals cost field -> increment
 
     def reservations(self) -> Settlement:
         return Settlement(adjust=self.adjust, leases=self.leases, lease_id=self.lease_id)
 
     def accounting(self) -> Settlement:
         return Settlement(charges=self.charges, record=self.record, day=self.day,
-                          totals=self.totals, costs=self.costs)
+                          totals=self.totals)
 
 
 class Backend(Protocol):
@@ -74,4 +73,4 @@ class Backend(Protocol):
 
     async def renew(self, leases: tuple[Lease, ...], lease_id: str) -> None: ...
 
-    async def day_totals(self, days: list[str]) -> list[dict[str, float]]: ...
+    async def day_totals(self, days: list[str]) -> list[dict[str, int]]: ...

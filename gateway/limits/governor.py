@@ -27,6 +27,7 @@ from gateway.limits.rules import (
     Plan,
     ProjectLimits,
     Subject,
+    nano,
     period_window,
     plan_for,
     utc_day,
@@ -139,16 +140,15 @@ class Governor:
         usd = ticket.cost_usd = self.cost(subject.price, usage)
         now = self.clock()
         delta = 0 if usage is None else usage.total_tokens - ticket.estimated_tokens
-        ints, floats = accounting.totals(subject.projects, subject.key.id, subject.model,
-                                         usage, usd)
+        counters = accounting.totals(subject.projects, subject.key.id, subject.model, usage, usd)
         done = Settlement(
             adjust=tuple((r, ticket.bucket, delta) for r in plan.rates
                          if r.kind == "tokens" and delta),
             leases=plan.leases, lease_id=ticket.lease_id,
-            charges=tuple(Charge(b, *period_window(b.period, now), spend=usd)
-                          for b in plan.budgets if usd > 0),
+            charges=tuple(Charge(b, *period_window(b.period, now), spend=nano(usd))
+                          for b in plan.budgets if nano(usd) > 0),
             record=_record(ticket, usage, usd, status, latency_ms, provider, upstream_model, now),
-            day=utc_day(now), totals=ints, costs=floats)
+            day=utc_day(now), totals=counters)
         if self.redis is None:
             await self.memory.settle(done)
             return usd

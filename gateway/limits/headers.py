@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from gateway.errors import GatewayError, RateLimitError, ServiceUnavailableError
 from gateway.limits.backend import Charge, Reply, Window
-from gateway.limits.rules import Lease, Plan, Rate
+from gateway.limits.rules import NANO, Lease, Plan, Rate, nano
 
 
 class TokensRateLimitError(RateLimitError):
@@ -90,6 +90,10 @@ def too_large(model: str, plan: Plan, amounts: Sequence[int],
     return None
 
 
+def _usd(amount: float) -> str:
+    return f"${amount:.2f}" if amount >= 0.1 else f"${amount:.6g}"
+
+
 def _period(c: Charge) -> str:
     return "in total" if c.budget.period == "total" else f"for the {c.budget.period} {c.period_id}"
 
@@ -98,11 +102,11 @@ def refusal(model: str, plan: Plan, reply: Reply, amounts: Sequence[int],
             charges: Sequence[Charge], window: Window, concurrency_retry_ms: int) -> GatewayError:
     """The error for a refused admit: a spent budget first, else the limit that frees up last."""
     for c, spent in zip(charges, reply.spent, strict=True):
-        if spent >= c.budget.limit_usd:
+        if spent >= nano(c.budget.limit_usd):
             b = c.budget
             return QuotaExceededError(
                 f"You exceeded your current quota: {b.scope} '{b.name}' has spent "
-                f"${spent:.2f} of its ${b.limit_usd:.2f} budget {_period(c)}. "
+                f"{_usd(spent / NANO)} of its {_usd(b.limit_usd)} budget {_period(c)}. "
                 "Ask an administrator to raise the budget.")
     worst: tuple[int, Rate | Lease | None, str] | None = None
     for i, rate in enumerate(plan.rates):

@@ -6,7 +6,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 
 from gateway.limits.backend import Charge, Reply, Settlement, Window
-from gateway.limits.rules import Lease, Plan, Rate
+from gateway.limits.rules import Lease, Plan, Rate, nano
 
 
 class MemoryLimiter:
@@ -16,9 +16,9 @@ class MemoryLimiter:
         self.clock = clock
         self.rates: dict[tuple[str, str, str], dict[int, int]] = defaultdict(dict)
         self.leases: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-        self.spent: dict[tuple[str, str, str], float] = defaultdict(float)
+        self.spent: dict[tuple[str, str, str], int] = defaultdict(int)
         self.stream: deque[dict[str, str]] = deque(maxlen=stream_max)
-        self.totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
     def _now(self) -> tuple[int, int]:
         now = int(self.clock() * 1000)
@@ -64,8 +64,8 @@ class MemoryLimiter:
                         break
         held = [len(self._held(lease, now)) for lease in plan.leases]
         ok = ok and all(n < lease.limit for n, lease in zip(held, plan.leases, strict=True))
-        spent = [self.spent.get(self._budget_key(c), 0.0) for c in charges]
-        ok = ok and all(s < c.budget.limit_usd for s, c in zip(spent, charges, strict=True))
+        spent = [self.spent.get(self._budget_key(c), 0) for c in charges]
+        ok = ok and all(s < nano(c.budget.limit_usd) for s, c in zip(spent, charges, strict=True))
         if ok:
             for rate, amount in zip(plan.rates, amounts, strict=True):
                 if amount > 0:
@@ -95,8 +95,6 @@ class MemoryLimiter:
         day = self.totals[done.day]
         for name, count in done.totals.items():
             day[name] += count
-        for name, cost in done.costs.items():
-            day[name] += cost
 
     async def renew(self, leases: tuple[Lease, ...], lease_id: str) -> None:
         now, _ = self._now()
@@ -105,5 +103,5 @@ class MemoryLimiter:
             if lease_id in held:
                 held[lease_id] = now + self.window.lease_ms
 
-    async def day_totals(self, days: list[str]) -> list[dict[str, float]]:
+    async def day_totals(self, days: list[str]) -> list[dict[str, int]]:
         return [dict(self.totals.get(day, {})) for day in days]

@@ -10,7 +10,7 @@ from typing import Any
 import redis.asyncio as redis
 
 from gateway.limits.backend import Charge, Reply, Settlement, Window
-from gateway.limits.rules import Lease, Plan, Rate
+from gateway.limits.rules import Lease, Plan, Rate, nano
 
 # KEYS: rate hashes, lease sorted sets, budget counters.
 # ARGV: buckets per window, bucket ms, lease ms, lease id, #rates, #leases,
@@ -54,9 +54,8 @@ for i = 1, n_lease do
 end
 arg = arg + n_lease
 for i = 1, #KEYS - n_rate - n_lease do
-  local s = tonumber(redis.call('GET', KEYS[n_rate + n_lease + i]) or '0')
-  spent[i] = string.format('%.17g', s)  -- exact, so Python sees what Lua compared
-  if s >= tonumber(ARGV[arg + i]) then ok = false end
+  spent[i] = tonumber(redis.call('GET', KEYS[n_rate + n_lease + i]) or '0')
+  if spent[i] >= tonumber(ARGV[arg + i]) then ok = false end
 end
 if ok then
   for i = 1, n_rate do
@@ -97,19 +96,20 @@ for _ = 1, n_lease do k = k + 1; redis.call('ZREM', KEYS[k], lease_id) end
 for _ = 1, n_charge do
   k = k + 1
   local spend, ttl = arg(), tonumber(arg())
-  redis.call('INCRBYFLOAT', KEYS[k], spend)
+  -- integers (nano-USD): INCRBYFLOAT inside a script corrupts Redis 6.2's cached arguments
+  redis.call('INCRBY', KEYS[k], spend)
   if ttl > 0 then redis.call('EXPIRE', KEYS[k], ttl) end
 end
+local ttl, n_totals = tonumber(arg()), tonumber(arg())
+for _ = 1, n_totals do redis.call('HINCRBY', KEYS[2], arg(), arg()) end
+if n_totals > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
+-- last: XADD rewrites its own arguments for replication
 local maxlen, n_fields = arg(), tonumber(arg())
 if n_fields > 0 then
   local entry = {}
   for j = 1, 2 * n_fields do entry[j] = arg() end
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(entry))
 end
-local ttl, n_int, n_float = tonumber(arg()), tonumber(arg()), tonumber(arg())
-for _ = 1, n_int do redis.call('HINCRBY', KEYS[2], arg(), arg()) end
-for _ = 1, n_float do redis.call('HINCRBYFLOAT', KEYS[2], arg(), arg()) end
-if n_int + n_float > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
 return 1
 """
 
@@ -159,10 +159,10 @@ class RedisLimiter:
                            len(plan.rates), len(plan.leases)]
         for rate, amount in zip(plan.rates, amounts, strict=True):
             args += [rate.limit, amount]
-        args += [x.limit for x in plan.leases] + [repr(c.budget.limit_usd) for c in charges]
+        args += [x.limit for x in plan.leases] + [nano(c.budget.limit_usd) for c in charges]
         ok, now, cur, used, wait, newest, held, spent = await self._admit(keys, args)
         return Reply(bool(ok), int(now), int(cur), tuple(map(int, used)), tuple(map(int, wait)),
-                     tuple(map(int, newest)), tuple(map(int, held)), tuple(map(float, spent)))
+                     tuple(map(int, newest)), tuple(map(int, held)), tuple(map(int, spent)))
 
     async def settle(self, done: Settlement) -> None:
         w = self.window
@@ -175,27 +175,25 @@ class RedisLimiter:
         for _, bucket, delta in done.adjust:
             args += [bucket, delta]
         for c in done.charges:
-            args += [repr(c.spend), c.ttl_s or 0]
+            args += [c.spend, c.ttl_s or 0]
+        args += [self.totals_ttl_s, len(done.totals)]
+        for name, count in done.totals.items():
+            args += [name, count]
         args += [self.stream_max, len(done.record)]
         for name, value in done.record.items():
             args += [name, value]
-        args += [self.totals_ttl_s, len(done.totals), len(done.costs)]
-        for name, count in done.totals.items():
-            args += [name, count]
-        for name, cost in done.costs.items():
-            args += [name, repr(cost)]
         await self._settle(keys, args)
 
     async def renew(self, leases: tuple[Lease, ...], lease_id: str) -> None:
         if leases:
             await self._renew([self.lease_key(x) for x in leases], [self.window.lease_ms, lease_id])
 
-    async def day_totals(self, days: list[str]) -> list[dict[str, float]]:
+    async def day_totals(self, days: list[str]) -> list[dict[str, int]]:
         async with self.client.pipeline(transaction=False) as pipe:
             for day in days:
                 _ = pipe.hgetall(self.totals_key(day))  # queued; the pipeline returns itself
             raw: list[dict[Any, Any]] = await pipe.execute()
-        return [{_text(k): float(v) for k, v in found.items()} for found in raw]
+        return [{_text(k): int(v) for k, v in found.items()} for found in raw]
 
 
 def _text(value: bytes | str) -> str:

@@ -10,6 +10,11 @@ from typing import Any
 from gateway.config import KeySettings, Price
 
 PERIODS = ("day", "week", "month", "total")
+NANO = 1_000_000_000  # money is counted in integer nano-USD: exact sums, INCRBY in Redis
+
+
+def nano(usd: float) -> int:
+    return round(usd * NANO)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from datetime import date, timedelta
 import orjson
 
 from gateway.config import Price
+from gateway.limits.rules import NANO, nano
 from gateway.models import Usage
 
 METRICS = ("requests", "input_tokens", "output_tokens", "total_tokens", "cost_usd")
@@ -34,32 +35,29 @@ def field(view: str, project: str | None, key: str, model: str, metric: str) -> 
 
 
 def totals(projects: Sequence[str], key: str, model: str,
-           usage: Usage | None, usd: float) -> tuple[dict[str, int], dict[str, float]]:
-    """The counter increments of one request: (integer counters, cost counters)."""
+           usage: Usage | None, usd: float) -> dict[str, int]:
+    """The counter increments of one request (cost in nano-USD)."""
     u = usage or Usage()
-    counts = (1, u.input_tokens, u.output_tokens, u.total_tokens)
+    counts = (1, u.input_tokens, u.output_tokens, u.total_tokens, nano(usd))
     views: list[tuple[str, str | None]] = [("all", None)]
     views += [("project", p) for p in dict.fromkeys(projects)] or [("project", None)]
-    ints: dict[str, int] = {}
-    floats: dict[str, float] = {}
+    out: dict[str, int] = {}
     for view, project in views:
-        for metric, n in zip(METRICS, counts, strict=False):
+        for metric, n in zip(METRICS, counts, strict=True):
             if n:
-                ints[field(view, project, key, model, metric)] = n
-        if usd:
-            floats[field(view, project, key, model, "cost_usd")] = usd
-    return ints, floats
+                out[field(view, project, key, model, metric)] = n
+    return out
 
 
 def days(day_from: date, day_to: date) -> list[str]:
     return [(day_from + timedelta(n)).isoformat() for n in range((day_to - day_from).days + 1)]
 
 
-def report(day_names: list[str], found: list[dict[str, float]], project: str | None,
+def report(day_names: list[str], found: list[dict[str, int]], project: str | None,
            group_by: str) -> list[dict[str, object]]:
     if group_by not in GROUPS:
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
-    groups: dict[str | None, dict[str, float]] = {}
+    groups: dict[str | None, dict[str, int]] = {}
     for day, counters in zip(day_names, found, strict=True):
         for name, value in counters.items():
             view, proj, key, model, metric = orjson.loads(name)
@@ -69,11 +67,11 @@ def report(day_names: list[str], found: list[dict[str, float]], project: str | N
                 wanted = view == ("project" if group_by == "project" else "all")
             if wanted:
                 group = {"project": proj, "key": key, "model": model, "day": day}[group_by]
-                row = groups.setdefault(group, dict.fromkeys(METRICS, 0.0))
+                row = groups.setdefault(group, dict.fromkeys(METRICS, 0))
                 row[metric] += value
     rows: list[dict[str, object]] = []
     for group in sorted(groups, key=lambda g: (g is not None, g or "")):
         row = groups[group]
-        rows.append({group_by: group, **{m: int(row[m]) for m in METRICS[:-1]},
-                     "cost_usd": round(row["cost_usd"], 9)})
+        rows.append({group_by: group, **{m: row[m] for m in METRICS[:-1]},
+                     "cost_usd": row["cost_usd"] / NANO})
     return rows

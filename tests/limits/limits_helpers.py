@@ -67,6 +67,12 @@ def subject(key_id: str = "team-a", projects: tuple[str, ...] = (), model: str =
     return Subject(KeySettings(id=key_id, **limits), projects, model, price)
 
 
+def error_body(error: GatewayError) -> dict[str, object]:
+    body = error.envelope()["error"]
+    assert isinstance(body, dict)
+    return body
+
+
 async def outcome(admission: Awaitable[Ticket]) -> Ticket | GatewayError:
     try:
         return await admission

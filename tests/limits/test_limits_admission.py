@@ -11,7 +11,14 @@ from gateway.config import Settings
 from gateway.errors import GatewayError, RateLimitError
 from gateway.limits import Governor, Ticket, TokensRateLimitError
 from gateway.models import Usage
-from tests.limits.limits_helpers import Harness, admitted, outcome, settle, subject
+from tests.limits.limits_helpers import (
+    Harness,
+    admitted,
+    error_body,
+    outcome,
+    settle,
+    subject,
+)
 from tests.support.redis_server import RedisServer
 
 
@@ -35,7 +42,7 @@ async def test_refusal_has_openai_envelope_and_headers(harness: Harness) -> None
     error = await outcome(governor.admit(who, 0))
     assert type(error) is RateLimitError
     assert error.status == 429
-    assert error.envelope()["error"] == {
+    assert error_body(error) == {
         "message": error.message, "type": "requests", "param": None,
         "code": "rate_limit_exceeded"}
     assert error.message.startswith(
@@ -54,7 +61,7 @@ async def test_token_refusal_is_type_tokens(harness: Harness) -> None:
     await governor.admit(who, 700)
     error = await outcome(governor.admit(who, 400))
     assert isinstance(error, TokensRateLimitError)
-    assert error.envelope()["error"]["type"] == "tokens"
+    assert error_body(error)["type"] == "tokens"
     assert error.code == "rate_limit_exceeded"
     assert "on tokens per min (TPM): Limit 1000, Used 700, Requested 400." in error.message
 
@@ -153,7 +160,7 @@ async def test_max_concurrent_and_settle_releases(harness: Harness) -> None:
     first, _ = await governor.admit(who, 0), await governor.admit(who, 0)
     error = await outcome(governor.admit(who, 0))
     assert type(error) is RateLimitError
-    assert error.envelope()["error"]["type"] == "requests"
+    assert error_body(error)["type"] == "requests"
     assert error.response_headers()["retry-after"] == "1"
     assert "Too many concurrent requests" in error.message
     await settle(governor, first)
