@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEV_INSTALLED := $(VENV)/.dev-installed
+LOADTEST_INSTALLED := $(VENV)/.loadtest-installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
 .PHONY: install dev run test lint fmt check bench loadtest clean
@@ -43,7 +44,14 @@ fmt: dev
 check: lint test
 
 bench: dev
-	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/overhead.py $(BENCH_ARGS)
+
+$(LOADTEST_INSTALLED): $(INSTALLED)
+	$(PIP) install -e '.[loadtest]'
+	touch $@
+
+loadtest: $(LOADTEST_INSTALLED)
+	$(BIN)/python deploy/loadtest/run.py $(LOADTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

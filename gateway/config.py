@@ -137,6 +137,12 @@ class JobSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    max_attempts: int = 3     # targets, accounts and fallbacks tried before the first byte
+    deadline_s: float = 60.0  # no new attempt starts after this
+
+
+@dataclass(frozen=True, slots=True)
 class LimitSettings:
     on_redis_error: str = "open"
     redis_timeout_ms: int = 250
@@ -152,6 +158,7 @@ class Settings:
     models: tuple[ModelSettings, ...] = ()
     jobs: JobSettings = field(default_factory=JobSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
     admin_key_env: str = "GATEWAY_ADMIN_KEY"
     jwt: JwtSettings | None = None
 
@@ -265,6 +272,7 @@ class _Builder:
             models=models,
             jobs=JobSettings(**raw.get("jobs", {})),
             limits=LimitSettings(**raw.get("limits", {})),
+            routing=RoutingSettings(**raw.get("routing", {})),
             admin_key_env=admin_env,
             jwt=self._jwt(auth["jwt"], keys) if "jwt" in auth else None,
         )

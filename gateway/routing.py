@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from fnmatch import fnmatchcase
-from typing import TypeVar
 
 from gateway.config import Account, KeySettings, ModelSettings, Settings
 from gateway.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from gateway.models import Target
 from gateway.providers.base import Provider
 
-T = TypeVar("T")
-
 
 class Router:
     def __init__(self, settings: Settings, providers: Mapping[str, Provider]) -> None:
         self.providers = providers
         self.models = settings.models
+        self.health = Health()
         self._by_name: dict[str, ModelSettings] = {}
         self._targets: dict[str, tuple[Target, ...]] = {}
         for model in settings.models:
@@ -85,11 +84,54 @@ def model_not_found(requested: str) -> NotFoundError:
 
 
 def pick(targets: Sequence[Target]) -> tuple[Target, Account]:
-    target = targets[0] if len(targets) == 1 else _weighted(targets, [t.weight for t in targets])
-    accounts = target.provider.settings.accounts
-    account = accounts[0] if len(accounts) == 1 else _weighted(accounts, [a.weight for a in accounts])
-    return target, account
+    """A target and account by weight, health aside (a background job's first choice)."""
+    found = Health().pick(targets, set())
+    assert found is not None
+    return found
 
 
-def _weighted(items: Sequence[T], weights: list[float]) -> T:
-    return random.choices(items, weights)[0]
+class Health:
+    """Passive health, per process: a target's account that failed is skipped while it cools."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._cool_until: dict[tuple[str, str, str], float] = {}
+
+    def fail(self, target: Target, account: Account, retry_after_s: float | None) -> None:
+        cooldown = target.provider.settings.cooldown_s
+        if retry_after_s is not None:
+            cooldown = max(cooldown, retry_after_s)
+        self._cool_until[_pair(target, account)] = self.clock() + cooldown
+
+    def cooling_for(self, target: Target, account: Account) -> float:
+        until = self._cool_until.get(_pair(target, account))
+        if until is None:
+            return 0.0
+        left = until - self.clock()
+        if left <= 0:
+            del self._cool_until[_pair(target, account)]
+            return 0.0
+        return left
+
+    def pick(self, targets: Sequence[Target],
+             tried: set[tuple[str, str, str]]) -> tuple[Target, Account] | None:
+        """A healthy, untried pair, by target weight times account weight."""
+        pairs, weights = [], []
+        for target in targets:
+            for account in target.provider.settings.accounts:
+                if _pair(target, account) in tried or self.cooling_for(target, account):
+                    continue
+                pairs.append((target, account))
+                weights.append(target.weight * account.weight)
+        if not pairs:
+            return None
+        return pairs[0] if len(pairs) == 1 else random.choices(pairs, weights)[0]
+
+    def soonest(self, targets: Sequence[Target]) -> float:
+        """Seconds until the first of these targets' accounts is usable again."""
+        waits = [self.cooling_for(t, a) for t in targets for a in t.provider.settings.accounts]
+        return min(waits, default=0.0)
+
+
+def _pair(target: Target, account: Account) -> tuple[str, str, str]:
+    return (target.provider.name, target.model, account.name)

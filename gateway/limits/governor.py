@@ -24,13 +24,12 @@ from gateway.limits.memory import MemoryLimiter
 from gateway.limits.redis import RedisLimiter
 from gateway.limits.rules import (
     ModelLimits,
+    Periods,
     Plan,
     ProjectLimits,
     Subject,
     nano,
-    period_window,
     plan_for,
-    utc_day,
 )
 from gateway.models import Usage
 
@@ -83,6 +82,7 @@ class Governor:
         self._down_until = 0.0
         self._outage = False
         self._plans: dict[Subject, Plan] = {}
+        self._periods = Periods()
 
     def _plan(self, subject: Subject) -> Plan:
         plan = self._plans.get(subject)
@@ -103,7 +103,7 @@ class Governor:
         if hopeless is not None:
             raise hopeless
         now = self.clock()
-        charges = [Charge(b, *period_window(b.period, now)) for b in plan.budgets]
+        charges = [Charge(b, *self._periods.window(b.period, now)) for b in plan.budgets]
         lease_id, memory = ticket.lease_id, self.memory
         reply, ticket.backend = await self._run(
             lambda r: r.admit(plan, amounts, charges, lease_id),
@@ -145,10 +145,10 @@ class Governor:
             adjust=tuple((r, ticket.bucket, delta) for r in plan.rates
                          if r.kind == "tokens" and delta),
             leases=plan.leases, lease_id=ticket.lease_id,
-            charges=tuple(Charge(b, *period_window(b.period, now), spend=nano(usd))
+            charges=tuple(Charge(b, *self._periods.window(b.period, now), spend=nano(usd))
                           for b in plan.budgets if nano(usd) > 0),
             record=_record(ticket, usage, usd, status, latency_ms, provider, upstream_model, now),
-            day=utc_day(now), totals=counters)
+            day=self._periods.day(now), totals=counters)
         if self.redis is None:
             await self.memory.settle(done)
             return usd

@@ -1,31 +1,34 @@
 """RedisLimiter: admit, settle and renew as one Lua script each, timed by the Redis server's clock.
 
-Every key lives under one hash tag, `<prefix>rl:{<tag>}:...` (see gateway.limits for why).
+Every key lives under one hash tag, `<prefix>rl:{<tag>}:...` (see gateway.limits for why). Each
+script takes its numbers as one JSON argument (cjson in Lua): redis-py packs every argument in
+Python, so one blob instead of dozens of arguments is most of a round trip's client CPU.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import redis.asyncio as redis
 
 from gateway.limits.backend import Charge, Reply, Settlement, Window
 from gateway.limits.rules import Lease, Plan, Rate, nano
 
-# KEYS: rate hashes, lease sorted sets, budget counters.
-# ARGV: buckets per window, bucket ms, lease ms, lease id, #rates, #leases,
-#       then (limit, amount) per rate, limit per lease, limit per budget.
+# KEYS: rate hashes, lease sorted sets, budget counters. ARGV[1]: {w: sub-buckets per window,
+# b: sub-bucket ms, l: lease ms, id: lease id, r: [[limit, amount]] per rate, c: [limit] per
+# lease, s: [limit in nano-USD] per budget}.
 # Checks everything first and reserves only if all pass: a refusal consumes nothing.
 _ADMIT = """
-local nb, bucket_ms, lease_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local lease_id, n_rate, n_lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local a = cjson.decode(ARGV[1])
+local nb, bucket_ms, n_rate, n_lease = a.w, a.b, #a.r, #a.c
 -- the server's clock, so replicas with skewed clocks share one window
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cur = math.floor(now / bucket_ms)
 local ok, used, wait, newest, held, spent = true, {}, {}, {}, {}, {}
 for i = 1, n_rate do
-  local limit, amount = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+  local limit, amount = a.r[i][1], a.r[i][2]
   -- a sliding window: field = sub-bucket index, value = amount; fields that left it are dropped
   local flat, live, sum, top = redis.call('HGETALL', KEYS[i]), {}, 0, -1
   for j = 1, #flat, 2 do
@@ -45,71 +48,60 @@ for i = 1, n_rate do
     end
   end
 end
-local arg = 6 + 2 * n_rate
 for i = 1, n_lease do
   -- a lease is a member scored by its expiry: expired ones belonged to replicas that died
   redis.call('ZREMRANGEBYSCORE', KEYS[n_rate + i], '-inf', now)
   held[i] = redis.call('ZCARD', KEYS[n_rate + i])
-  if held[i] >= tonumber(ARGV[arg + i]) then ok = false end
+  if held[i] >= a.c[i] then ok = false end
 end
-arg = arg + n_lease
-for i = 1, #KEYS - n_rate - n_lease do
+for i = 1, #a.s do
   spent[i] = tonumber(redis.call('GET', KEYS[n_rate + n_lease + i]) or '0')
-  if spent[i] >= tonumber(ARGV[arg + i]) then ok = false end
+  if spent[i] >= a.s[i] then ok = false end
 end
 if ok then
   for i = 1, n_rate do
-    local amount = tonumber(ARGV[6 + 2 * i])
-    if amount > 0 then
-      redis.call('HINCRBY', KEYS[i], cur, amount)
+    if a.r[i][2] > 0 then
+      redis.call('HINCRBY', KEYS[i], cur, a.r[i][2])
       redis.call('PEXPIRE', KEYS[i], (nb + 1) * bucket_ms)
     end
   end
   for i = 1, n_lease do
-    redis.call('ZADD', KEYS[n_rate + i], now + lease_ms, lease_id)
-    redis.call('PEXPIRE', KEYS[n_rate + i], lease_ms + 1000)
+    redis.call('ZADD', KEYS[n_rate + i], now + a.l, a.id)
+    redis.call('PEXPIRE', KEYS[n_rate + i], a.l + 1000)
   end
 end
 return {ok and 1 or 0, now, cur, used, wait, newest, held, spent}
 """
 
-# KEYS: usage stream, usage-totals hash of the day, token hashes, lease sets, budget counters.
-# ARGV is read in order by arg(): see RedisLimiter.settle.
+# KEYS: usage stream, the day's usage-totals hash, token hashes, lease sets, budget counters.
+# ARGV[1]: {w, b, id (as for admit), adj: [[sub-bucket, delta]] per token hash, n: #lease sets,
+# spend: [[nano-USD, ttl s or 0]] per budget, ttl: totals ttl s, tot: [field, n, ...],
+# max: stream MAXLEN, rec: [field, value, ...]}.
 _SETTLE = """
-local i = 0
-local function arg() i = i + 1; return ARGV[i] end
-local nb, bucket_ms, lease_id = tonumber(arg()), tonumber(arg()), arg()
-local n_adj, n_lease, n_charge = tonumber(arg()), tonumber(arg()), tonumber(arg())
+local a = cjson.decode(ARGV[1])
 local t = redis.call('TIME')
-local cur = math.floor((tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) / bucket_ms)
+local cur = math.floor((tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) / a.b)
 local k = 2
-for _ = 1, n_adj do
+for _, adj in ipairs(a.adj) do
   k = k + 1
-  local b, delta = tonumber(arg()), tonumber(arg())
+  local b, delta = adj[1], adj[2]
   -- correct the reservation where it was made; once that left the window only an overrun counts
-  if b > cur - nb then
+  if b > cur - a.w then
     if redis.call('HINCRBY', KEYS[k], b, delta) <= 0 then redis.call('HDEL', KEYS[k], b) end
   elseif delta > 0 then redis.call('HINCRBY', KEYS[k], cur, delta) end
-  redis.call('PEXPIRE', KEYS[k], (nb + 1) * bucket_ms)
+  redis.call('PEXPIRE', KEYS[k], (a.w + 1) * a.b)
 end
-for _ = 1, n_lease do k = k + 1; redis.call('ZREM', KEYS[k], lease_id) end
-for _ = 1, n_charge do
+for _ = 1, a.n do k = k + 1; redis.call('ZREM', KEYS[k], a.id) end
+for _, s in ipairs(a.spend) do
   k = k + 1
-  local spend, ttl = arg(), tonumber(arg())
   -- integers (nano-USD): INCRBYFLOAT inside a script corrupts Redis 6.2's cached arguments
-  redis.call('INCRBY', KEYS[k], spend)
-  if ttl > 0 then redis.call('EXPIRE', KEYS[k], ttl) end
+  redis.call('INCRBY', KEYS[k], s[1])
+  if s[2] > 0 then redis.call('EXPIRE', KEYS[k], s[2]) end
 end
-local ttl, n_totals = tonumber(arg()), tonumber(arg())
-for _ = 1, n_totals do redis.call('HINCRBY', KEYS[2], arg(), arg()) end
-if n_totals > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
+for j = 1, #a.tot, 2 do redis.call('HINCRBY', KEYS[2], a.tot[j], a.tot[j + 1]) end
+if #a.tot > 0 then redis.call('EXPIRE', KEYS[2], a.ttl) end
 -- last: XADD rewrites its own arguments for replication
-local maxlen, n_fields = arg(), tonumber(arg())
-if n_fields > 0 then
-  local entry = {}
-  for j = 1, 2 * n_fields do entry[j] = arg() end
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(entry))
-end
+if #a.rec > 0 then redis.call('XADD', KEYS[1], 'MAXLEN', '~', a.max, '*', unpack(a.rec)) end
 return 1
 """
 
@@ -136,6 +128,7 @@ class RedisLimiter:
         self._admit = client.register_script(_ADMIT)
         self._settle = client.register_script(_SETTLE)
         self._renew = client.register_script(_RENEW)
+        self._plan_keys: dict[Plan, list[str]] = {}
 
     def rate_key(self, rate: Rate) -> str:
         return f"{self.base}{rate.kind[:3]}:{rate.scope}:{rate.name}"
@@ -153,14 +146,19 @@ class RedisLimiter:
     async def admit(self, plan: Plan, amounts: list[int], charges: list[Charge],
                     lease_id: str) -> Reply:
         w = self.window
-        keys = [self.rate_key(r) for r in plan.rates] + [self.lease_key(x) for x in plan.leases]
-        keys += [self.budget_key(c) for c in charges]
-        args: list[Any] = [w.buckets, w.bucket_ms, w.lease_ms, lease_id,
-                           len(plan.rates), len(plan.leases)]
-        for rate, amount in zip(plan.rates, amounts, strict=True):
-            args += [rate.limit, amount]
-        args += [x.limit for x in plan.leases] + [nano(c.budget.limit_usd) for c in charges]
-        ok, now, cur, used, wait, newest, held, spent = await self._admit(keys, args)
+        keys = self._plan_keys.get(plan)
+        if keys is None:
+            if len(self._plan_keys) > 4096:
+                self._plan_keys.clear()
+            keys = self._plan_keys[plan] = [self.rate_key(r) for r in plan.rates] + [
+                self.lease_key(x) for x in plan.leases]
+        keys = keys + [self.budget_key(c) for c in charges]
+        arg = orjson.dumps({
+            "w": w.buckets, "b": w.bucket_ms, "l": w.lease_ms, "id": lease_id,
+            "r": [[r.limit, n] for r, n in zip(plan.rates, amounts, strict=True)],
+            "c": [x.limit for x in plan.leases], "s": [nano(c.budget.limit_usd) for c in charges],
+        })
+        ok, now, cur, used, wait, newest, held, spent = await self._admit(keys, [arg])
         return Reply(bool(ok), int(now), int(cur), tuple(map(int, used)), tuple(map(int, wait)),
                      tuple(map(int, newest)), tuple(map(int, held)), tuple(map(int, spent)))
 
@@ -170,19 +168,19 @@ class RedisLimiter:
         keys += [self.rate_key(rate) for rate, _, _ in done.adjust]
         keys += [self.lease_key(x) for x in done.leases]
         keys += [self.budget_key(c) for c in done.charges]
-        args: list[Any] = [w.buckets, w.bucket_ms, done.lease_id,
-                           len(done.adjust), len(done.leases), len(done.charges)]
-        for _, bucket, delta in done.adjust:
-            args += [bucket, delta]
-        for c in done.charges:
-            args += [c.spend, c.ttl_s or 0]
-        args += [self.totals_ttl_s, len(done.totals)]
+        tot: list[str | int] = []
         for name, count in done.totals.items():
-            args += [name, count]
-        args += [self.stream_max, len(done.record)]
+            tot += (name, count)
+        rec: list[str] = []
         for name, value in done.record.items():
-            args += [name, value]
-        await self._settle(keys, args)
+            rec += (name, value)
+        arg = orjson.dumps({
+            "w": w.buckets, "b": w.bucket_ms, "id": done.lease_id,
+            "adj": [[bucket, delta] for _, bucket, delta in done.adjust], "n": len(done.leases),
+            "spend": [[c.spend, c.ttl_s or 0] for c in done.charges],
+            "ttl": self.totals_ttl_s, "tot": tot, "max": self.stream_max, "rec": rec,
+        })
+        await self._settle(keys, [arg])
 
     async def renew(self, leases: tuple[Lease, ...], lease_id: str) -> None:
         if leases:

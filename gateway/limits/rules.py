@@ -133,23 +133,48 @@ def plan_for(subject: Subject, projects: Mapping[str, ProjectLimits],
     return Plan(tuple(rates), tuple(leases), tuple(budgets))
 
 
-def period_window(period: str, now: float) -> tuple[str, int | None]:
-    """The UTC budget period holding `now`: its id, and seconds to keep its counter (None: ever)."""
+def _bounds(period: str, now: float) -> tuple[str, float, float]:
+    """The UTC day, ISO week or calendar month holding `now`: id, start and end timestamps."""
     at = datetime.fromtimestamp(now, UTC)
     day = at.replace(hour=0, minute=0, second=0, microsecond=0)
     if period == "day":
-        ident, end = day.strftime("%Y-%m-%d"), day + timedelta(days=1)
+        ident, start, end = day.strftime("%Y-%m-%d"), day, day + timedelta(days=1)
     elif period == "week":
         year, week, weekday = at.isocalendar()
-        ident, end = f"{year}-W{week:02d}", day + timedelta(days=8 - weekday)
-    elif period == "month":
-        first = day.replace(day=1)
-        end = (first + timedelta(days=32)).replace(day=1)
-        ident = first.strftime("%Y-%m")
+        start = day - timedelta(days=weekday - 1)
+        ident, end = f"{year}-W{week:02d}", start + timedelta(days=7)
     else:
-        return "total", None
-    # A day past the period's end, so the last spend stays readable for a while.
-    return ident, int((end - at).total_seconds()) + 86400
+        start = day.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+        ident = start.strftime("%Y-%m")
+    return ident, start.timestamp(), end.timestamp()
+
+
+class Periods:
+    """Budget periods and usage days, remembered until they end (asked on every request)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[str, float, float]] = {}
+
+    def _find(self, period: str, now: float) -> tuple[str, float]:
+        known = self._known.get(period)
+        if known is None or not known[1] <= now < known[2]:
+            known = self._known[period] = _bounds(period, now)
+        return known[0], known[2]
+
+    def window(self, period: str, now: float) -> tuple[str, int | None]:
+        """The period's id, and seconds to keep its counter: a day past its end (None: ever)."""
+        if period == "total":
+            return "total", None
+        ident, end = self._find(period, now)
+        return ident, int(end - now) + 86400
+
+    def day(self, now: float) -> str:
+        return self._find("day", now)[0]
+
+
+def period_window(period: str, now: float) -> tuple[str, int | None]:
+    return Periods().window(period, now)
 
 
 def utc_day(now: float) -> str:

@@ -2,19 +2,116 @@
 
 from __future__ import annotations
 
+import math
+import time
+
 from aiohttp import web
 
 from gateway.codec import dumps, loads, raw_json_response
-from gateway.errors import UpstreamError
-from gateway.models import Call, Usage
+from gateway.config import Account, ModelSettings
+from gateway.errors import (
+    GatewayError,
+    ServiceUnavailableError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from gateway.models import Call, Target, Usage
 from gateway.providers.base import Reply
-from gateway.routing import pick
 from gateway.state import client_view, save
 from gateway.streaming.relay import relay
 
 
 async def forward(call: Call) -> web.StreamResponse:
-    target, account = pick(call.targets)
+    """Try targets, accounts, then fallback models, until one answers before any byte went out."""
+    attempts = Attempts(call)
+    pair = attempts.next()
+    if pair is None:
+        raise attempts.exhausted()
+    while True:
+        target, account = pair
+        _aim(call, target, account)
+        headers = {
+            "x-request-id": call.request_id,
+            "x-gateway-provider": target.provider.name,
+            "x-gateway-model": target.model,
+        }
+        try:
+            async with target.provider.send(call, target, account) as reply:
+                if reply.chunks is not None:
+                    return await _stream(call, reply, headers)
+                if not _retryable(reply.status):
+                    return await _answer(call, reply, headers)
+                attempts.failed(target, account, _retry_after(reply))
+                pair = attempts.next()
+                if pair is None:
+                    return await _answer(call, reply, headers)
+        except (UpstreamError, UpstreamTimeoutError):
+            attempts.failed(target, account, None)
+            pair = attempts.next()
+            if pair is None:
+                raise
+
+
+class Attempts:
+    """The (target, account) pairs to try, in order: the model's, then each fallback's."""
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.health = call.deps.router.health
+        self.routing = call.deps.settings.routing
+        self.deadline = time.monotonic() + self.routing.deadline_s
+        self.tried: set[tuple[str, str, str]] = set()
+        self.count = 0
+        fallbacks = call.route.fallbacks if call.route else ()
+        self.models: list[tuple[ModelSettings | None, tuple[Target, ...]]] = [
+            (call.route, call.targets)]
+        self._fallbacks = list(fallbacks)
+
+    def left(self) -> bool:
+        return self.count < self.routing.max_attempts and time.monotonic() < self.deadline
+
+    def next(self) -> tuple[Target, Account] | None:
+        if not self.left():
+            return None
+        while self.models:
+            route, targets = self.models[0]
+            found = self.health.pick(targets, self.tried)
+            if found is not None:
+                self.count += 1
+                self.tried.add((found[0].provider.name, found[0].model, found[1].name))
+                if route is not self.call.route:
+                    self.call.route = route
+                return found
+            self.models.pop(0)
+            if not self.models:
+                self._next_fallback()
+        return None
+
+    def _next_fallback(self) -> None:
+        key = self.call.principal
+        assert key is not None
+        only = self.call.headers.get("x-provider") or self.call.headers.get("x-tfy-provider-name")
+        while self._fallbacks:
+            name = self._fallbacks.pop(0)
+            try:
+                self.models.append(self.call.deps.router.resolve(name, key, only))
+                return
+            except GatewayError:
+                continue   # a fallback this caller may not use is skipped, not an error
+
+    def failed(self, target: Target, account: Account, retry_after_s: float | None) -> None:
+        self.health.fail(target, account, retry_after_s)
+
+    def exhausted(self) -> GatewayError:
+        wait = max(1, math.ceil(self.health.soonest(self.call.targets)))
+        return ServiceUnavailableError(
+            f"No account can serve the model '{self.call.model}' right now: every target is "
+            "cooling down after failures.", code="no_accounts",
+            headers={"retry-after": str(wait)},
+        )
+
+
+def _aim(call: Call, target: Target, account: Account) -> None:
     call.target, call.account = target, account
     if call.body.get("model") != target.model:
         call.body["model"] = target.model
@@ -22,28 +119,43 @@ async def forward(call: Call) -> web.StreamResponse:
     for name in target.provider.settings.drop_fields:
         if call.body.pop(name, None) is not None:
             call.changed = True
-    headers = {
-        "x-request-id": call.request_id,
-        "x-gateway-provider": target.provider.name,
-        "x-gateway-model": target.model,
-    }
-    async with target.provider.send(call, target, account) as reply:
-        if reply.chunks is not None:
-            assert call.request is not None
-            response, tap, stayed = await relay(
-                call.request, reply.chunks, target.provider.name, headers,
-                on_terminal=(lambda final: save(call, client_view(call, final)))
-                if call.stateful else None,
-            )
-            call.status, call.client_gone = 200, not stayed
-            call.response = tap.response
-            call.usage = Usage.from_response(call.response)
-            return response
-        answered = answer(call, reply, headers)
-        if call.stateful and call.response is not None and answered.status < 300:
-            await save(call, client_view(call, call.response))
-            answered.body = dumps(call.response)
-        return answered
+
+
+def _retryable(status: int) -> bool:
+    return status == 429 or status >= 500 or status in (401, 403)
+
+
+def _retry_after(reply: Reply) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        raw = reply.headers.get(name)
+        if raw is not None:
+            try:
+                return float(raw) * scale
+            except ValueError:
+                return None
+    return None
+
+
+async def _stream(call: Call, reply: Reply, headers: dict[str, str]) -> web.StreamResponse:
+    assert call.request is not None
+    assert call.target is not None
+    assert reply.chunks is not None
+    response, tap, stayed = await relay(
+        call.request, reply.chunks, call.target.provider.name, headers,
+        on_terminal=(lambda final: save(call, client_view(call, final))) if call.stateful else None,
+    )
+    call.status, call.client_gone = 200, not stayed
+    call.response = tap.response
+    call.usage = Usage.from_response(call.response)
+    return response
+
+
+async def _answer(call: Call, reply: Reply, headers: dict[str, str]) -> web.Response:
+    answered = answer(call, reply, headers)
+    if call.stateful and call.response is not None and answered.status < 300:
+        await save(call, client_view(call, call.response))
+        answered.body = dumps(call.response)
+    return answered
 
 
 def answer(call: Call, reply: Reply, headers: dict[str, str]) -> web.Response:

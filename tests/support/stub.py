@@ -38,6 +38,7 @@ class Behaviour:
     stall_after: int | None = None       # stop sending (but keep the connection) after this many
     between_s: float = 0.0               # between events
     raw_stream: bytes | None = None      # exact bytes to stream, then end
+    fail_keys: dict[str, int] = field(default_factory=dict)  # upstream key -> status to answer
 
 
 class StubUpstream:
@@ -60,6 +61,12 @@ class StubUpstream:
         try:
             if b.delay_s:
                 await asyncio.sleep(b.delay_s)
+            key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if key in b.fail_keys:
+                error = {"error": {"message": "account failed", "type": "server_error",
+                                   "param": None, "code": None}}
+                return web.Response(body=orjson.dumps(error), status=b.fail_keys[key],
+                                    content_type="application/json", headers=b.headers)
             if b.body is not None:
                 return web.Response(body=b.body, status=b.status, content_type=b.content_type,
                                     headers=b.headers)
