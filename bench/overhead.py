@@ -719,7 +719,7 @@ def report(
         extra_cpu = gateway.cpu_us_per_request - floor.cpu_us_per_request
         target = " (target >= 0.80)" if scenario == "json" else ""
         print(f"ratio {label}: {ratio:.2f}{target}")
-        cpu_ratio = floor.cpu_us_per_request / gateway.cpu_us_per_request
+        cpu_ratio = floor.cpu_us_per_request / (gateway.cpu_us_per_request or float("nan"))
         print(f"  by CPU per request (less sensitive to a busy machine): {cpu_ratio:.2f}")
         print(
             f"  added latency p50: {added:+.2f} ms, p99: {gateway.p99_ms - floor.p99_ms:+.2f} ms;"
@@ -737,10 +737,12 @@ def report(
     for r in results:
         if r.errors:
             print(f"warning: {r.scenario}/{r.target} had {r.errors} failed requests")
-        if place.proxy is not None and r.upstream_cpu + r.load_cpu > 0.90:
+        shared = place.upstream == place.load
+        helpers = r.upstream_cpu + r.load_cpu if shared else max(r.upstream_cpu, r.load_cpu)
+        if place.proxy is not None and helpers > 0.90:
             print(
-                f"warning: {r.scenario}/{r.target}: the upstream + load generator core was "
-                f"{r.upstream_cpu + r.load_cpu:.0%} busy, so the proxy may not be the limit"
+                f"warning: {r.scenario}/{r.target}: the upstream / load generator core was "
+                f"{helpers:.0%} busy, so the proxy may not be the limit"
             )
         if r.other_cpu > 0.10:
             print(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import multiprocessing
 import os
 import signal
@@ -16,6 +15,7 @@ from aiohttp import web
 
 from gateway.config import Settings, digest, load_file
 from gateway.errors import ConfigError
+from gateway.observability import setup_logging
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,8 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
-    logging.basicConfig(level=settings.server.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(settings.server.log_level, settings.server.access_log)
     banner = _banner(path, host, port, settings)
     if args.workers <= 1:
         run(settings, host, port, banner, reuse_port=False)

@@ -11,6 +11,7 @@ from gateway.auth import KeyRing
 from gateway.config import Settings
 from gateway.jobs import open_jobs
 from gateway.jobs.worker import WorkerPool
+from gateway.limits import Governor
 from gateway.keys import DEPS, DRAINING, SETTINGS, WORKERS
 from gateway.middleware import gateway_middleware
 from gateway.models import Deps
@@ -33,6 +34,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                 router=Router(settings, providers),
                 validators=load_validators(),
                 jobs=open_jobs(store),
+                governor=Governor(
+                    settings, getattr(store, "client", None), settings.store.prefix,
+                    projects=settings.limits.projects, models=settings.limits.models,
+                ),
             )
             app[DEPS] = deps
             app[WORKERS] = pool = WorkerPool(deps, deps.jobs)
@@ -41,6 +46,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                 yield
             finally:
                 await pool.stop(settings.server.shutdown_grace_s)
+                await asyncio.gather(*list(deps.pending), return_exceptions=True)
     finally:
         await asyncio.gather(*(p.close() for p in providers.values()))
 

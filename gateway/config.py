@@ -146,6 +146,8 @@ class RoutingSettings:
 class LimitSettings:
     on_redis_error: str = "open"
     redis_timeout_ms: int = 250
+    projects: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per-project limits
+    models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)    # per-model limits
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,7 +117,7 @@ class JwksUrlKeys:
     async def _refresh(self) -> None:
         try:
             found = await asyncio.to_thread(self._client.get_jwk_set, True)
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, OSError, ValueError):  # unreachable, or not JSON
             # Keys already known keep working while the issuer is unreachable.
             self._down, self._retry_at = True, time.monotonic() + JWKS_RETRY_S
             return

@@ -10,10 +10,11 @@ from gateway.config import Settings
 
 if TYPE_CHECKING:
     from gateway.jobs.worker import WorkerPool
-    from gateway.models import Deps
+    from gateway.models import Call, Deps
 
 SETTINGS = web.AppKey("SETTINGS", Settings)
 DEPS: web.AppKey[Deps] = web.AppKey("DEPS")
 WORKERS: web.AppKey[WorkerPool] = web.AppKey("WORKERS")
 DRAINING = web.AppKey("DRAINING", list)  # one element once SIGTERM came: readyz fails
 REQUEST_ID = web.RequestKey("REQUEST_ID", str)
+CALL: web.RequestKey[Call] = web.RequestKey("CALL")

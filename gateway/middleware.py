@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -12,6 +13,7 @@ from aiohttp.typedefs import Handler
 from gateway.codec import json_response
 from gateway.errors import GatewayError
 from gateway.keys import REQUEST_ID
+from gateway.observability import observe
 
 log = logging.getLogger("gateway")
 
@@ -27,15 +29,19 @@ def request_id(request: web.Request) -> str:
 
 @web.middleware
 async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.monotonic()
     rid = request_id(request)
     request[REQUEST_ID] = rid
+    error: BaseException | None = None
     try:
         response = await handler(request)
     except GatewayError as exc:
+        error = exc
         response = json_response(exc.envelope(), exc.status, exc.response_headers())
     except web.HTTPException as exc:
         response = _http_exception(request, exc)
-    except Exception:
+    except Exception as exc:
+        error = exc
         log.exception("unhandled error", extra={"request_id": rid})
         response = json_response(
             {"error": {"message": "The gateway had an error while processing your request.",
@@ -44,6 +50,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         )
     if not response.prepared:
         response.headers["x-request-id"] = rid
+    observe(request, response.status, started, error)
     return response
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from gateway.config import Account, KeySettings, ModelSettings, Settings
 if TYPE_CHECKING:
     from gateway.auth import KeyRing
     from gateway.jobs import JobStore
+    from gateway.limits import Governor, Ticket
     from gateway.providers.base import Provider
     from gateway.routing import Router
     from gateway.schemas import Validators
@@ -28,6 +30,8 @@ class Deps:
     router: Router
     validators: Validators
     jobs: JobStore
+    governor: Governor
+    pending: set[asyncio.Task[Any]] = field(default_factory=set)  # accounting still in flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,9 @@ class Call:
     input_items: list[dict[str, Any]] = field(default_factory=list)
 
     saved_headers: Mapping[str, str] = field(default_factory=dict)
+    upstream_s: float | None = None       # JSON: time spent waiting on the upstream
+    overhead_s: float | None = None       # streams: time the gateway added before the first byte
+    ticket: Ticket | None = None          # what the limits reserved; settled once at the end
 
     @property
     def headers(self) -> Mapping[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Any, Final
 
 import orjson
@@ -59,9 +60,20 @@ async def submit(call: Call, jobs: JobStore, client_body: Json, ttl_s: int,
         "headers": {k: v for k in FORWARDED_HEADERS if (v := call.headers.get(k)) is not None},
         "request_id": call.request_id, "snapshot": first, "conversation": call.conversation,
         "input_items": call.input_items, "chain": call.chain,
+        "ticket": _saved_ticket(call),
     }
     await jobs.enqueue(rid, job, first, ttl_s)
     return first
+
+
+def _saved_ticket(call: Call) -> Json | None:
+    ticket = call.ticket
+    if ticket is None:
+        return None
+    subject = ticket.subject
+    return {**call.deps.governor.saved(ticket), "key": asdict(subject.key),
+            "projects": list(subject.projects), "model": subject.model,
+            "price": asdict(subject.price) if subject.price else None}
 
 
 async def follow(request: web.Request, store: Store, jobs: JobStore, job_id: str, after: int,

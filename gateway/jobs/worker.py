@@ -12,10 +12,11 @@ from typing import Any, Final
 
 import orjson
 
-from gateway.config import KeySettings
+from gateway.config import KeySettings, Price, key_from_fields
 from gateway.errors import GatewayError, UpstreamError
 from gateway.jobs import TERMINAL, Event, JobStore
-from gateway.models import Call, Deps, Target
+from gateway.limits import Subject
+from gateway.models import Call, Deps, Target, Usage
 from gateway.providers.base import UPSTREAM_ERRORS, upstream_failure
 from gateway.routing import pick
 from gateway.state import grow_conversation
@@ -115,7 +116,9 @@ class WorkerPool:
         try:
             job = await self.jobs.get_job(job_id)
             if job is not None and await self.jobs.status(job_id) not in TERMINAL:
-                await JobRun(self.deps, self.jobs, job_id, job).run()
+                run = JobRun(self.deps, self.jobs, job_id, job)
+                await run.run()
+                await run.settle()
             await self.jobs.done(job_id)
         except asyncio.CancelledError:
             raise
@@ -134,6 +137,8 @@ class JobRun:
         self.events_ttl = int(job.get("events_ttl", self.ttl))
         self.snapshot: Json = job["snapshot"]
         self.seq = -1
+        self.provider: str | None = None
+        self.model: str | None = None
 
     async def run(self) -> None:
         error: GatewayError = UpstreamError("The job did not run.")
@@ -174,6 +179,23 @@ class JobRun:
         finally:
             task.cancel()
 
+    async def settle(self) -> None:
+        """Charge the job's usage to the limits and budgets its submission was admitted by."""
+        saved = self.job.get("ticket")
+        if not saved:
+            return
+        key = key_from_fields(saved["key"], saved["key"].get("sha256", ""))
+        price = Price(**saved["price"]) if saved.get("price") else None
+        governor = self.deps.governor
+        ticket = governor.restore(Subject(key, tuple(saved["projects"]), saved["model"], price),
+                                  saved)
+        (record,) = await self.deps.store.get_responses(self.job["owner"], [self.job_id])
+        response = record["response"] if record else {}
+        status = {"completed": 200, "incomplete": 200, "cancelled": 499}.get(
+            response.get("status"), 502)
+        await governor.settle(ticket, Usage.from_response(response), status=status,
+                              latency_ms=0.0, provider=self.provider, upstream_model=self.model)
+
     def _call(self) -> Call:
         job = self.job
         call = Call(None, self.deps, job["request_id"], body=dict(job["body"]), changed=True,
@@ -188,6 +210,7 @@ class JobRun:
         targets = [Target(providers[p], m, w) for p, m, w in self.job["targets"]]
         target, account = pick(targets)
         call.target, call.account = target, account
+        self.provider, self.model = target.provider.name, target.model
         async with target.provider.send(call, target, account) as reply:
             if reply.chunks is None:
                 raise _status_error(reply.status, reply.body, target.provider.name)

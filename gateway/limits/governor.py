@@ -115,6 +115,15 @@ class Governor:
         ticket.headers = rate_headers(plan, reply, amounts, self.window)
         return ticket
 
+    def saved(self, ticket: Ticket) -> dict[str, Any]:
+        """What another process needs to settle this ticket (a background job's run)."""
+        return {"estimated_tokens": ticket.estimated_tokens, "lease_id": ticket.lease_id,
+                "backend": ticket.backend, "bucket": ticket.bucket}
+
+    def restore(self, subject: Subject, saved: Mapping[str, Any]) -> Ticket:
+        return Ticket(subject, self._plan(subject), int(saved["estimated_tokens"]),
+                      str(saved["lease_id"]), str(saved["backend"]), int(saved["bucket"]))
+
     def headers(self, ticket: Ticket) -> dict[str, str]:
         return dict(ticket.headers)
 
@@ -170,7 +179,7 @@ class Governor:
             found = await self.memory.day_totals(days)
         else:
             try:
-                async with asyncio.timeout(max(self.timeout_s, 0.001) * 4):
+                async with asyncio.timeout(max(1.0, self.timeout_s * 4)):  # many days
                     found = await self.redis.day_totals(days)
             except (RedisError, OSError) as exc:
                 raise unavailable() from exc

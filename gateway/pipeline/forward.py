@@ -7,6 +7,7 @@ import time
 
 from aiohttp import web
 
+from gateway import metrics
 from gateway.codec import dumps, loads, raw_json_response
 from gateway.config import Account, ModelSettings
 from gateway.errors import (
@@ -35,18 +36,23 @@ async def forward(call: Call) -> web.StreamResponse:
             "x-gateway-provider": target.provider.name,
             "x-gateway-model": target.model,
         }
+        if call.ticket is not None and call.ticket.headers:
+            headers.update(call.ticket.headers)
+        sent = time.monotonic()
         try:
             async with target.provider.send(call, target, account) as reply:
                 if reply.chunks is not None:
-                    return await _stream(call, reply, headers)
+                    return await _stream(call, reply, headers, sent)
+                call.upstream_s = time.monotonic() - sent
                 if not _retryable(reply.status):
                     return await _answer(call, reply, headers)
-                attempts.failed(target, account, _retry_after(reply))
+                attempts.failed(target, account, _retry_after(reply), f"status_{reply.status}")
                 pair = attempts.next()
                 if pair is None:
                     return await _answer(call, reply, headers)
-        except (UpstreamError, UpstreamTimeoutError):
-            attempts.failed(target, account, None)
+        except (UpstreamError, UpstreamTimeoutError) as exc:
+            kind = "timeout" if isinstance(exc, UpstreamTimeoutError) else "error"
+            attempts.failed(target, account, None, kind)
             pair = attempts.next()
             if pair is None:
                 raise
@@ -99,7 +105,9 @@ class Attempts:
             except GatewayError:
                 continue   # a fallback this caller may not use is skipped, not an error
 
-    def failed(self, target: Target, account: Account, retry_after_s: float | None) -> None:
+    def failed(self, target: Target, account: Account, retry_after_s: float | None,
+               kind: str) -> None:
+        metrics.UPSTREAM_ERRORS.labels(target.provider.name, kind).inc()
         self.health.fail(target, account, retry_after_s)
 
     def exhausted(self) -> GatewayError:
@@ -136,7 +144,8 @@ def _retry_after(reply: Reply) -> float | None:
     return None
 
 
-async def _stream(call: Call, reply: Reply, headers: dict[str, str]) -> web.StreamResponse:
+async def _stream(call: Call, reply: Reply, headers: dict[str, str],
+                  sent: float) -> web.StreamResponse:
     assert call.request is not None
     assert call.target is not None
     assert reply.chunks is not None
@@ -145,6 +154,10 @@ async def _stream(call: Call, reply: Reply, headers: dict[str, str]) -> web.Stre
         on_terminal=(lambda final: save(call, client_view(call, final))) if call.stateful else None,
     )
     call.status, call.client_gone = 200, not stayed
+    if tap.first_chunk_at is not None and tap.first_write_at is not None:
+        metrics.TTFB.labels(call.target.provider.name).observe(tap.first_write_at - call.started)
+        # What the gateway adds: before the upstream call, and between its first chunk and ours.
+        call.overhead_s = (sent - call.started) + (tap.first_write_at - tap.first_chunk_at)
     call.response = tap.response
     call.usage = Usage.from_response(call.response)
     return response
@@ -152,6 +165,9 @@ async def _stream(call: Call, reply: Reply, headers: dict[str, str]) -> web.Stre
 
 async def _answer(call: Call, reply: Reply, headers: dict[str, str]) -> web.Response:
     answered = answer(call, reply, headers)
+    if call.usage is not None and call.route is not None and call.route.price is not None:
+        cost = call.deps.governor.cost(call.route.price, call.usage)
+        answered.headers["x-gateway-cost-usd"] = f"{cost:.8f}"
     if call.stateful and call.response is not None and answered.status < 300:
         await save(call, client_view(call, call.response))
         answered.body = dumps(call.response)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway import metrics
 from gateway.codec import json_response
 from gateway.errors import GatewayError
 from gateway.keys import DEPS, DRAINING
@@ -23,3 +24,8 @@ async def readyz(request: web.Request) -> web.Response:
         return json_response({"status": "unavailable", "store": store.kind,
                               "reason": exc.message}, 503)
     return json_response({"status": "ok", "store": store.kind})
+
+
+async def serve_metrics(request: web.Request) -> web.Response:
+    body, content_type = metrics.render()
+    return web.Response(body=body, headers={"Content-Type": content_type})

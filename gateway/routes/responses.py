@@ -9,14 +9,15 @@ from aiohttp import web
 
 from gateway import pipeline
 from gateway.codec import dumps, json_response, parse_object, read_body
-from gateway.errors import InvalidRequestError, NotFoundError
+from gateway.errors import GatewayError, InvalidRequestError, NotFoundError
 from gateway.jobs import TERMINAL, background
-from gateway.keys import DEPS, REQUEST_ID
+from gateway.keys import CALL, DEPS, REQUEST_ID
 from gateway.models import Call
 from gateway.pipeline import Stage
 from gateway.pipeline.auth import authenticate
 from gateway.pipeline.forward import forward
 from gateway.pipeline.govern import apply_policies
+from gateway.pipeline.limit import admit, settle
 from gateway.pipeline.parse import parse_body
 from gateway.pipeline.route import choose_model
 from gateway.pipeline.validate import validate_create
@@ -25,20 +26,39 @@ from gateway.store import Json, page_of
 from gateway.routes.paging import list_object, page_params
 
 CREATE_RESPONSE: Final[tuple[Stage, ...]] = (
-    authenticate, parse_body, validate_create, choose_model, apply_policies, load_context,
+    authenticate, parse_body, validate_create, choose_model, apply_policies, admit, load_context,
 )
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
     deps = request.app[DEPS]
     call = Call(request, deps, request[REQUEST_ID])
+    request[CALL] = call
     polled = request.headers.get("x-bf-async-id")
     if polled is not None:
         return await poll_async_job(call, polled)
     call.async_job = request.headers.get("x-bf-async", "").lower() == "true"
-    await pipeline.run(call, CREATE_RESPONSE)
-    if not call.async_job and call.body.get("background") is not True:
-        return await forward(call)
+    job = False
+    try:
+        await pipeline.run(call, CREATE_RESPONSE)
+        if call.async_job or call.body.get("background") is True:
+            answer = await _submit(call)
+            job = True   # the job's run settles its own ticket, wherever it runs
+            return answer
+        response = await forward(call)
+        call.status = call.status or response.status
+        return response
+    except GatewayError as exc:
+        call.status = exc.status
+        raise
+    finally:
+        if not job:
+            settle(call)
+
+
+async def _submit(call: Call) -> web.StreamResponse:
+    deps, request = call.deps, call.request
+    assert request is not None
     settings = deps.settings
     ttl = _result_ttl(request, settings.jobs.result_ttl_s) if call.async_job else \
         settings.store.response_ttl_s

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import time
+
 import orjson
 from aiohttp import web
 
+from gateway import metrics
 from gateway.errors import GatewayError, UpstreamError
 from gateway.providers.base import UPSTREAM_ERRORS, upstream_failure
 from gateway.streaming.sse import SSEParser, event_type
@@ -27,7 +30,8 @@ class StreamTap:
     event is decoded, no delta event ever is.
     """
 
-    __slots__ = ("_held", "_last", "_parser", "created", "error_sent", "terminal")
+    __slots__ = ("_held", "_last", "_parser", "created", "error_sent", "first_chunk_at",
+                 "first_write_at", "terminal")
 
     def __init__(self) -> None:
         self._parser = SSEParser()
@@ -36,6 +40,8 @@ class StreamTap:
         self.created: bytes | None = None
         self.terminal: dict[str, Any] | None = None
         self.error_sent = False
+        self.first_chunk_at: float | None = None
+        self.first_write_at: float | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes that may go to the client now: every complete frame, never half of one."""
@@ -117,9 +123,13 @@ async def relay(
         )
     response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
     failure: GatewayError | None = None
+    gaps = metrics.GAPS.labels(provider)
+    clock = time.monotonic
+    metrics.OPEN_STREAMS.inc()
     try:
         await response.prepare(request)
         chunk = first
+        last = tap.first_chunk_at = clock()
         while True:
             out = tap.feed(chunk)
             if on_terminal is not None and tap.response is not None:
@@ -127,13 +137,19 @@ async def relay(
                 on_terminal = None
             if out:
                 await response.write(out)
+                if tap.first_write_at is None:
+                    tap.first_write_at = clock()
             try:
                 chunk = await anext(chunks)
             except StopAsyncIteration:
                 break
             except UPSTREAM_ERRORS as exc:
                 failure = upstream_failure(exc, provider)
+                metrics.UPSTREAM_ERRORS.labels(provider, "stream_cut").inc()
                 break
+            now = clock()
+            gaps.observe(now - last)
+            last = now
         if tap.terminal is None and not (tap.error_sent and tap.created is None):
             failure = failure or UpstreamError(
                 f"The upstream provider {provider!r} ended the stream before the response was "
@@ -145,7 +161,10 @@ async def relay(
             await response.write(frame)
         await response.write_eof()
     except ConnectionResetError:
+        metrics.CLIENTS_GONE.inc()
         return response, tap, False
+    finally:
+        metrics.OPEN_STREAMS.dec()
     return response, tap, True
 
 

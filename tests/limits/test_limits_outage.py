@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
@@ -83,3 +84,18 @@ async def test_hung_redis_is_cut_by_the_timeout(client: Redis, own_redis: RedisS
         assert isinstance(error, ServiceUnavailableError)
     finally:
         own_redis.proc.send_signal(18)  # SIGCONT
+
+
+async def test_request_admitted_locally_is_accounted_in_redis_once_back(
+        own_redis: RedisServer, client: Redis) -> None:
+    gov, who = governor(client, "open"), subject(max_concurrent=1)
+    own_redis.stop()
+    ticket = await gov.admit(who, 0)
+    assert ticket.backend == "memory"
+    own_redis.start()
+    await client.ping()  # a pooled connection may fail once on the restart
+    await settle(gov, ticket, Usage(input_tokens=100, output_tokens=10))
+    assert not gov.memory.leases[("key", "team-a")]  # the local lease is released
+    today = datetime.now(UTC).date()
+    rows = await gov.usage_report(None, today, today, "key")
+    assert [(r["key"], r["requests"], r["total_tokens"]) for r in rows] == [("team-a", 1, 110)]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config import Price
+from gateway.config import Price, Settings
 from gateway.limits import Governor
 from gateway.limits.rules import utc_day
 from gateway.models import Usage
@@ -15,7 +15,7 @@ from tests.limits.limits_helpers import PRICE, Harness, settle, subject
 
 
 def test_cost_bills_cached_input_at_its_price() -> None:
-    gov = Governor.__new__(Governor)
+    gov = Governor(Settings(), None, "x:")
     usage = Usage(input_tokens=1000, cached_tokens=400, output_tokens=100)
     assert gov.cost(PRICE, usage) == pytest.approx((600 * 2.0 + 400 * 0.5 + 100 * 8.0) / 1e6)
     assert gov.cost(None, usage) == 0.0

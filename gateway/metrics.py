@@ -1,0 +1,69 @@
+"""Prometheus metrics: what /metrics shows, multiprocess-safe when `serve --workers` > 1.
+
+prometheus-client keeps metrics in one registry per process by design (and in files under
+PROMETHEUS_MULTIPROC_DIR across workers), so they are module-level objects here.
+Label values are bounded: operation names, configured model and provider names, classes.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+_LATENCY: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_OVERHEAD: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+_GAPS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+REQUESTS = Counter("gateway_requests_total", "Requests answered, by operation and outcome.",
+                   ["operation", "model", "provider", "status_class"])
+DURATION = Histogram("gateway_request_duration_seconds",
+                     "Time from request to the end of the answer (whole stream included).",
+                     ["operation"], buckets=_LATENCY)
+OVERHEAD = Histogram("gateway_overhead_seconds",
+                     "Time the gateway itself adds: the whole answer minus the upstream's part.",
+                     buckets=_OVERHEAD)
+TTFB = Histogram("gateway_stream_time_to_first_byte_seconds",
+                 "Time from request to the first streamed byte sent to the client.",
+                 ["provider"], buckets=_LATENCY)
+GAPS = Histogram("gateway_stream_chunk_interval_seconds",
+                 "Time between streamed chunks (between tokens, as the upstream sends them).",
+                 ["provider"], buckets=_GAPS)
+OPEN_STREAMS = Gauge("gateway_open_streams", "Streams being relayed now.",
+                     multiprocess_mode="livesum")
+TOKENS = Counter("gateway_tokens_total", "Tokens used, as the upstream reported them "
+                 "(gen_ai.token.type input or output).", ["model", "token_type"])
+COST = Counter("gateway_cost_usd_total", "Cost of answered requests, from models[].price.",
+               ["model"])
+LIMIT_REFUSALS = Counter("gateway_limit_refusals_total",
+                         "Requests the gateway's own limits refused (not upstream 429s).",
+                         ["kind"])
+UPSTREAM_ERRORS = Counter("gateway_upstream_errors_total", "Upstream failures, by kind.",
+                          ["provider", "kind"])
+REDIS_ERRORS = Counter("gateway_redis_errors_total", "Calls to Redis that failed or timed out.")
+CLIENTS_GONE = Counter("gateway_clients_gone_total", "Clients that left before the end of a "
+                       "stream.")
+JOBS = Counter("gateway_jobs_total", "Background and async jobs, by what happened to them.",
+               ["event"])
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text of this process, or of every worker in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx"

@@ -1,0 +1,114 @@
+"""Logs as JSON lines (one per request, no secrets, no prompts) and per-request metrics."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway import metrics
+from gateway.errors import GatewayError, RateLimitError
+from gateway.keys import CALL, REQUEST_ID
+from gateway.models import Call
+
+access = logging.getLogger("gateway.access")
+
+_QUIET = frozenset({"healthz", "readyz", "serve_metrics"})
+
+# LogRecord attributes that are not caller-given `extra` fields.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()) | {"message"}
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": round(record.created, 3), "level": record.levelname.lower(),
+            "logger": record.name, "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD:
+                line[key] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(line, default=str).decode()
+
+
+def setup_logging(level: str, access_log: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JSONFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    access.disabled = not access_log
+
+
+def trace_id(request: web.Request) -> str | None:
+    parent = request.headers.get("traceparent", "")
+    parts = parent.split("-")
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
+
+
+def observe(request: web.Request, status: int, started: float,
+            error: BaseException | None) -> None:
+    """Count the request and write its access line, after its answer (stream included) ended."""
+    elapsed = time.monotonic() - started
+    handler = request.match_info.handler
+    operation = getattr(handler, "__name__", "unknown")
+    call: Call | None = request.get(CALL)
+    model = provider = ""
+    if call is not None:
+        model = call.route.name if call.route else _bounded(call.model, call)
+        provider = call.target.provider.name if call.target else ""
+        usage = call.usage
+        if usage is not None:
+            metrics.TOKENS.labels(model, "input").inc(usage.input_tokens)
+            metrics.TOKENS.labels(model, "output").inc(usage.output_tokens)
+        if call.overhead_s is not None:
+            metrics.OVERHEAD.observe(call.overhead_s)
+        elif call.upstream_s is not None:
+            metrics.OVERHEAD.observe(max(elapsed - call.upstream_s, 0.0))
+    metrics.REQUESTS.labels(operation, model, provider, metrics.status_class(status)).inc()
+    metrics.DURATION.labels(operation).observe(elapsed)
+    if isinstance(error, RateLimitError):
+        metrics.LIMIT_REFUSALS.labels(error.code or "requests").inc()
+    if operation in _QUIET:
+        return
+    if not access.disabled and access.isEnabledFor(logging.INFO):
+        access.info("request", extra=_fields(request, call, operation, status, elapsed, error))
+
+
+def _bounded(model: str, call: Call) -> str:
+    """A `provider/model` name is the caller's choice: label it by its provider only."""
+    if call.target is not None and "/" in model:
+        return f"{call.target.provider.name}/*"
+    return "" if call.target is None else model
+
+
+def _fields(request: web.Request, call: Call | None, operation: str, status: int,
+            elapsed: float, error: BaseException | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "request_id": request.get(REQUEST_ID), "trace_id": trace_id(request),
+        "method": request.method, "path": request.path, "operation": operation,
+        "status": status, "latency_ms": round(elapsed * 1000, 2),
+    }
+    if isinstance(error, GatewayError):
+        fields["error_code"] = error.code
+    if call is not None:
+        principal = call.principal
+        fields.update(
+            request_id=call.request_id,
+            key_id=principal.id if principal else None,
+            project=principal.project if principal else None,
+            model=call.model or None, stream=call.stream,
+            provider=call.target.provider.name if call.target else None,
+            upstream_model=call.target.model if call.target else None,
+            client_gone=call.client_gone or None,
+        )
+        if call.usage is not None:
+            fields.update(input_tokens=call.usage.input_tokens,
+                          output_tokens=call.usage.output_tokens)
+    return {k: v for k, v in fields.items() if v is not None}
