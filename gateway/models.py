@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.config import Account, KeySettings, ModelSettings, Settings
+from gateway.streaming.drain import OpenStreams
 
 if TYPE_CHECKING:
     from gateway.auth import KeyRing
@@ -32,6 +33,7 @@ class Deps:
     jobs: JobStore
     governor: Governor
     pending: set[asyncio.Task[Any]] = field(default_factory=set)  # accounting still in flight
+    streams: OpenStreams = field(default_factory=OpenStreams)      # what a drain must end
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from http import HTTPStatus
 
@@ -13,7 +14,9 @@ from aiohttp.web_request import BaseRequest
 
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.keys import DRAINING, WORKERS
+from gateway.keys import DEPS, DRAINING, WORKERS
+
+log = logging.getLogger("gateway")
 
 
 class _EnvelopeRequestHandler(RequestHandler):  # type: ignore[type-arg]  # generic over Request
@@ -49,6 +52,18 @@ class GatewayRunner(web.AppRunner):
         return server
 
 
+async def drain(runner: web.AppRunner, app: web.Application, grace_s: float) -> None:
+    """Refuse new connections, let open streams run for `grace_s`, then end the rest with
+    their terminal event (never a cut)."""
+    for site in list(runner.sites):
+        await site.stop()
+    streams = app[DEPS].streams
+    if not await streams.wait_empty(grace_s):
+        log.warning("ending %d streams still open after the %.0f s grace", len(streams), grace_s)
+        streams.abort_all()
+        await streams.wait_empty(5)
+
+
 def make_runner(app: web.Application, settings: Settings) -> GatewayRunner:
     return GatewayRunner(
         app, access_log=None, handler_cancellation=True,
@@ -79,6 +94,7 @@ async def serve(settings: Settings, host: str, port: int, *, reuse_port: bool,
         handing_back = asyncio.create_task(app[WORKERS].stop(settings.server.shutdown_grace_s))
         # Endpoints take time to drop a pod that reports unready: keep serving meanwhile.
         await asyncio.sleep(settings.server.shutdown_delay_s)
+        await drain(runner, app, settings.server.shutdown_grace_s)
     finally:
         await runner.cleanup()
         if handing_back is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from dataclasses import asdict
 from typing import Any, Final
@@ -15,6 +17,7 @@ from gateway.models import Call
 from gateway.providers.responses import FORWARDED_HEADERS
 from gateway.state import new_id
 from gateway.store import Json, Store
+from gateway.streaming.drain import OpenStreams
 from gateway.streaming.relay import SSE_HEADERS
 
 ENDS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
@@ -77,10 +80,35 @@ def _saved_ticket(call: Call) -> Json | None:
 
 
 async def follow(request: web.Request, store: Store, jobs: JobStore, job_id: str, after: int,
-                 headers: dict[str, str]) -> web.StreamResponse:
+                 headers: dict[str, str], streams: OpenStreams) -> web.StreamResponse:
     """Stream a job's events after sequence number `after`, then live until its end."""
     response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
     await response.prepare(request)
+    with streams.track() as handle:
+        try:
+            return await _follow(response, store, jobs, job_id, after)
+        except asyncio.CancelledError:
+            if not handle.absorb():
+                raise
+        # The job goes on elsewhere: say where to pick the stream up again.
+        with contextlib.suppress(ConnectionResetError):
+            await response.write(_resume_error(job_id))
+            await response.write_eof()
+        return response
+
+
+def _resume_error(job_id: str) -> bytes:
+    message = (f"This gateway replica is shutting down; resume the stream with GET "
+               f"/responses/{job_id}?stream=true&starting_after=<last sequence_number>.")
+    error = {"type": "server_error", "code": "gateway_shutdown", "message": message,
+             "param": None}
+    payload = {"type": "error", "error": error, **{k: error[k] for k in ("code", "message",
+                                                                        "param")}}
+    return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+async def _follow(response: web.StreamResponse, store: Store, jobs: JobStore, job_id: str,
+                  after: int) -> web.StreamResponse:
     cursor: Any = None
     try:
         while True:

@@ -150,7 +150,7 @@ async def _stream(call: Call, reply: Reply, headers: dict[str, str],
     assert call.target is not None
     assert reply.chunks is not None
     response, tap, stayed = await relay(
-        call.request, reply.chunks, call.target.provider.name, headers,
+        call.request, reply.chunks, call.target.provider.name, headers, call.deps.streams,
         on_terminal=(lambda final: save(call, client_view(call, final))) if call.stateful else None,
     )
     call.status, call.client_gone = 200, not stayed

@@ -68,7 +68,8 @@ async def _submit(call: Call) -> web.StreamResponse:
         headers["x-bf-async-id"] = first["id"]
         return json_response({"id": first["id"], "status": first["status"]}, 202, headers)
     if call.stream:
-        return await background.follow(request, deps.store, deps.jobs, first["id"], -1, headers)
+        return await background.follow(request, deps.store, deps.jobs, first["id"], -1, headers,
+                                       deps.streams)
     return json_response(first)
 
 
@@ -136,7 +137,7 @@ async def retrieve_response(request: web.Request) -> web.StreamResponse:
     deps = request.app[DEPS]
     return await background.follow(request, deps.store, deps.jobs,
                                    request.match_info["response_id"], after,
-                                   {"x-request-id": request[REQUEST_ID]})
+                                   {"x-request-id": request[REQUEST_ID]}, deps.streams)
 
 
 async def delete_response(request: web.Request) -> web.Response:

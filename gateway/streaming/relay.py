@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import asyncio
 import time
 
 import orjson
 from aiohttp import web
 
 from gateway import metrics
-from gateway.errors import GatewayError, UpstreamError
+from gateway.errors import GatewayError, ServiceUnavailableError, UpstreamError
 from gateway.providers.base import UPSTREAM_ERRORS, upstream_failure
+from gateway.streaming.drain import OpenStreams, StreamHandle
 from gateway.streaming.sse import SSEParser, event_type
 
 SSE_HEADERS = {
@@ -20,6 +22,10 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
+SHUTTING_DOWN = ServiceUnavailableError(
+    "The gateway replica serving this stream is shutting down; send the request again.",
+    code="gateway_shutdown",
+)
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -103,6 +109,7 @@ async def relay(
     chunks: AsyncIterator[bytes],
     provider: str,
     headers: dict[str, str],
+    streams: OpenStreams,
     on_terminal: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
 ) -> tuple[web.StreamResponse, StreamTap, bool]:
     """Relay to the end; answers the response, the tap, and whether the client stayed.
@@ -122,6 +129,21 @@ async def relay(
             f"The upstream provider {provider!r} ended the stream without an event."
         )
     response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
+    with streams.track() as handle:
+        stayed = await _pipe(request, response, tap, first, chunks, provider, on_terminal, handle)
+    return response, tap, stayed
+
+
+async def _pipe(
+    request: web.Request,
+    response: web.StreamResponse,
+    tap: StreamTap,
+    first: bytes,
+    chunks: AsyncIterator[bytes],
+    provider: str,
+    on_terminal: Callable[[dict[str, Any]], Awaitable[None]] | None,
+    handle: StreamHandle,
+) -> bool:
     failure: GatewayError | None = None
     gaps = metrics.GAPS.labels(provider)
     clock = time.monotonic
@@ -130,26 +152,31 @@ async def relay(
         await response.prepare(request)
         chunk = first
         last = tap.first_chunk_at = clock()
-        while True:
-            out = tap.feed(chunk)
-            if on_terminal is not None and tap.response is not None:
-                await on_terminal(tap.response)
-                on_terminal = None
-            if out:
-                await response.write(out)
-                if tap.first_write_at is None:
-                    tap.first_write_at = clock()
-            try:
-                chunk = await anext(chunks)
-            except StopAsyncIteration:
-                break
-            except UPSTREAM_ERRORS as exc:
-                failure = upstream_failure(exc, provider)
-                metrics.UPSTREAM_ERRORS.labels(provider, "stream_cut").inc()
-                break
-            now = clock()
-            gaps.observe(now - last)
-            last = now
+        try:
+            while True:
+                out = tap.feed(chunk)
+                if on_terminal is not None and tap.response is not None:
+                    await on_terminal(tap.response)
+                    on_terminal = None
+                if out:
+                    await response.write(out)
+                    if tap.first_write_at is None:
+                        tap.first_write_at = clock()
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except UPSTREAM_ERRORS as exc:
+                    failure = upstream_failure(exc, provider)
+                    metrics.UPSTREAM_ERRORS.labels(provider, "stream_cut").inc()
+                    break
+                now = clock()
+                gaps.observe(now - last)
+                last = now
+        except asyncio.CancelledError:
+            if not handle.absorb():
+                raise
+            failure = SHUTTING_DOWN
         if tap.terminal is None and not (tap.error_sent and tap.created is None):
             failure = failure or UpstreamError(
                 f"The upstream provider {provider!r} ended the stream before the response was "
@@ -162,10 +189,10 @@ async def relay(
         await response.write_eof()
     except ConnectionResetError:
         metrics.CLIENTS_GONE.inc()
-        return response, tap, False
+        return False
     finally:
         metrics.OPEN_STREAMS.dec()
-    return response, tap, True
+    return True
 
 
 def _frame_end(data: bytes) -> int:
