@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 
 import uvloop
@@ -16,6 +17,7 @@ from aiohttp import web
 from gateway.config import Settings, digest, load_file
 from gateway.errors import ConfigError
 from gateway.observability import setup_logging
+from gateway.server import run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,13 +96,11 @@ def _serve(args: argparse.Namespace) -> int:
     return _serve_workers(settings, host, port, banner, args.workers)
 
 
-def run(settings: Settings, host: str, port: int, banner: str, *, reuse_port: bool) -> None:
-    from gateway.server import serve
-
-    uvloop.run(serve(settings, host, port, reuse_port=reuse_port, banner=banner))
-
-
 def _serve_workers(settings: Settings, host: str, port: int, banner: str, n: int) -> int:
+    # Each worker writes its metrics to files here; /metrics on any worker adds them all up.
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=run, args=(settings, host, port, banner if i == 0 else ""),
                          kwargs={"reuse_port": True}, daemon=False) for i in range(n)]
@@ -122,7 +122,7 @@ def _serve_workers(settings: Settings, host: str, port: int, banner: str, n: int
 def _banner(path: str, host: str, port: int, settings: Settings) -> str:
     lines = [f"gateway serving {path} on http://{host}:{port} "
              f"(store: {settings.store.url.split('://')[0]})"]
-    key = _literal_key(path)
+    key = _literal_key(path) if settings.server.print_snippet else None
     if key:
         lines += [
             "",

@@ -6,13 +6,14 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway.auth import KeyRing
 from gateway.config import Settings
 from gateway.jobs import open_jobs
 from gateway.jobs.worker import WorkerPool
 from gateway.limits import Governor
-from gateway.keys import DEPS, DRAINING, SETTINGS, WORKERS
+from gateway.keys import DEPS, DRAINING, SETTINGS, SPAN_EXPORTER, WORKERS
 from gateway.middleware import gateway_middleware
 from gateway.models import Deps
 from gateway.providers import build_providers
@@ -20,6 +21,7 @@ from gateway.routes import setup_routes
 from gateway.routing import Router
 from gateway.schemas import load_validators
 from gateway.store import open_store
+from gateway.tracing import Tracing
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -38,6 +40,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                     settings, getattr(store, "client", None), settings.store.prefix,
                     projects=settings.limits.projects, models=settings.limits.models,
                 ),
+                tracing=_tracing(app),
             )
             app[DEPS] = deps
             app[WORKERS] = pool = WorkerPool(deps, deps.jobs)
@@ -47,15 +50,28 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             finally:
                 await pool.stop(settings.server.shutdown_grace_s)
                 await asyncio.gather(*list(deps.pending), return_exceptions=True)
+                if deps.tracing is not None:
+                    deps.tracing.shutdown()
     finally:
         await asyncio.gather(*(p.close() for p in providers.values()))
 
 
-def create_app(settings: Settings) -> web.Application:
+def _tracing(app: web.Application) -> Tracing | None:
+    settings = app[SETTINGS].tracing
+    exporter = app.get(SPAN_EXPORTER)
+    if settings.otlp_endpoint is None and exporter is None:
+        return None
+    return Tracing(settings, exporter)
+
+
+def create_app(settings: Settings, span_exporter: SpanExporter | None = None) -> web.Application:
+    """The gateway; `span_exporter` replaces OTLP export (tests look at the spans)."""
     app = web.Application(
         middlewares=[gateway_middleware], client_max_size=settings.server.max_body_bytes
     )
     app[SETTINGS] = settings
+    if span_exporter is not None:
+        app[SPAN_EXPORTER] = span_exporter
     app[DRAINING] = []
     app.cleanup_ctx.append(_resources)
     setup_routes(app, settings)

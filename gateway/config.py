@@ -36,6 +36,7 @@ class ServerSettings:
     shutdown_grace_s: float = 25.0
     log_level: str = "info"
     access_log: bool = True
+    print_snippet: bool = False  # show an SDK snippet with a key written in the file (demos)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,13 @@ class JobSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TracingSettings:
+    otlp_endpoint: str | None = None   # None: no tracing, nothing sent anywhere
+    service_name: str = "responses-gateway"
+    sample_ratio: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingSettings:
     max_attempts: int = 3     # targets, accounts and fallbacks tried before the first byte
     deadline_s: float = 60.0  # no new attempt starts after this
@@ -161,6 +169,7 @@ class Settings:
     jobs: JobSettings = field(default_factory=JobSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     admin_key_env: str = "GATEWAY_ADMIN_KEY"
     jwt: JwtSettings | None = None
 
@@ -262,6 +271,7 @@ class _Builder:
                 shutdown_grace_s=server.get("shutdown_grace_s", _SERVER.shutdown_grace_s),
                 log_level=server.get("log_level", _SERVER.log_level),
                 access_log=server.get("access_log", _SERVER.access_log),
+                print_snippet=server.get("print_snippet", _SERVER.print_snippet),
             ),
             store=StoreSettings(
                 url=store_url,
@@ -275,6 +285,11 @@ class _Builder:
             jobs=JobSettings(**raw.get("jobs", {})),
             limits=LimitSettings(**raw.get("limits", {})),
             routing=RoutingSettings(**raw.get("routing", {})),
+            tracing=TracingSettings(**{
+                **raw.get("tracing", {}),
+                **({"otlp_endpoint": self.env["OTEL_EXPORTER_OTLP_ENDPOINT"]}
+                   if self.env.get("OTEL_EXPORTER_OTLP_ENDPOINT") else {}),
+            }),
             admin_key_env=admin_env,
             jwt=self._jwt(auth["jwt"], keys) if "jwt" in auth else None,
         )

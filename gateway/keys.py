@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway.config import Settings
 
@@ -18,3 +19,4 @@ WORKERS: web.AppKey[WorkerPool] = web.AppKey("WORKERS")
 DRAINING = web.AppKey("DRAINING", list)  # one element once SIGTERM came: readyz fails
 REQUEST_ID = web.RequestKey("REQUEST_ID", str)
 CALL: web.RequestKey[Call] = web.RequestKey("CALL")
+SPAN_EXPORTER = web.AppKey("SPAN_EXPORTER", SpanExporter)

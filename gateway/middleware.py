@@ -12,8 +12,9 @@ from aiohttp.typedefs import Handler
 
 from gateway.codec import json_response
 from gateway.errors import GatewayError
-from gateway.keys import REQUEST_ID
+from gateway.keys import DEPS, REQUEST_ID
 from gateway.observability import observe
+from gateway.tracing import mark_error
 
 log = logging.getLogger("gateway")
 
@@ -33,8 +34,17 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     rid = request_id(request)
     request[REQUEST_ID] = rid
     error: BaseException | None = None
+    tracing = request.app[DEPS].tracing if DEPS in request.app else None
     try:
-        response = await handler(request)
+        if tracing is None:
+            response = await handler(request)
+        else:
+            name = f"{request.method} {request.match_info.route.resource.canonical}" \
+                if request.match_info.route.resource else request.method
+            with tracing.request_span(name, request.headers) as span:
+                span.set_attribute("gateway.request_id", rid)
+                response = await handler(request)
+                mark_error(span, response.status)
     except GatewayError as exc:
         error = exc
         response = json_response(exc.envelope(), exc.status, exc.response_headers())

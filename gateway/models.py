@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from gateway.auth import KeyRing
     from gateway.jobs import JobStore
     from gateway.limits import Governor, Ticket
+    from gateway.tracing import Tracing
     from gateway.providers.base import Provider
     from gateway.routing import Router
     from gateway.schemas import Validators
@@ -32,6 +33,7 @@ class Deps:
     validators: Validators
     jobs: JobStore
     governor: Governor
+    tracing: Tracing | None = None
     pending: set[asyncio.Task[Any]] = field(default_factory=set)  # accounting still in flight
     streams: OpenStreams = field(default_factory=OpenStreams)      # what a drain must end
 
@@ -105,6 +107,7 @@ class Call:
     upstream_s: float | None = None       # JSON: time spent waiting on the upstream
     overhead_s: float | None = None       # streams: time the gateway added before the first byte
     ticket: Ticket | None = None          # what the limits reserved; settled once at the end
+    trace_headers: dict[str, str] | None = None  # the upstream attempt span's trace context
 
     @property
     def headers(self) -> Mapping[str, str]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import signal
 from http import HTTPStatus
 
 import orjson
+import uvloop
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
@@ -15,6 +17,7 @@ from aiohttp.web_request import BaseRequest
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.keys import DEPS, DRAINING, WORKERS
+from gateway.observability import setup_logging
 
 log = logging.getLogger("gateway")
 
@@ -99,3 +102,10 @@ async def serve(settings: Settings, host: str, port: int, *, reuse_port: bool,
         await runner.cleanup()
         if handing_back is not None:
             await handing_back
+
+
+def run(settings: Settings, host: str, port: int, banner: str, *, reuse_port: bool) -> None:
+    """One serving process on its own uvloop (a `--workers` child too: importable by spawn)."""
+    if multiprocessing.parent_process() is not None:
+        setup_logging(settings.server.log_level, settings.server.access_log)
+    uvloop.run(serve(settings, host, port, reuse_port=reuse_port, banner=banner))

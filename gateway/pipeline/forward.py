@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+
+from collections.abc import Iterator
 
 from aiohttp import web
 
@@ -40,16 +43,18 @@ async def forward(call: Call) -> web.StreamResponse:
             headers.update(call.ticket.headers)
         sent = time.monotonic()
         try:
-            async with target.provider.send(call, target, account) as reply:
-                if reply.chunks is not None:
-                    return await _stream(call, reply, headers, sent)
-                call.upstream_s = time.monotonic() - sent
-                if not _retryable(reply.status):
-                    return await _answer(call, reply, headers)
-                attempts.failed(target, account, _retry_after(reply), f"status_{reply.status}")
-                pair = attempts.next()
-                if pair is None:
-                    return await _answer(call, reply, headers)
+            with _attempt_span(call, target, attempts.count):
+                async with target.provider.send(call, target, account) as reply:
+                    if reply.chunks is not None:
+                        return await _stream(call, reply, headers, sent)
+                    call.upstream_s = time.monotonic() - sent
+                    if not _retryable(reply.status):
+                        return await _answer(call, reply, headers)
+                    attempts.failed(target, account, _retry_after(reply),
+                                    f"status_{reply.status}")
+                    pair = attempts.next()
+                    if pair is None:
+                        return await _answer(call, reply, headers)
         except (UpstreamError, UpstreamTimeoutError) as exc:
             kind = "timeout" if isinstance(exc, UpstreamTimeoutError) else "error"
             attempts.failed(target, account, None, kind)
@@ -117,6 +122,17 @@ class Attempts:
             "cooling down after failures.", code="no_accounts",
             headers={"retry-after": str(wait)},
         )
+
+
+@contextlib.contextmanager
+def _attempt_span(call: Call, target: Target, attempt: int) -> Iterator[None]:
+    tracing = call.deps.tracing
+    if tracing is None:
+        yield
+        return
+    call.trace_headers = {}
+    with tracing.upstream_span(target.provider.name, target.model, attempt, call.trace_headers):
+        yield
 
 
 def _aim(call: Call, target: Target, account: Account) -> None:

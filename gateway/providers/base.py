@@ -46,3 +46,32 @@ def upstream_failure(exc: BaseException, provider: str) -> GatewayError:
         return UpstreamTimeoutError(f"The upstream provider {provider!r} did not answer in time.")
     reason = str(exc) or type(exc).__name__
     return UpstreamError(f"The upstream provider {provider!r} failed: {reason}")
+
+
+USER_AGENT = "responses-gateway/0.1"
+
+
+def upstream_headers(call: Call, account: Account, settings: ProviderSettings,
+                     forwarded: tuple[str, ...]) -> dict[str, str]:
+    """What an upstream request carries: the account's key, never the caller's, and only the
+    allow-listed client headers (the trace context of the attempt's span when tracing is on)."""
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream" if call.stream else "application/json",
+        "Accept-Encoding": "identity",
+        "User-Agent": USER_AGENT,
+        "X-Client-Request-Id": call.request_id,
+    }
+    incoming = call.headers
+    for name in forwarded:
+        value = incoming.get(name)
+        if value is not None:
+            headers[name] = value
+    if call.trace_headers:
+        headers.update(call.trace_headers)
+    if account.api_key:
+        if settings.auth_header == "api-key":
+            headers["api-key"] = account.api_key
+        else:
+            headers["Authorization"] = f"Bearer {account.api_key}"
+    return headers

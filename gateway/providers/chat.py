@@ -13,8 +13,8 @@ import orjson
 
 from gateway.config import Account, ProviderSettings
 from gateway.errors import UpstreamError
-from gateway.providers.base import UPSTREAM_ERRORS, Reply, upstream_failure
-from gateway.providers.responses import USER_AGENT, new_session
+from gateway.providers.base import UPSTREAM_ERRORS, Reply, upstream_failure, upstream_headers
+from gateway.providers.responses import new_session
 from gateway.streaming.sse import SSEParser, encode_event
 from gateway.translate.chat import (
     ChatStreamTranslator,
@@ -54,24 +54,7 @@ class ChatCompletionsProvider:
         await self.session.close()
 
     def headers(self, call: Call, account: Account) -> dict[str, str]:
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream" if call.stream else "application/json",
-            "Accept-Encoding": "identity",
-            "User-Agent": USER_AGENT,
-            "X-Client-Request-Id": call.request_id,
-        }
-        incoming = call.headers
-        for name in FORWARDED_HEADERS:
-            value = incoming.get(name)
-            if value is not None:
-                headers[name] = value
-        if account.api_key:
-            if self.settings.auth_header == "api-key":
-                headers["api-key"] = account.api_key
-            else:
-                headers["Authorization"] = f"Bearer {account.api_key}"
-        return headers
+        return upstream_headers(call, account, self.settings, FORWARDED_HEADERS)
 
     @asynccontextmanager
     async def send(self, call: Call, target: Target, account: Account) -> AsyncIterator[Reply]:

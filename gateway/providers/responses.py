@@ -10,14 +10,13 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from gateway.config import Account, ProviderSettings
-from gateway.providers.base import UPSTREAM_ERRORS, Reply, upstream_failure
+from gateway.providers.base import UPSTREAM_ERRORS, Reply, upstream_failure, upstream_headers
 
 if TYPE_CHECKING:
     from gateway.models import Call, Target
 
 # Client headers that may travel upstream; everything else (Authorization first) stays here.
 FORWARDED_HEADERS = ("traceparent", "tracestate", "openai-beta")
-USER_AGENT = "responses-gateway/0.1"
 # aiohttp warns that bodies above 1 MiB given as bytes block the loop; BytesIO streams them.
 LARGE_BODY = 1024 * 1024
 
@@ -44,24 +43,7 @@ class ResponsesProvider:
         await self.session.close()
 
     def headers(self, call: Call, account: Account) -> dict[str, str]:
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream" if call.stream else "application/json",
-            "Accept-Encoding": "identity",
-            "User-Agent": USER_AGENT,
-            "X-Client-Request-Id": call.request_id,
-        }
-        incoming = call.headers
-        for name in FORWARDED_HEADERS:
-            value = incoming.get(name)
-            if value is not None:
-                headers[name] = value
-        if account.api_key:
-            if self.settings.auth_header == "api-key":
-                headers["api-key"] = account.api_key
-            else:
-                headers["Authorization"] = f"Bearer {account.api_key}"
-        return headers
+        return upstream_headers(call, account, self.settings, FORWARDED_HEADERS)
 
     @asynccontextmanager
     async def send(self, call: Call, target: Target, account: Account) -> AsyncIterator[Reply]:

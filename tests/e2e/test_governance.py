@@ -22,6 +22,8 @@ from tests.support.stub import StubUpstream
 def replicas(config: dict[str, Any], redis_server: RedisServer,
              tmp_path: Path) -> Iterator[list[Replica]]:
     config["store"] = {"url": redis_server.url, "prefix": f"{tmp_path.name}:"}
+    # Exactness is the point here: a loaded test machine must not trip the fail-open timeout.
+    config["limits"] = {"redis_timeout_ms": 5000}
     key = config["auth"]["keys"][0]
     key.update(rpm=60, projects=["proj-a", "proj-x"])
     config["auth"]["keys"][1].update(budget_usd=0.0001, budget_period="day")

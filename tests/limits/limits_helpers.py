@@ -41,10 +41,10 @@ class Harness:
 
     def governor(self, on_redis_error: str = "open", **kwargs: Any) -> Governor:
         settings = Settings(limits=LimitSettings(on_redis_error=on_redis_error,
-                                                 redis_timeout_ms=500))
+                                                 redis_timeout_ms=5000))
         if self.kind == "memory":
             return Governor(settings, None, self.prefix, clock=self.clock, **kwargs)
-        client = redis.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        client = redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
         self.clients.append(client)
         return Governor(settings, client, self.prefix, clock=self.clock, **kwargs)
 
