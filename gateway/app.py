@@ -16,6 +16,7 @@ from gateway.limits import Governor
 from gateway.keys import DEPS, DRAINING, SETTINGS, SPAN_EXPORTER, WORKERS
 from gateway.middleware import gateway_middleware
 from gateway.models import Deps
+from gateway.pipeline.limit import Settler
 from gateway.providers import build_providers
 from gateway.routes import setup_routes
 from gateway.routing import Router
@@ -29,6 +30,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     providers = build_providers(settings)
     try:
         async with open_store(settings) as store:
+            governor = Governor(
+                settings, getattr(store, "client", None), settings.store.prefix,
+                projects=settings.limits.projects, models=settings.limits.models,
+            )
             deps = Deps(
                 settings=settings,
                 store=store,
@@ -36,12 +41,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                 router=Router(settings, providers),
                 validators=load_validators(),
                 jobs=open_jobs(store),
-                governor=Governor(
-                    settings, getattr(store, "client", None), settings.store.prefix,
-                    projects=settings.limits.projects, models=settings.limits.models,
-                ),
+                governor=governor,
+                settler=Settler(governor),
                 tracing=_tracing(app),
             )
+            deps.settler.start()
             app[DEPS] = deps
             app[WORKERS] = pool = WorkerPool(deps, deps.jobs)
             pool.start()
@@ -49,7 +53,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                 yield
             finally:
                 await pool.stop(settings.server.shutdown_grace_s)
-                await asyncio.gather(*list(deps.pending), return_exceptions=True)
+                await deps.settler.stop()
                 if deps.tracing is not None:
                     deps.tracing.shutdown()
     finally:

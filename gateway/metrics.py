@@ -8,7 +8,7 @@ Label values are bounded: operation names, configured model and provider names, 
 from __future__ import annotations
 
 import os
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -54,6 +54,31 @@ CLIENTS_GONE = Counter("gateway_clients_gone_total", "Clients that left before t
                        "stream.")
 JOBS = Counter("gateway_jobs_total", "Background and async jobs, by what happened to them.",
                ["event"])
+
+
+# Labelled children, looked up once per label set: `.labels()` takes a lock and checks its
+# arguments on every call, which showed in the per-request cost.
+_requests: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+_tokens: dict[str, tuple[Any, Any]] = {}
+
+
+def count_request(operation: str, model: str, provider: str, status: int,
+                  elapsed: float) -> None:
+    key = (operation, model, provider, status // 100)
+    found = _requests.get(key)
+    if found is None:
+        found = _requests[key] = (REQUESTS.labels(operation, model, provider, f"{key[3]}xx"),
+                                  DURATION.labels(operation))
+    found[0].inc()
+    found[1].observe(elapsed)
+
+
+def count_tokens(model: str, input_tokens: int, output_tokens: int) -> None:
+    found = _tokens.get(model)
+    if found is None:
+        found = _tokens[model] = (TOKENS.labels(model, "input"), TOKENS.labels(model, "output"))
+    found[0].inc(input_tokens)
+    found[1].inc(output_tokens)
 
 
 def render() -> tuple[bytes, str]:

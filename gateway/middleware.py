@@ -12,7 +12,7 @@ from aiohttp.typedefs import Handler
 
 from gateway.codec import json_response
 from gateway.errors import GatewayError
-from gateway.keys import DEPS, REQUEST_ID
+from gateway.keys import CALL, DEPS, REQUEST_ID
 from gateway.observability import observe
 from gateway.tracing import mark_error
 
@@ -61,6 +61,9 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     if not response.prepared:
         response.headers["x-request-id"] = rid
     observe(request, response.status, started, error)
+    # The Call points at the request: drop the way back, so reference counting frees both
+    # instead of the cyclic GC (whose pauses showed in the p99).
+    request.pop(CALL, None)
     return response
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from gateway.auth import KeyRing
     from gateway.jobs import JobStore
     from gateway.limits import Governor, Ticket
+    from gateway.pipeline.limit import Settler
     from gateway.tracing import Tracing
     from gateway.providers.base import Provider
     from gateway.routing import Router
@@ -33,8 +34,8 @@ class Deps:
     validators: Validators
     jobs: JobStore
     governor: Governor
+    settler: Settler
     tracing: Tracing | None = None
-    pending: set[asyncio.Task[Any]] = field(default_factory=set)  # accounting still in flight
     streams: OpenStreams = field(default_factory=OpenStreams)      # what a drain must end
 
 

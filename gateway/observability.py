@@ -65,14 +65,12 @@ def observe(request: web.Request, status: int, started: float,
         provider = call.target.provider.name if call.target else ""
         usage = call.usage
         if usage is not None:
-            metrics.TOKENS.labels(model, "input").inc(usage.input_tokens)
-            metrics.TOKENS.labels(model, "output").inc(usage.output_tokens)
+            metrics.count_tokens(model, usage.input_tokens, usage.output_tokens)
         if call.overhead_s is not None:
             metrics.OVERHEAD.observe(call.overhead_s)
         elif call.upstream_s is not None:
             metrics.OVERHEAD.observe(max(elapsed - call.upstream_s, 0.0))
-    metrics.REQUESTS.labels(operation, model, provider, metrics.status_class(status)).inc()
-    metrics.DURATION.labels(operation).observe(elapsed)
+    metrics.count_request(operation, model, provider, status, elapsed)
     if isinstance(error, RateLimitError):
         metrics.LIMIT_REFUSALS.labels(error.code or "requests").inc()
     if operation in _QUIET:

@@ -81,15 +81,20 @@ class Governor:
         self.lost_settlements = 0  # settlements that reached no store (closed policy, Redis down)
         self._down_until = 0.0
         self._outage = False
-        self._plans: dict[Subject, Plan] = {}
+        self._plans: dict[tuple[int, tuple[str, ...], str], tuple[object, Plan]] = {}
         self._periods = Periods()
 
     def _plan(self, subject: Subject) -> Plan:
-        plan = self._plans.get(subject)
-        if plan is None:
-            if len(self._plans) >= _PLAN_CACHE_MAX:
-                self._plans.clear()
-            plan = self._plans[subject] = plan_for(subject, self.projects, self.models)
+        # Keyed by the KeySettings object itself (kept in the value, so its id is not reused):
+        # hashing a whole Subject per request cost more than planning it.
+        cache_key = (id(subject.key), subject.projects, subject.model)
+        found = self._plans.get(cache_key)
+        if found is not None and found[0] is subject.key:
+            return found[1]
+        if len(self._plans) >= _PLAN_CACHE_MAX:
+            self._plans.clear()
+        plan = plan_for(subject, self.projects, self.models)
+        self._plans[cache_key] = (subject.key, plan)
         return plan
 
     async def admit(self, subject: Subject, estimated_tokens: int) -> Ticket:

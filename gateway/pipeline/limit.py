@@ -8,12 +8,17 @@ that left included).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections import deque
+from dataclasses import dataclass
 from typing import Final
 
 from gateway.errors import PermissionDeniedError
-from gateway.limits import Subject
-from gateway.models import Call
+from gateway.limits import Governor, Subject, Ticket
+from gateway.models import Call, Usage
+
+log = logging.getLogger("gateway.limits")
 
 DEFAULT_OUTPUT_TOKENS: Final = 1024  # reserved when the request sets no max_output_tokens
 
@@ -52,18 +57,66 @@ async def admit(call: Call) -> None:
 
 
 def settle(call: Call) -> None:
-    """Settle in the background: the answer goes out without waiting for Redis, and a client
-    that leaves cannot cancel the accounting."""
+    """Hand the ticket to the settler: the answer goes out without waiting for Redis, and a
+    client that leaves cannot cancel the accounting."""
     ticket = call.ticket
     if ticket is None or ticket.settled:
         return
     target = call.target
-    task = asyncio.create_task(call.deps.governor.settle(
-        ticket, call.usage, status=call.status or 500,
-        latency_ms=(time.monotonic() - call.started) * 1000,
-        provider=target.provider.name if target else None,
-        upstream_model=target.model if target else None,
+    call.deps.settler.submit(Settlement(
+        ticket, call.usage, call.status or 500, (time.monotonic() - call.started) * 1000,
+        target.provider.name if target else None, target.model if target else None,
     ))
-    pending = call.deps.pending
-    pending.add(task)
-    task.add_done_callback(pending.discard)
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    ticket: Ticket
+    usage: Usage | None
+    status: int
+    latency_ms: float
+    provider: str | None
+    upstream_model: str | None
+
+
+class Settler:
+    """One task per process settles tickets in order; no task is made per request."""
+
+    def __init__(self, governor: Governor) -> None:
+        self.governor = governor
+        self._queue: deque[Settlement] = deque()
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def submit(self, settlement: Settlement) -> None:
+        self._queue.append(settlement)
+        self._ready.set()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            await self._ready.wait()
+            self._ready.clear()
+            await self._drain()
+
+    async def _drain(self) -> None:
+        while self._queue:
+            done = self._queue.popleft()
+            try:
+                await self.governor.settle(
+                    done.ticket, done.usage, status=done.status, latency_ms=done.latency_ms,
+                    provider=done.provider, upstream_model=done.upstream_model)
+            except Exception:
+                log.exception("settling a request failed")
+
+    async def stop(self) -> None:
+        """Settle what is queued, then stop (at shutdown). No cancel: a settlement cut in
+        the middle would be lost, and its Redis timeout could swallow the cancel."""
+        self._stopping = True
+        self._ready.set()
+        if self._task is not None:
+            await self._task
+        await self._drain()

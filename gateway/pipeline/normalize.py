@@ -114,8 +114,7 @@ def _needs_change(message: Any) -> bool:
         return True
     content = message.get("content")
     if role == "assistant":
-        if type(content) is str:
-            return True
+        # A plain string is valid assistant content for the Responses API: left as sent.
         kinds = _ASSISTANT_TEXT
     else:
         kinds = _CHAT_PARTS
@@ -147,8 +146,6 @@ def _normalize_item(item: dict[str, Any], field: str, i: int) -> list[Any] | Non
 
 
 def _assistant_content(content: Any) -> Any:
-    if type(content) is str:
-        return [{"type": "output_text", "text": content, "annotations": []}]
     if type(content) is not list:
         return content
     return [

@@ -44,11 +44,7 @@ class ChatCompletionsProvider:
     def __init__(self, settings: ProviderSettings) -> None:
         self.name = settings.name
         self.settings = settings
-        self.session = new_session()
-        # No total timeout: a stream may run for an hour. Idle reads are bounded instead.
-        self.timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.timeout_s
-        )
+        self.session = new_session(settings)
 
     async def close(self) -> None:
         await self.session.close()
@@ -63,7 +59,7 @@ class ChatCompletionsProvider:
         url = self.settings.base_url + self.path
         try:
             resp = await self.session.post(
-                url, data=payload, headers=self.headers(call, account), timeout=self.timeout
+                url, data=payload, headers=self.headers(call, account)
             )
         except UPSTREAM_ERRORS as exc:
             raise upstream_failure(exc, self.name) from exc

@@ -21,10 +21,15 @@ FORWARDED_HEADERS = ("traceparent", "tracestate", "openai-beta")
 LARGE_BODY = 1024 * 1024
 
 
-def new_session() -> aiohttp.ClientSession:
+def new_session(settings: ProviderSettings) -> aiohttp.ClientSession:
+    """One pooled session per provider, its timeouts set once rather than per request."""
     # limit=0: the default pool of 100 would queue the 101st concurrent stream silently.
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
-    return aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+    # No total timeout: a stream may run for an hour. Idle reads are bounded instead.
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.timeout_s
+    )
+    return aiohttp.ClientSession(connector=connector, timeout=timeout)
 
 
 class ResponsesProvider:
@@ -33,11 +38,7 @@ class ResponsesProvider:
     def __init__(self, settings: ProviderSettings) -> None:
         self.name = settings.name
         self.settings = settings
-        self.session = new_session()
-        # No total timeout: a stream may run for an hour. Idle reads are bounded instead.
-        self.timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.timeout_s
-        )
+        self.session = new_session(settings)
 
     async def close(self) -> None:
         await self.session.close()
@@ -52,7 +53,7 @@ class ResponsesProvider:
         try:
             resp = await self.session.post(
                 url, data=body if len(body) < LARGE_BODY else io.BytesIO(body),
-                headers=self.headers(call, account), timeout=self.timeout,
+                headers=self.headers(call, account),
             )
         except UPSTREAM_ERRORS as exc:
             raise upstream_failure(exc, self.name) from exc

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncio
+import re
 import time
 
 import orjson
@@ -27,6 +28,9 @@ SHUTTING_DOWN = ServiceUnavailableError(
     code="gateway_shutdown",
 )
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# Any chunk that may hold an event the tap keeps goes through the parser; a false alarm (the
+# words in a delta's text) only costs that chunk the slow path.
+_LIFECYCLE = re.compile(rb"response\.(?:created|completed|incomplete|failed)|error")
 
 
 class StreamTap:
@@ -36,13 +40,14 @@ class StreamTap:
     event is decoded, no delta event ever is.
     """
 
-    __slots__ = ("_held", "_last", "_parser", "created", "error_sent", "first_chunk_at",
-                 "first_write_at", "terminal")
+    __slots__ = ("_held", "_last", "_last_chunk", "_parser", "created", "error_sent",
+                 "first_chunk_at", "first_write_at", "terminal")
 
     def __init__(self) -> None:
         self._parser = SSEParser()
         self._held = b""
         self._last = b""
+        self._last_chunk: bytes | None = None
         self.created: bytes | None = None
         self.terminal: dict[str, Any] | None = None
         self.error_sent = False
@@ -51,6 +56,13 @@ class StreamTap:
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes that may go to the client now: every complete frame, never half of one."""
+        if (not self._held and chunk.endswith(b"\n\n") and self._parser.at_boundary
+                and _LIFECYCLE.search(chunk) is None):
+            # Whole frames with no lifecycle or error event among them (the deltas): nothing
+            # to look at, so they go out without being split into events at all.
+            self._last_chunk = chunk
+            return chunk
+        self._last_chunk = None
         for event in self._parser.feed(chunk):
             kind = event_type(event)
             self._last = event.data
@@ -70,6 +82,10 @@ class StreamTap:
 
     def failure_frame(self, error: GatewayError) -> bytes:
         """The terminal frame that replaces an end the upstream never sent."""
+        if self._last_chunk is not None:
+            events = SSEParser().feed(self._last_chunk)
+            if events:
+                self._last = events[-1].data
         code = error.code or "upstream_error"
         if self.created is None:
             payload: dict[str, Any] = {

@@ -69,10 +69,7 @@ def test_chat_body_becomes_a_valid_responses_body(validators: Validators) -> Non
                 {"type": "input_image", "image_url": "https://x/cat.png", "detail": "low"},
             ],
         },
-        {
-            "role": "assistant",
-            "content": [{"type": "output_text", "text": "Let me check.", "annotations": []}],
-        },
+        {"role": "assistant", "content": "Let me check."},
         {
             "type": "function_call",
             "call_id": "call_1",
@@ -80,10 +77,7 @@ def test_chat_body_becomes_a_valid_responses_body(validators: Validators) -> Non
             "arguments": '{"q":"cat"}',
         },
         {"type": "function_call_output", "call_id": "call_1", "output": "a cat"},
-        {
-            "role": "assistant",
-            "content": [{"type": "output_text", "text": "C'est un chat.", "annotations": []}],
-        },
+        {"role": "assistant", "content": "C'est un chat."},
     ]
     assert body["tools"] == [{"type": "web_search"}]
     assert body["tool_choice"] == {"type": "web_search"}
@@ -152,16 +146,12 @@ def test_null_messages_are_dropped() -> None:
     assert body == {"model": "m", "input": "x"}
 
 
-def test_assistant_string_content_in_input_becomes_output_text() -> None:
+def test_assistant_string_content_stays_as_sent() -> None:
+    # A string is valid assistant content for the Responses API; rewriting it would only
+    # cost a re-encoding of the body.
     body: dict[str, Any] = {"input": [{"role": "assistant", "content": "hi", "type": "message"}]}
-    assert normalize_request(body) is True
-    assert body["input"] == [
-        {
-            "role": "assistant",
-            "content": [{"type": "output_text", "text": "hi", "annotations": []}],
-            "type": "message",
-        }
-    ]
+    assert normalize_request(body) is False
+    assert body["input"] == [{"role": "assistant", "content": "hi", "type": "message"}]
 
 
 @pytest.mark.parametrize("kind", ["text", "input_text"])
