@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import uvloop
 import yaml
@@ -51,9 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway.mockupstream import create_mock_upstream
 
         app = create_mock_upstream(token_delay_ms=args.token_delay_ms)
-        web.run_app(app, host=args.host, port=args.port, access_log=None,
-                    loop=uvloop.new_event_loop(), print=_printer(f"mock upstream on "
-                                                                 f"http://{args.host}:{args.port}/v1"))
+        web.run_app(
+            app,
+            host=args.host,
+            port=args.port,
+            access_log=None,
+            loop=uvloop.new_event_loop(),
+            print=_printer(f"mock upstream on http://{args.host}:{args.port}/v1"),
+        )
         return 0
     return _serve(args)
 
@@ -72,8 +77,10 @@ def _check_config(path: str) -> int:
 def _serve(args: argparse.Namespace) -> int:
     path = args.config or os.environ.get("GATEWAY_CONFIG")
     if not path:
-        print("gateway serve: no config file: pass --config FILE or set GATEWAY_CONFIG",
-              file=sys.stderr)
+        print(
+            "gateway serve: no config file: pass --config FILE or set GATEWAY_CONFIG",
+            file=sys.stderr,
+        )
         return 2
     try:
         settings = load_file(path, os.environ)
@@ -90,8 +97,11 @@ def _serve(args: argparse.Namespace) -> int:
         run(settings, host, port, banner, reuse_port=False)
         return 0
     if settings.store.url.startswith("memory://"):
-        print("gateway serve: --workers > 1 needs a shared store: set store.url or REDIS_URL "
-              "to a Redis URL (the in-memory store lives in one process)", file=sys.stderr)
+        print(
+            "gateway serve: --workers > 1 needs a shared store: set store.url or REDIS_URL "
+            "to a Redis URL (the in-memory store lives in one process)",
+            file=sys.stderr,
+        )
         return 2
     return _serve_workers(settings, host, port, banner, args.workers)
 
@@ -102,8 +112,15 @@ def _serve_workers(settings: Settings, host: str, port: int, banner: str, n: int
     if not metrics_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=run, args=(settings, host, port, banner if i == 0 else ""),
-                         kwargs={"reuse_port": True}, daemon=False) for i in range(n)]
+    procs = [
+        ctx.Process(
+            target=run,
+            args=(settings, host, port, banner if i == 0 else ""),
+            kwargs={"reuse_port": True},
+            daemon=False,
+        )
+        for i in range(n)
+    ]
     for proc in procs:
         proc.start()
 
@@ -120,8 +137,10 @@ def _serve_workers(settings: Settings, host: str, port: int, banner: str, n: int
 
 
 def _banner(path: str, host: str, port: int, settings: Settings) -> str:
-    lines = [f"gateway serving {path} on http://{host}:{port} "
-             f"(store: {settings.store.url.split('://')[0]})"]
+    lines = [
+        f"gateway serving {path} on http://{host}:{port} "
+        f"(store: {settings.store.url.split('://')[0]})"
+    ]
     key = _literal_key(path) if settings.server.print_snippet else None
     if key:
         lines += [
@@ -154,7 +173,7 @@ def _first_model(settings: Settings) -> str:
     return settings.models[0].name if settings.models else "mock/demo"
 
 
-def _printer(text: str) -> object:
+def _printer(text: str) -> Callable[[object], None]:
     def show(_: object) -> None:
         if text:
             print(text, flush=True)

@@ -12,8 +12,8 @@ from gateway.auth import KeyRing
 from gateway.config import Settings
 from gateway.jobs import open_jobs
 from gateway.jobs.worker import WorkerPool
-from gateway.limits import Governor
 from gateway.keys import DEPS, DRAINING, SETTINGS, SPAN_EXPORTER, WORKERS
+from gateway.limits import Governor
 from gateway.middleware import gateway_middleware
 from gateway.models import Deps
 from gateway.pipeline.limit import Settler
@@ -31,8 +31,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     try:
         async with open_store(settings) as store:
             governor = Governor(
-                settings, getattr(store, "client", None), settings.store.prefix,
-                projects=settings.limits.projects, models=settings.limits.models,
+                settings,
+                getattr(store, "client", None),
+                settings.store.prefix,
+                projects=settings.limits.projects,
+                models=settings.limits.models,
             )
             deps = Deps(
                 settings=settings,

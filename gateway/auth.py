@@ -66,8 +66,13 @@ class KeyRing:
 
     @classmethod
     def for_app(cls, settings: Settings, store: Store) -> KeyRing:
-        return cls(settings.keys, settings.admin_key_sha256, store=key_store_for(store),
-                   jwt=settings.jwt, admin_env=settings.admin_key_env)
+        return cls(
+            settings.keys,
+            settings.admin_key_sha256,
+            store=key_store_for(store),
+            jwt=settings.jwt,
+            admin_env=settings.admin_key_env,
+        )
 
     async def authenticate(self, authorization: str | None) -> KeySettings:
         """The caller behind an Authorization header, or AuthenticationError (401)."""

@@ -35,7 +35,8 @@ def parse_object(raw: bytes, content_type: str) -> dict[str, Any]:
     if not raw:
         raise InvalidRequestError(
             "We could not parse the JSON body of your request: the body is empty. "
-            "Send a JSON object.", code="invalid_json"
+            "Send a JSON object.",
+            code="invalid_json",
         )
     try:
         body = orjson.loads(raw)
@@ -47,7 +48,8 @@ def parse_object(raw: bytes, content_type: str) -> dict[str, Any]:
         raise InvalidRequestError(
             "We could not parse the JSON body of your request. "
             "(HINT: This likely means you aren't using your HTTP library correctly. "
-            "The OpenAI API expects a JSON payload.)", code="invalid_json"
+            "The OpenAI API expects a JSON payload.)",
+            code="invalid_json",
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequestError(
@@ -57,9 +59,13 @@ def parse_object(raw: bytes, content_type: str) -> dict[str, Any]:
     return body
 
 
-def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    obj: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(body=orjson.dumps(obj), status=status, content_type=JSON, headers=headers)
 
 
-def raw_json_response(body: bytes, status: int, headers: dict[str, str] | None = None) -> web.Response:
+def raw_json_response(
+    body: bytes, status: int, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(body=body, status=status, content_type=JSON, headers=headers)

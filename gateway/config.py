@@ -1,4 +1,4 @@
-"""Settings (frozen dataclasses) and `load(text, environ)`, checked by schemas/config.schema.json."""
+"""Settings (frozen dataclasses) and `load(text, environ)`, checked against the config schema."""
 
 from __future__ import annotations
 
@@ -139,14 +139,14 @@ class JobSettings:
 
 @dataclass(frozen=True, slots=True)
 class TracingSettings:
-    otlp_endpoint: str | None = None   # None: no tracing, nothing sent anywhere
+    otlp_endpoint: str | None = None  # None: no tracing, nothing sent anywhere
     service_name: str = "responses-gateway"
     sample_ratio: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class RoutingSettings:
-    max_attempts: int = 3     # targets, accounts and fallbacks tried before the first byte
+    max_attempts: int = 3  # targets, accounts and fallbacks tried before the first byte
     deadline_s: float = 60.0  # no new attempt starts after this
 
 
@@ -155,7 +155,7 @@ class LimitSettings:
     on_redis_error: str = "open"
     redis_timeout_ms: int = 250
     projects: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per-project limits
-    models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)    # per-model limits
+    models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per-model limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +185,9 @@ def load(text: str, environ: Mapping[str, str]) -> Settings:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError([f"<file>: not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+        raise ConfigError(
+            [f"<file>: not valid YAML{where}: {getattr(exc, 'problem', exc)}"]
+        ) from None
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(["<file>: the top level must be a mapping"])
@@ -260,7 +262,9 @@ class _Builder:
             try:
                 port = int(self.env["GATEWAY_PORT"])
             except ValueError:
-                self.problems.append(f"GATEWAY_PORT: not a port number: {self.env['GATEWAY_PORT']!r}")
+                self.problems.append(
+                    f"GATEWAY_PORT: not a port number: {self.env['GATEWAY_PORT']!r}"
+                )
         return Settings(
             server=ServerSettings(
                 host=server.get("host", _SERVER.host),
@@ -285,11 +289,16 @@ class _Builder:
             jobs=JobSettings(**raw.get("jobs", {})),
             limits=LimitSettings(**raw.get("limits", {})),
             routing=RoutingSettings(**raw.get("routing", {})),
-            tracing=TracingSettings(**{
-                **raw.get("tracing", {}),
-                **({"otlp_endpoint": self.env["OTEL_EXPORTER_OTLP_ENDPOINT"]}
-                   if self.env.get("OTEL_EXPORTER_OTLP_ENDPOINT") else {}),
-            }),
+            tracing=TracingSettings(
+                **{
+                    **raw.get("tracing", {}),
+                    **(
+                        {"otlp_endpoint": self.env["OTEL_EXPORTER_OTLP_ENDPOINT"]}
+                        if self.env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                        else {}
+                    ),
+                }
+            ),
             admin_key_env=admin_env,
             jwt=self._jwt(auth["jwt"], keys) if "jwt" in auth else None,
         )
@@ -347,7 +356,8 @@ class _Builder:
         ]
         self.problems += [
             f"auth.keys: key id {k.id!r} starts with 'jwt:', which names bearer tokens"
-            for k in keys if k.id.startswith("jwt:")
+            for k in keys
+            if k.id.startswith("jwt:")
         ]
         audience = raw["audience"]
         settings = JwtSettings(
@@ -419,7 +429,9 @@ class _Builder:
         _duplicates([k.id for k in keys], "auth.keys", "key id", self.problems)
         _duplicates([k.sha256 for k in keys if k.sha256], "auth.keys", "key secret", self.problems)
         model_names = _duplicates(
-            [n for m in models for n in (m.name, *m.aliases)], "models", "model name or alias",
+            [n for m in models for n in (m.name, *m.aliases)],
+            "models",
+            "model name or alias",
             self.problems,
         )
         for i, model in enumerate(models):

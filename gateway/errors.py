@@ -94,7 +94,12 @@ class RateLimitError(GatewayError):
 
 
 class NotImplementedByGatewayError(GatewayError):
-    status, error_type, default_code, retryable = 501, "invalid_request_error", "not_implemented", False
+    status, error_type, default_code, retryable = (
+        501,
+        "invalid_request_error",
+        "not_implemented",
+        False,
+    )
 
 
 class UpstreamError(GatewayError):

@@ -110,7 +110,9 @@ class JwksUrlKeys:
         if key is None and self._down:
             raise ServiceUnavailableError(
                 "The gateway cannot fetch the token issuer's signing keys (JWKS); try again "
-                "shortly.", code="jwks_unavailable", headers={"retry-after": "1"},
+                "shortly.",
+                code="jwks_unavailable",
+                headers={"retry-after": "1"},
             )
         return key
 
@@ -162,8 +164,12 @@ class JwtVerifier:
     def _claims(self, token: str, key: PyJWK | AllowedPublicKeys) -> dict[str, Any]:
         try:
             return jwt.decode(
-                token, key, algorithms=self._algorithms, audience=self._audience,
-                issuer=self.settings.issuer, leeway=LEEWAY_S,
+                token,
+                key,
+                algorithms=self._algorithms,
+                audience=self._audience,
+                issuer=self.settings.issuer,
+                leeway=LEEWAY_S,
                 options={"require": self._require},
             )
         except jwt.MissingRequiredClaimError as exc:

@@ -24,36 +24,60 @@ _LATENCY: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 _OVERHEAD: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 _GAPS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
-REQUESTS = Counter("gateway_requests_total", "Requests answered, by operation and outcome.",
-                   ["operation", "model", "provider", "status_class"])
-DURATION = Histogram("gateway_request_duration_seconds",
-                     "Time from request to the end of the answer (whole stream included).",
-                     ["operation"], buckets=_LATENCY)
-OVERHEAD = Histogram("gateway_overhead_seconds",
-                     "Time the gateway itself adds: the whole answer minus the upstream's part.",
-                     buckets=_OVERHEAD)
-TTFB = Histogram("gateway_stream_time_to_first_byte_seconds",
-                 "Time from request to the first streamed byte sent to the client.",
-                 ["provider"], buckets=_LATENCY)
-GAPS = Histogram("gateway_stream_chunk_interval_seconds",
-                 "Time between streamed chunks (between tokens, as the upstream sends them).",
-                 ["provider"], buckets=_GAPS)
-OPEN_STREAMS = Gauge("gateway_open_streams", "Streams being relayed now.",
-                     multiprocess_mode="livesum")
-TOKENS = Counter("gateway_tokens_total", "Tokens used, as the upstream reported them "
-                 "(gen_ai.token.type input or output).", ["model", "token_type"])
-COST = Counter("gateway_cost_usd_total", "Cost of answered requests, from models[].price.",
-               ["model"])
-LIMIT_REFUSALS = Counter("gateway_limit_refusals_total",
-                         "Requests the gateway's own limits refused (not upstream 429s).",
-                         ["kind"])
-UPSTREAM_ERRORS = Counter("gateway_upstream_errors_total", "Upstream failures, by kind.",
-                          ["provider", "kind"])
+REQUESTS = Counter(
+    "gateway_requests_total",
+    "Requests answered, by operation and outcome.",
+    ["operation", "model", "provider", "status_class"],
+)
+DURATION = Histogram(
+    "gateway_request_duration_seconds",
+    "Time from request to the end of the answer (whole stream included).",
+    ["operation"],
+    buckets=_LATENCY,
+)
+OVERHEAD = Histogram(
+    "gateway_overhead_seconds",
+    "Time the gateway itself adds: the whole answer minus the upstream's part.",
+    buckets=_OVERHEAD,
+)
+TTFB = Histogram(
+    "gateway_stream_time_to_first_byte_seconds",
+    "Time from request to the first streamed byte sent to the client.",
+    ["provider"],
+    buckets=_LATENCY,
+)
+GAPS = Histogram(
+    "gateway_stream_chunk_interval_seconds",
+    "Time between streamed chunks (between tokens, as the upstream sends them).",
+    ["provider"],
+    buckets=_GAPS,
+)
+OPEN_STREAMS = Gauge(
+    "gateway_open_streams", "Streams being relayed now.", multiprocess_mode="livesum"
+)
+TOKENS = Counter(
+    "gateway_tokens_total",
+    "Tokens used, as the upstream reported them (gen_ai.token.type input or output).",
+    ["model", "token_type"],
+)
+COST = Counter(
+    "gateway_cost_usd_total", "Cost of answered requests, from models[].price.", ["model"]
+)
+LIMIT_REFUSALS = Counter(
+    "gateway_limit_refusals_total",
+    "Requests the gateway's own limits refused (not upstream 429s).",
+    ["kind"],
+)
+UPSTREAM_ERRORS = Counter(
+    "gateway_upstream_errors_total", "Upstream failures, by kind.", ["provider", "kind"]
+)
 REDIS_ERRORS = Counter("gateway_redis_errors_total", "Calls to Redis that failed or timed out.")
-CLIENTS_GONE = Counter("gateway_clients_gone_total", "Clients that left before the end of a "
-                       "stream.")
-JOBS = Counter("gateway_jobs_total", "Background and async jobs, by what happened to them.",
-               ["event"])
+CLIENTS_GONE = Counter(
+    "gateway_clients_gone_total", "Clients that left before the end of a stream."
+)
+JOBS = Counter(
+    "gateway_jobs_total", "Background and async jobs, by what happened to them.", ["event"]
+)
 
 
 # Labelled children, looked up once per label set: `.labels()` takes a lock and checks its
@@ -62,13 +86,14 @@ _requests: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 _tokens: dict[str, tuple[Any, Any]] = {}
 
 
-def count_request(operation: str, model: str, provider: str, status: int,
-                  elapsed: float) -> None:
+def count_request(operation: str, model: str, provider: str, status: int, elapsed: float) -> None:
     key = (operation, model, provider, status // 100)
     found = _requests.get(key)
     if found is None:
-        found = _requests[key] = (REQUESTS.labels(operation, model, provider, f"{key[3]}xx"),
-                                  DURATION.labels(operation))
+        found = _requests[key] = (
+            REQUESTS.labels(operation, model, provider, f"{key[3]}xx"),
+            DURATION.labels(operation),
+        )
     found[0].inc()
     found[1].observe(elapsed)
 
@@ -85,7 +110,7 @@ def render() -> tuple[bytes, str]:
     """The exposition text of this process, or of every worker in multiprocess mode."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped upstream
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
 

@@ -39,8 +39,11 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         if tracing is None:
             response = await handler(request)
         else:
-            name = f"{request.method} {request.match_info.route.resource.canonical}" \
-                if request.match_info.route.resource else request.method
+            name = (
+                f"{request.method} {request.match_info.route.resource.canonical}"
+                if request.match_info.route.resource
+                else request.method
+            )
             with tracing.request_span(name, request.headers) as span:
                 span.set_attribute("gateway.request_id", rid)
                 response = await handler(request)
@@ -54,8 +57,14 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         error = exc
         log.exception("unhandled error", extra={"request_id": rid})
         response = json_response(
-            {"error": {"message": "The gateway had an error while processing your request.",
-                       "type": "server_error", "param": None, "code": "internal_error"}},
+            {
+                "error": {
+                    "message": "The gateway had an error while processing your request.",
+                    "type": "server_error",
+                    "param": None,
+                    "code": "internal_error",
+                }
+            },
             500,
         )
     if not response.prepared:
@@ -84,7 +93,14 @@ def _http_exception(request: web.Request, exc: web.HTTPException) -> web.StreamR
         message, code = exc.reason, None
     headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
     return json_response(
-        {"error": {"message": message, "type": "invalid_request_error", "param": None,
-                   "code": code}},
-        exc.status, headers,
+        {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": code,
+            }
+        },
+        exc.status,
+        headers,
     )

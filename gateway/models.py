@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,11 +17,11 @@ if TYPE_CHECKING:
     from gateway.jobs import JobStore
     from gateway.limits import Governor, Ticket
     from gateway.pipeline.limit import Settler
-    from gateway.tracing import Tracing
     from gateway.providers.base import Provider
     from gateway.routing import Router
     from gateway.schemas import Validators
     from gateway.store import Store
+    from gateway.tracing import Tracing
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +35,7 @@ class Deps:
     governor: Governor
     settler: Settler
     tracing: Tracing | None = None
-    streams: OpenStreams = field(default_factory=OpenStreams)      # what a drain must end
+    streams: OpenStreams = field(default_factory=OpenStreams)  # what a drain must end
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +78,7 @@ def _int(value: Any) -> int:
 class Call:
     """One API request as it moves through the stages; stages fill it in."""
 
-    request: web.Request | None           # None for a background job run by a worker
+    request: web.Request | None  # None for a background job run by a worker
     deps: Deps
     request_id: str
     started: float = field(default_factory=time.monotonic)
@@ -97,17 +96,17 @@ class Call:
     usage: Usage | None = None
     response: dict[str, Any] | None = None
     client_gone: bool = False
-    async_job: bool = False               # sent with x-bf-async
-    store: bool = False                   # the gateway keeps this response
-    previous: str | None = None           # previous_response_id, once found
-    conversation: str | None = None       # conversation id, once found
+    async_job: bool = False  # sent with x-bf-async
+    store: bool = False  # the gateway keeps this response
+    previous: str | None = None  # previous_response_id, once found
+    conversation: str | None = None  # conversation id, once found
     chain: list[str] = field(default_factory=list)
     input_items: list[dict[str, Any]] = field(default_factory=list)
 
     saved_headers: Mapping[str, str] = field(default_factory=dict)
-    upstream_s: float | None = None       # JSON: time spent waiting on the upstream
-    overhead_s: float | None = None       # streams: time the gateway added before the first byte
-    ticket: Ticket | None = None          # what the limits reserved; settled once at the end
+    upstream_s: float | None = None  # JSON: time spent waiting on the upstream
+    overhead_s: float | None = None  # streams: time the gateway added before the first byte
+    ticket: Ticket | None = None  # what the limits reserved; settled once at the end
     trace_headers: dict[str, str] | None = None  # the upstream attempt span's trace context
 
     @property

@@ -26,8 +26,10 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": round(record.created, 3), "level": record.levelname.lower(),
-            "logger": record.name, "msg": record.getMessage(),
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD:
@@ -52,8 +54,7 @@ def trace_id(request: web.Request) -> str | None:
     return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
 
 
-def observe(request: web.Request, status: int, started: float,
-            error: BaseException | None) -> None:
+def observe(request: web.Request, status: int, started: float, error: BaseException | None) -> None:
     """Count the request and write its access line, after its answer (stream included) ended."""
     elapsed = time.monotonic() - started
     handler = request.match_info.handler
@@ -86,12 +87,22 @@ def _bounded(model: str, call: Call) -> str:
     return "" if call.target is None else model
 
 
-def _fields(request: web.Request, call: Call | None, operation: str, status: int,
-            elapsed: float, error: BaseException | None) -> dict[str, Any]:
+def _fields(
+    request: web.Request,
+    call: Call | None,
+    operation: str,
+    status: int,
+    elapsed: float,
+    error: BaseException | None,
+) -> dict[str, Any]:
     fields: dict[str, Any] = {
-        "request_id": request.get(REQUEST_ID), "trace_id": trace_id(request),
-        "method": request.method, "path": request.path, "operation": operation,
-        "status": status, "latency_ms": round(elapsed * 1000, 2),
+        "request_id": request.get(REQUEST_ID),
+        "trace_id": trace_id(request),
+        "method": request.method,
+        "path": request.path,
+        "operation": operation,
+        "status": status,
+        "latency_ms": round(elapsed * 1000, 2),
     }
     if isinstance(error, GatewayError):
         fields["error_code"] = error.code
@@ -101,12 +112,14 @@ def _fields(request: web.Request, call: Call | None, operation: str, status: int
             request_id=call.request_id,
             key_id=principal.id if principal else None,
             project=principal.project if principal else None,
-            model=call.model or None, stream=call.stream,
+            model=call.model or None,
+            stream=call.stream,
             provider=call.target.provider.name if call.target else None,
             upstream_model=call.target.model if call.target else None,
             client_gone=call.client_gone or None,
         )
         if call.usage is not None:
-            fields.update(input_tokens=call.usage.input_tokens,
-                          output_tokens=call.usage.output_tokens)
+            fields.update(
+                input_tokens=call.usage.input_tokens, output_tokens=call.usage.output_tokens
+            )
     return {k: v for k, v in fields.items() if v is not None}

@@ -48,7 +48,8 @@ class Router:
         if not may_use(key, names):
             raise PermissionDeniedError(
                 f"This key is not allowed to use the model '{requested}'.",
-                param="model", code="model_not_allowed",
+                param="model",
+                code="model_not_allowed",
             )
         if only_provider is not None:
             targets = tuple(t for t in targets if t.provider.name == only_provider)
@@ -62,7 +63,9 @@ class Router:
             if not targets:
                 raise PermissionDeniedError(
                     f"The model '{requested}' is only served outside the regions this key "
-                    f"allows ({', '.join(key.regions)}).", param="model", code="region_not_allowed",
+                    f"allows ({', '.join(key.regions)}).",
+                    param="model",
+                    code="region_not_allowed",
                 )
         return model, targets
 
@@ -79,7 +82,8 @@ def may_use(key: KeySettings, names: Sequence[str]) -> bool:
 def model_not_found(requested: str) -> NotFoundError:
     return NotFoundError(
         f"The model '{requested}' does not exist or you do not have access to it.",
-        param="model", code="model_not_found",
+        param="model",
+        code="model_not_found",
     )
 
 
@@ -113,8 +117,9 @@ class Health:
             return 0.0
         return left
 
-    def pick(self, targets: Sequence[Target],
-             tried: set[tuple[str, str, str]]) -> tuple[Target, Account] | None:
+    def pick(
+        self, targets: Sequence[Target], tried: set[tuple[str, str, str]]
+    ) -> tuple[Target, Account] | None:
         """A healthy, untried pair, by target weight times account weight."""
         pairs, weights = [], []
         for target in targets:

@@ -23,7 +23,7 @@ from gateway.observability import setup_logging
 log = logging.getLogger("gateway")
 
 
-class _EnvelopeRequestHandler(RequestHandler):  # type: ignore[type-arg]  # generic over Request
+class _EnvelopeRequestHandler(RequestHandler):
     """Answers what never reaches a handler (a malformed request line, a bad header) as JSON."""
 
     def handle_error(
@@ -36,21 +36,27 @@ class _EnvelopeRequestHandler(RequestHandler):  # type: ignore[type-arg]  # gene
         resp = super().handle_error(request, status, exc, message)
         reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
         text = "The request could not be parsed as HTTP." if status == 400 else reason
-        body = {"error": {"message": text, "type": "invalid_request_error" if status < 500
-                          else "server_error", "param": None, "code": None}}
+        body = {
+            "error": {
+                "message": text,
+                "type": "invalid_request_error" if status < 500 else "server_error",
+                "param": None,
+                "code": None,
+            }
+        }
         out = web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
         out.force_close()
         del resp
         return out
 
 
-class _EnvelopeServer(web.Server):  # type: ignore[type-arg]  # generic over Request
-    def __call__(self) -> RequestHandler:  # type: ignore[type-arg]
+class _EnvelopeServer(web.Server):
+    def __call__(self) -> RequestHandler:
         return _EnvelopeRequestHandler(self, loop=self._loop, **self._kwargs)
 
 
 class GatewayRunner(web.AppRunner):
-    async def _make_server(self) -> web.Server:  # type: ignore[type-arg]
+    async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         server.__class__ = _EnvelopeServer
         return server
@@ -70,13 +76,14 @@ async def drain(runner: web.AppRunner, app: web.Application, grace_s: float) -> 
 
 def make_runner(app: web.Application, settings: Settings) -> GatewayRunner:
     return GatewayRunner(
-        app, access_log=None, handler_cancellation=True,
+        app,
+        access_log=None,
+        handler_cancellation=True,
         shutdown_timeout=settings.server.shutdown_grace_s,
     )
 
 
-async def serve(settings: Settings, host: str, port: int, *, reuse_port: bool,
-                banner: str) -> None:
+async def serve(settings: Settings, host: str, port: int, *, reuse_port: bool, banner: str) -> None:
     """Serve until SIGTERM or SIGINT, then drain: /readyz fails at once, new connections are
     refused after `shutdown_delay_s`, open requests get `shutdown_grace_s` to finish."""
     app = create_app(settings)

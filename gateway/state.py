@@ -16,8 +16,13 @@ log = logging.getLogger("gateway.state")
 
 MAX_CONVERSATION_ITEMS: Final = 5000
 MAX_ITEM_BYTES: Final = 4 * 1024 * 1024
-_ID_PREFIX: Final = {"message": "msg", "function_call": "fc", "function_call_output": "fco",
-                     "reasoning": "rs", "item_reference": "ref"}
+_ID_PREFIX: Final = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "reasoning": "rs",
+    "item_reference": "ref",
+}
 _GATEWAY_MADE_IDS: Final = frozenset({"user", "system", "developer"})
 
 
@@ -32,18 +37,23 @@ def as_items(value: Any, param: str = "input") -> list[Json]:
     if isinstance(value, str):
         value = [{"role": "user", "content": value}]
     if not isinstance(value, list):
-        raise InvalidRequestError(f"Invalid '{param}': expected a string or an array of items.",
-                                  param=param, code="invalid_type")
+        raise InvalidRequestError(
+            f"Invalid '{param}': expected a string or an array of items.",
+            param=param,
+            code="invalid_type",
+        )
     return [as_item(item, f"{param}[{i}]") for i, item in enumerate(value)]
 
 
 def as_item(item: Any, param: str) -> Json:
     if not isinstance(item, dict):
-        raise InvalidRequestError(f"Invalid '{param}': expected an object.", param=param,
-                                  code="invalid_type")
+        raise InvalidRequestError(
+            f"Invalid '{param}': expected an object.", param=param, code="invalid_type"
+        )
     if len(orjson.dumps(item)) > MAX_ITEM_BYTES:
         raise InvalidRequestError(
-            f"Invalid '{param}': an item may hold at most {MAX_ITEM_BYTES} bytes.", param=param,
+            f"Invalid '{param}': an item may hold at most {MAX_ITEM_BYTES} bytes.",
+            param=param,
             code="string_above_max_length",
         )
     out = dict(item)
@@ -90,8 +100,11 @@ async def load_context(call: Call) -> None:
     elif isinstance(conversation, str):
         items = await store.all_items(key.id, conversation)
         if items is None:
-            raise NotFoundError(f"Conversation with id '{conversation}' not found.",
-                                param="conversation", code="conversation_not_found")
+            raise NotFoundError(
+                f"Conversation with id '{conversation}' not found.",
+                param="conversation",
+                code="conversation_not_found",
+            )
         call.conversation = conversation
         context = items
     call.input_items = as_items(body.get("input"))
@@ -100,7 +113,9 @@ async def load_context(call: Call) -> None:
     ):
         raise InvalidRequestError(
             f"Conversation '{conversation}' is full: it may hold at most "
-            f"{MAX_CONVERSATION_ITEMS} items.", param="conversation", code="conversation_full",
+            f"{MAX_CONVERSATION_ITEMS} items.",
+            param="conversation",
+            code="conversation_full",
         )
     if context:
         body["input"] = [for_upstream(item) for item in (*context, *call.input_items)]
@@ -121,9 +136,11 @@ async def _previous_context(call: Call, store: Store, previous: str) -> list[Jso
     owner = call.principal.id
     (record,) = await store.get_responses(owner, [previous])
     if record is None:
-        raise InvalidRequestError(f"Previous response with id '{previous}' not found.",
-                                  param="previous_response_id",
-                                  code="previous_response_not_found")
+        raise InvalidRequestError(
+            f"Previous response with id '{previous}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
     chain: list[str] = record.get("chain", [])
     ancestors = await store.get_responses(owner, chain) if chain else []
     call.previous = previous
@@ -141,11 +158,11 @@ def _refuse_state_under_zdr(body: Json, previous: Any, conversation: Any) -> Non
     if body.get("store") is True:
         raise InvalidRequestError(f"'store' cannot be true: {reason}.", param="store")
     if previous is not None:
-        raise InvalidRequestError(f"'previous_response_id' cannot be used: {reason}.",
-                                  param="previous_response_id")
+        raise InvalidRequestError(
+            f"'previous_response_id' cannot be used: {reason}.", param="previous_response_id"
+        )
     if conversation is not None:
-        raise InvalidRequestError(f"'conversation' cannot be used: {reason}.",
-                                  param="conversation")
+        raise InvalidRequestError(f"'conversation' cannot be used: {reason}.", param="conversation")
 
 
 def _has_reasoning(body: Json, context: list[Json]) -> bool:
@@ -168,16 +185,24 @@ async def save(call: Call, response: Json) -> None:
     try:
         await _save(call, response)
     except GatewayError as exc:
-        log.warning("could not keep response %s: %s", response.get("id"), exc.message,
-                    extra={"request_id": call.request_id})
+        log.warning(
+            "could not keep response %s: %s",
+            response.get("id"),
+            exc.message,
+            extra={"request_id": call.request_id},
+        )
 
 
 async def _save(call: Call, response: Json) -> None:
     assert call.principal is not None
     rid = response.get("id")
     if call.store and isinstance(rid, str):
-        record = {"owner": call.principal.id, "response": response, "input": call.input_items,
-                  "chain": call.chain}
+        record = {
+            "owner": call.principal.id,
+            "response": response,
+            "input": call.input_items,
+            "chain": call.chain,
+        }
         await call.deps.store.put_response(rid, record, call.deps.settings.store.response_ttl_s)
     await grow_conversation(call, response)
 
@@ -189,9 +214,15 @@ async def grow_conversation(call: Call, response: Json) -> None:
     assert call.principal is not None
     output = [as_item(item, "output") for item in response.get("output") or []]
     added = await call.deps.store.add_items(
-        call.principal.id, call.conversation, [*call.input_items, *output],
-        call.deps.settings.store.response_ttl_s, MAX_CONVERSATION_ITEMS,
+        call.principal.id,
+        call.conversation,
+        [*call.input_items, *output],
+        call.deps.settings.store.response_ttl_s,
+        MAX_CONVERSATION_ITEMS,
     )
     if not added:
-        log.warning("conversation %s is full or gone; items not added", call.conversation,
-                    extra={"request_id": call.request_id})
+        log.warning(
+            "conversation %s is full or gone; items not added",
+            call.conversation,
+            extra={"request_id": call.request_id},
+        )

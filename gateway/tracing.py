@@ -43,18 +43,22 @@ class Tracing:
     @contextmanager
     def request_span(self, name: str, headers: Mapping[str, str]) -> Iterator[trace.Span]:
         parent = _PROPAGATOR.extract(dict(headers))
-        with self.tracer.start_as_current_span(name, context=parent,
-                                               kind=SpanKind.SERVER) as span:
+        with self.tracer.start_as_current_span(name, context=parent, kind=SpanKind.SERVER) as span:
             yield span
 
     @contextmanager
-    def upstream_span(self, provider: str, model: str, attempt: int,
-                      carrier: dict[str, str]) -> Iterator[trace.Span]:
+    def upstream_span(
+        self, provider: str, model: str, attempt: int, carrier: dict[str, str]
+    ) -> Iterator[trace.Span]:
         """A client span for one upstream attempt; its context goes into `carrier`."""
         with self.tracer.start_as_current_span(
-            f"upstream {provider}", kind=SpanKind.CLIENT,
-            attributes={"gen_ai.system": provider, "gen_ai.request.model": model,
-                        "gateway.attempt": attempt},
+            f"upstream {provider}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.system": provider,
+                "gen_ai.request.model": model,
+                "gateway.attempt": attempt,
+            },
         ) as span:
             _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span, Context()))
             yield span

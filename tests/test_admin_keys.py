@@ -26,8 +26,9 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @pytest.fixture(params=["memory", "redis"])
-def store_config(request: pytest.FixtureRequest, config: dict[str, Any],
-                 tmp_path: Path) -> dict[str, Any]:
+def store_config(
+    request: pytest.FixtureRequest, config: dict[str, Any], tmp_path: Path
+) -> dict[str, Any]:
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         config["store"] = {"url": server.url, "prefix": f"{tmp_path.name}:"}
@@ -85,7 +86,10 @@ async def test_list_and_retrieve_never_show_a_secret(admin: Client) -> None:
     listing = await resp.json()
     text = await resp.text()
     assert [(k["id"], k["source"]) for k in listing["data"]] == [
-        ("team-a", "config"), ("team-b", "config"), ("ci-bot", "api")]
+        ("team-a", "config"),
+        ("team-b", "config"),
+        ("ci-bot", "api"),
+    ]
     one = await (await admin.get("/admin/keys/ci-bot", headers=ADMIN)).json()
     assert one == listing["data"][2]
     assert one["rpm"] == 10
@@ -103,8 +107,7 @@ async def test_disabling_a_key_stops_it_and_enabling_restores_it(admin: Client) 
     created = await create(admin)
     secret = created["key"]
     assert await model_ids(admin, secret)
-    resp = await admin.patch(f"/admin/keys/{created['id']}", json={"disabled": True},
-                             headers=ADMIN)
+    resp = await admin.patch(f"/admin/keys/{created['id']}", json={"disabled": True}, headers=ADMIN)
     assert (await resp.json())["disabled"] is True
     async with sdk(admin, secret) as client:
         with pytest.raises(openai.AuthenticationError):
@@ -151,14 +154,19 @@ async def test_unknown_id_is_404(admin: Client, method: str) -> None:
 
 @pytest.mark.parametrize(
     ("body", "param"),
-    [({"rpm": 0}, "rpm"), ({"key": "sk-chosen-by-me-1"}, "key"), ({"key_sha256": "0" * 64},
-     "key_sha256"), ({"budget_period": "year"}, "budget_period"), ({"nope": 1}, "nope"),
-     ({"id": "jwt:alice"}, "id"), ({"id": "has space"}, "id"), ({"policy": {"store": "x"}},
-     "policy.store")],
+    [
+        ({"rpm": 0}, "rpm"),
+        ({"key": "sk-chosen-by-me-1"}, "key"),
+        ({"key_sha256": "0" * 64}, "key_sha256"),
+        ({"budget_period": "year"}, "budget_period"),
+        ({"nope": 1}, "nope"),
+        ({"id": "jwt:alice"}, "id"),
+        ({"id": "has space"}, "id"),
+        ({"policy": {"store": "x"}}, "policy.store"),
+    ],
     ids=["rpm", "key", "key_sha256", "period", "unknown", "jwt_id", "bad_id", "policy"],
 )
-async def test_bad_body_is_400_with_param(admin: Client, body: dict[str, Any],
-                                          param: str) -> None:
+async def test_bad_body_is_400_with_param(admin: Client, body: dict[str, Any], param: str) -> None:
     error = await error_of(await admin.post("/admin/keys", json=body, headers=ADMIN), 400)
     assert error["param"] == param
 
@@ -168,8 +176,7 @@ async def test_bad_body_is_400_with_param(admin: Client, body: dict[str, Any],
     [({"id": "other"}, "id"), ({"rpm": "many"}, "rpm"), ({"nope": None}, "nope")],
     ids=["rename", "type", "remove_unknown"],
 )
-async def test_bad_patch_is_400_with_param(admin: Client, body: dict[str, Any],
-                                           param: str) -> None:
+async def test_bad_patch_is_400_with_param(admin: Client, body: dict[str, Any], param: str) -> None:
     created = await create(admin)
     resp = await admin.patch(f"/admin/keys/{created['id']}", json=body, headers=ADMIN)
     assert (await error_of(resp, 400))["param"] == param
@@ -180,9 +187,13 @@ async def test_bad_patch_is_400_with_param(admin: Client, body: dict[str, Any],
 )
 async def test_admin_routes_need_the_admin_key(gateway: Client, key: str | None) -> None:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    for method, path in [("POST", "/admin/keys"), ("GET", "/admin/keys"),
-                         ("GET", "/admin/keys/team-a"), ("PATCH", "/admin/keys/team-a"),
-                         ("DELETE", "/admin/keys/team-a")]:
+    for method, path in [
+        ("POST", "/admin/keys"),
+        ("GET", "/admin/keys"),
+        ("GET", "/admin/keys/team-a"),
+        ("PATCH", "/admin/keys/team-a"),
+        ("DELETE", "/admin/keys/team-a"),
+    ]:
         resp = await gateway.request(method, path, json={}, headers=headers)
         assert (await error_of(resp, 401))["type"] == "invalid_request_error"
 

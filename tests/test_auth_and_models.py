@@ -27,13 +27,18 @@ async def error_of(resp: Any, status: int) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer"}, {"Authorization": "Basic abc"},
-     {"Authorization": "Bearer sk-wrong-key-123456"}],
+    [
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer sk-wrong-key-123456"},
+    ],
     ids=["missing", "empty", "basic", "wrong"],
 )
 async def test_bad_or_missing_key_is_401(gateway: Client, headers: dict[str, str]) -> None:
-    resp = await gateway.post("/v1/responses", json={"model": "gpt-test", "input": "x"},
-                              headers=headers)
+    resp = await gateway.post(
+        "/v1/responses", json={"model": "gpt-test", "input": "x"}, headers=headers
+    )
     error = await error_of(resp, 401)
     assert error["type"] == "invalid_request_error"
     if headers.get("Authorization", "").startswith("Bearer sk-"):
@@ -54,7 +59,8 @@ async def test_key_from_env_and_from_digest(make_gateway: Any, config: dict[str,
 
 async def test_model_alias_resolves(gateway: Client, stub: StubUpstream) -> None:
     resp = await gateway.post(
-        "/v1/responses", headers=auth(KEY_A),
+        "/v1/responses",
+        headers=auth(KEY_A),
         json={"model": "ri.language-model-service..language-model.gpt-test", "input": "x"},
     )
     assert resp.status == 200
@@ -62,57 +68,71 @@ async def test_model_alias_resolves(gateway: Client, stub: StubUpstream) -> None
 
 
 async def test_provider_slash_model_resolves(gateway: Client, stub: StubUpstream) -> None:
-    resp = await gateway.post("/v1/responses", headers=auth(KEY_A),
-                              json={"model": "up/some-new-model", "input": "x"})
+    resp = await gateway.post(
+        "/v1/responses", headers=auth(KEY_A), json={"model": "up/some-new-model", "input": "x"}
+    )
     assert resp.status == 200
     assert stub.last.json["model"] == "some-new-model"
 
 
 async def test_unknown_model_is_404(gateway: Client) -> None:
-    resp = await gateway.post("/v1/responses", headers=auth(KEY_A),
-                              json={"model": "nope", "input": "x"})
+    resp = await gateway.post(
+        "/v1/responses", headers=auth(KEY_A), json={"model": "nope", "input": "x"}
+    )
     error = await error_of(resp, 404)
     assert error["code"] == "model_not_found"
     assert error["param"] == "model"
 
 
 async def test_model_outside_the_keys_globs_is_403(gateway: Client) -> None:
-    resp = await gateway.post("/v1/responses", headers=auth(KEY_B),
-                              json={"model": "gpt-test", "input": "x"})
+    resp = await gateway.post(
+        "/v1/responses", headers=auth(KEY_B), json={"model": "gpt-test", "input": "x"}
+    )
     error = await error_of(resp, 403)
     assert error["code"] == "model_not_allowed"
     assert error["param"] == "model"
 
 
 async def test_model_inside_the_keys_globs_is_served(gateway: Client) -> None:
-    resp = await gateway.post("/v1/responses", headers=auth(KEY_B),
-                              json={"model": "mock-model", "input": "x"})
+    resp = await gateway.post(
+        "/v1/responses", headers=auth(KEY_B), json={"model": "mock-model", "input": "x"}
+    )
     assert resp.status == 200
 
 
 @pytest.mark.parametrize("header", ["x-provider", "x-tfy-provider-name"])
 async def test_unknown_provider_header_is_400(gateway: Client, header: str) -> None:
-    resp = await gateway.post("/v1/responses", headers={**auth(KEY_A), header: "nowhere"},
-                              json={"model": "gpt-test", "input": "x"})
+    resp = await gateway.post(
+        "/v1/responses",
+        headers={**auth(KEY_A), header: "nowhere"},
+        json={"model": "gpt-test", "input": "x"},
+    )
     error = await error_of(resp, 400)
     assert error["param"] == "x-provider"
 
 
 async def test_provider_header_restricts_routing(gateway: Client) -> None:
-    resp = await gateway.post("/v1/responses", headers={**auth(KEY_A), "x-provider": "mock"},
-                              json={"model": "gpt-test", "input": "x"})
+    resp = await gateway.post(
+        "/v1/responses",
+        headers={**auth(KEY_A), "x-provider": "mock"},
+        json={"model": "gpt-test", "input": "x"},
+    )
     error = await error_of(resp, 400)
     assert error["param"] == "x-provider"
-    served = await gateway.post("/v1/responses", headers={**auth(KEY_A), "x-provider": "up"},
-                                json={"model": "gpt-test", "input": "x"})
+    served = await gateway.post(
+        "/v1/responses",
+        headers={**auth(KEY_A), "x-provider": "up"},
+        json={"model": "gpt-test", "input": "x"},
+    )
     assert served.headers["x-gateway-provider"] == "up"
 
 
 async def test_region_outside_the_keys_is_403(make_gateway: Any, config: dict[str, Any]) -> None:
     config["auth"]["keys"][0]["regions"] = ["eu"]
     gateway = await make_gateway(config)
-    resp = await gateway.post("/v1/responses", headers=auth(KEY_A),
-                              json={"model": "gpt-test", "input": "x"})
+    resp = await gateway.post(
+        "/v1/responses", headers=auth(KEY_A), json={"model": "gpt-test", "input": "x"}
+    )
     error = await error_of(resp, 403)
     assert error["code"] == "region_not_allowed"
 

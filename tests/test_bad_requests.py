@@ -38,16 +38,18 @@ async def error_of(resp: Any, status: int) -> dict[str, Any]:
 async def test_body_that_is_not_a_json_object(
     gateway: Client, raw: bytes, content_type: str, status: int
 ) -> None:
-    resp = await gateway.post("/v1/responses", data=raw,
-                              headers={**AUTH, "Content-Type": content_type})
+    resp = await gateway.post(
+        "/v1/responses", data=raw, headers={**AUTH, "Content-Type": content_type}
+    )
     await error_of(resp, status)
 
 
 async def test_body_over_the_limit_is_413(make_gateway: Any, config: dict[str, Any]) -> None:
     config["server"]["max_body_bytes"] = 2048
     gateway = await make_gateway(config)
-    resp = await gateway.post("/v1/responses", data=b'{"input": "' + b"x" * 4096 + b'"}',
-                              headers=AUTH)
+    resp = await gateway.post(
+        "/v1/responses", data=b'{"input": "' + b"x" * 4096 + b'"}', headers=AUTH
+    )
     await error_of(resp, 413)
 
 

@@ -48,14 +48,17 @@ def test_missing_secret_names_the_variable() -> None:
         "    accounts: [{name: main, api_key_env: OPENAI_API_KEY}]\n"
         "auth:\n  keys: [{id: a, key_env: TEAM_A_KEY}]\n"
     )
-    assert "providers[0].accounts[0].api_key_env: environment variable OPENAI_API_KEY is not set" \
+    assert (
+        "providers[0].accounts[0].api_key_env: environment variable OPENAI_API_KEY is not set"
         in found
+    )
     assert "auth.keys[0].key_env: environment variable TEAM_A_KEY is not set" in found
 
 
 def test_key_needs_exactly_one_source() -> None:
-    found = problems("auth:\n  keys: [{id: a, key: sk-aaaaaaaaaa, key_sha256: '" + "0" * 64
-                     + "'}, {id: b}]\n")
+    found = problems(
+        "auth:\n  keys: [{id: a, key: sk-aaaaaaaaaa, key_sha256: '" + "0" * 64 + "'}, {id: b}]\n"
+    )
     assert any(p.startswith("auth.keys[0]:") for p in found)
     assert any(p.startswith("auth.keys[1]:") for p in found)
 
@@ -71,15 +74,22 @@ def test_yaml_syntax_error_says_where() -> None:
 
 
 def test_environment_overrides() -> None:
-    settings = load("store: {url: 'memory://'}\n", {"REDIS_URL": "redis://r:6379/0",
-                                                    "GATEWAY_PORT": "9000"})
+    settings = load(
+        "store: {url: 'memory://'}\n", {"REDIS_URL": "redis://r:6379/0", "GATEWAY_PORT": "9000"}
+    )
     assert settings.store.url == "redis://r:6379/0"
     assert settings.server.port == 9000
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_check_config_cli(tmp_path: Path) -> None:

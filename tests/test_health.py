@@ -18,8 +18,9 @@ async def test_readyz_on_memory(gateway: Any) -> None:
     assert (await resp.json()) == {"status": "ok", "store": "memory"}
 
 
-async def test_readyz_on_redis(make_gateway: Any, config: dict[str, Any],
-                               redis_server: RedisServer) -> None:
+async def test_readyz_on_redis(
+    make_gateway: Any, config: dict[str, Any], redis_server: RedisServer
+) -> None:
     config["store"]["url"] = redis_server.url
     gateway = await make_gateway(config)
     resp = await gateway.get("/readyz")

@@ -49,8 +49,15 @@ def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
 
 def token(key: Any, alg: str = "RS256", kid: str | None = None, **claims: Any) -> str:
     now = int(time.time())
-    payload = {"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 300,
-               "scope": f"openid {SCOPE}", **claims}
+    payload = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "alice",
+        "iat": now,
+        "exp": now + 300,
+        "scope": f"openid {SCOPE}",
+        **claims,
+    }
     payload = {name: value for name, value in payload.items() if value is not None}
     return jwt.encode(payload, key, algorithm=alg, headers={"kid": kid} if kid else None)
 
@@ -66,7 +73,9 @@ def jwt_config(
     path = tmp_path / "issuer.pem"
     path.write_text(pem(rsa_key))
     config["auth"]["jwt"] = {
-        "issuer": ISSUER, "audience": [AUDIENCE, "other-api"], "public_key_file": str(path),
+        "issuer": ISSUER,
+        "audience": [AUDIENCE, "other-api"],
+        "public_key_file": str(path),
         "project_claim": "proj",
         "defaults": {"models": ["mock-*", "cheap"], "project": "proj-default", "rpm": 100},
     }
@@ -83,8 +92,9 @@ async def test_a_token_with_the_scope_is_a_caller(
     make_gateway: MakeGateway, jwt_config: dict[str, Any], rsa_key: rsa.RSAPrivateKey
 ) -> None:
     gateway = await make_gateway(jwt_config)
-    async with openai.AsyncOpenAI(base_url=str(gateway.make_url("/v1")),
-                                  api_key=token(rsa_key), max_retries=0) as client:
+    async with openai.AsyncOpenAI(
+        base_url=str(gateway.make_url("/v1")), api_key=token(rsa_key), max_retries=0
+    ) as client:
         assert sorted([m.id async for m in client.models.list()]) == ["cheap", "mock-model"]
         response = await client.responses.create(model="mock-model", input="hello")
         assert response.status == "completed"
@@ -92,43 +102,65 @@ async def test_a_token_with_the_scope_is_a_caller(
 
 @pytest.mark.parametrize(
     ("claims", "key_id", "project"),
-    [({}, "jwt:alice", "proj-default"), ({"proj": "proj-z"}, "jwt:alice", "proj-z"),
-     ({"sub": "auth0|12345"}, "jwt:auth0|12345", "proj-default"),
-     ({"uid": 42}, "jwt:42", "proj-default")],
+    [
+        ({}, "jwt:alice", "proj-default"),
+        ({"proj": "proj-z"}, "jwt:alice", "proj-z"),
+        ({"sub": "auth0|12345"}, "jwt:auth0|12345", "proj-default"),
+        ({"uid": 42}, "jwt:42", "proj-default"),
+    ],
     ids=["defaults", "project_claim", "provider_sub", "numeric_custom_claim"],
 )
 async def test_the_principal_comes_from_the_claims_and_defaults(
-    jwt_config: dict[str, Any], rsa_key: rsa.RSAPrivateKey, claims: dict[str, Any],
-    key_id: str, project: str,
+    jwt_config: dict[str, Any],
+    rsa_key: rsa.RSAPrivateKey,
+    claims: dict[str, Any],
+    key_id: str,
+    project: str,
 ) -> None:
     if "uid" in claims:
         jwt_config["auth"]["jwt"]["key_id_claim"] = "uid"
     ring = KeyRing([], jwt=jwt_settings(jwt_config))
     key = await ring.authenticate(f"Bearer {token(rsa_key, **claims)}")
-    assert (key.id, key.project, key.rpm, key.models) == (key_id, project, 100,
-                                                          ("mock-*", "cheap"))
+    assert (key.id, key.project, key.rpm, key.models) == (key_id, project, 100, ("mock-*", "cheap"))
 
 
 def hs256_with_public_key(public_pem: str) -> str:
     """The classic algorithm confusion: an HMAC keyed with the issuer's public key."""
+
     def part(obj: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
 
     now = int(time.time())
     signing = f"{part({'alg': 'HS256', 'typ': 'JWT'})}." + part(
-        {"iss": ISSUER, "aud": AUDIENCE, "sub": "mallory", "exp": now + 300, "scope": SCOPE})
+        {"iss": ISSUER, "aud": AUDIENCE, "sub": "mallory", "exp": now + 300, "scope": SCOPE}
+    )
     mac = hmac.new(public_pem.encode(), signing.encode(), hashlib.sha256).digest()
     return f"{signing}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
 
 
 @pytest.mark.parametrize(
     "case",
-    ["expired", "not_yet", "audience", "issuer", "signature", "no_sub", "no_exp", "hs256",
-     "none", "wrong_key_type", "bad_sub", "bad_project"],
+    [
+        "expired",
+        "not_yet",
+        "audience",
+        "issuer",
+        "signature",
+        "no_sub",
+        "no_exp",
+        "hs256",
+        "none",
+        "wrong_key_type",
+        "bad_sub",
+        "bad_project",
+    ],
 )
 async def test_an_invalid_token_is_401_with_the_reason(
-    make_gateway: MakeGateway, jwt_config: dict[str, Any], rsa_key: rsa.RSAPrivateKey,
-    ec_key: ec.EllipticCurvePrivateKey, case: str,
+    make_gateway: MakeGateway,
+    jwt_config: dict[str, Any],
+    rsa_key: rsa.RSAPrivateKey,
+    ec_key: ec.EllipticCurvePrivateKey,
+    case: str,
 ) -> None:
     now = int(time.time())
     reasons = {
@@ -136,8 +168,10 @@ async def test_an_invalid_token_is_401_with_the_reason(
         "not_yet": (token(rsa_key, nbf=now + 120), "not valid yet"),
         "audience": (token(rsa_key, aud="someone-else"), "wrong audience"),
         "issuer": (token(rsa_key, iss="https://evil.test"), "wrong issuer"),
-        "signature": (token(rsa_key).rsplit(".", 1)[0] + "." + token(rsa_key, sub="bob")
-                      .rsplit(".", 1)[1], "bad signature"),
+        "signature": (
+            token(rsa_key).rsplit(".", 1)[0] + "." + token(rsa_key, sub="bob").rsplit(".", 1)[1],
+            "bad signature",
+        ),
         "no_sub": (token(rsa_key, sub=None), "'sub'"),
         "no_exp": (token(rsa_key, exp=None), "'exp'"),
         "hs256": (hs256_with_public_key(pem(rsa_key)), "algorithm"),
@@ -171,8 +205,11 @@ async def test_a_token_without_the_scope_is_403(
     make_gateway: MakeGateway, jwt_config: dict[str, Any], rsa_key: rsa.RSAPrivateKey
 ) -> None:
     gateway = await make_gateway(jwt_config)
-    async with openai.AsyncOpenAI(base_url=str(gateway.make_url("/v1")), max_retries=0,
-                                  api_key=token(rsa_key, scope="openid profile")) as client:
+    async with openai.AsyncOpenAI(
+        base_url=str(gateway.make_url("/v1")),
+        max_retries=0,
+        api_key=token(rsa_key, scope="openid profile"),
+    ) as client:
         with pytest.raises(openai.PermissionDeniedError) as denied:
             await client.models.list()
     assert denied.value.code == "insufficient_scope"
@@ -181,12 +218,19 @@ async def test_a_token_without_the_scope_is_403(
 
 @pytest.mark.parametrize(
     ("required", "claims"),
-    [(SCOPE, {"scope": None, "scp": ["openid", SCOPE]}), (SCOPE, {"scope": [SCOPE]}),
-     (None, {"scope": None})],
+    [
+        (SCOPE, {"scope": None, "scp": ["openid", SCOPE]}),
+        (SCOPE, {"scope": [SCOPE]}),
+        (None, {"scope": None}),
+    ],
     ids=["scp_list", "scope_list", "no_scope_required"],
 )
-async def test_scope_forms(jwt_config: dict[str, Any], rsa_key: rsa.RSAPrivateKey,
-                           required: str | None, claims: dict[str, Any]) -> None:
+async def test_scope_forms(
+    jwt_config: dict[str, Any],
+    rsa_key: rsa.RSAPrivateKey,
+    required: str | None,
+    claims: dict[str, Any],
+) -> None:
     jwt_config["auth"]["jwt"]["required_scope"] = required
     ring = KeyRing([], jwt=jwt_settings(jwt_config))
     assert (await ring.authenticate(f"Bearer {token(rsa_key, **claims)}")).id == "jwt:alice"
@@ -201,7 +245,9 @@ def jwks(*pairs: tuple[str, Any]) -> dict[str, Any]:
 
 
 async def test_a_jwks_file_picks_the_key_by_kid(
-    config: dict[str, Any], tmp_path: Path, rsa_key: rsa.RSAPrivateKey,
+    config: dict[str, Any],
+    tmp_path: Path,
+    rsa_key: rsa.RSAPrivateKey,
     ec_key: ec.EllipticCurvePrivateKey,
 ) -> None:
     path = tmp_path / "jwks.json"
@@ -227,8 +273,11 @@ async def test_a_jwks_url_is_fetched_once_and_cached(
     app = web.Application()
     app.router.add_get("/.well-known/jwks.json", serve)
     server = await aiohttp_server(app)
-    config["auth"]["jwt"] = {"issuer": ISSUER, "audience": AUDIENCE,
-                             "jwks_url": str(server.make_url("/.well-known/jwks.json"))}
+    config["auth"]["jwt"] = {
+        "issuer": ISSUER,
+        "audience": AUDIENCE,
+        "jwks_url": str(server.make_url("/.well-known/jwks.json")),
+    }
     ring = KeyRing([], jwt=jwt_settings(config))
     for _ in range(3):
         assert (await ring.authenticate(f"Bearer {token(rsa_key, kid='r1')}")).id == "jwt:alice"
@@ -240,8 +289,11 @@ async def test_a_jwks_url_is_fetched_once_and_cached(
 async def test_an_unreachable_jwks_url_is_503(
     make_gateway: MakeGateway, config: dict[str, Any], rsa_key: rsa.RSAPrivateKey
 ) -> None:
-    config["auth"]["jwt"] = {"issuer": ISSUER, "audience": AUDIENCE,
-                             "jwks_url": f"http://127.0.0.1:{free_port()}/jwks"}
+    config["auth"]["jwt"] = {
+        "issuer": ISSUER,
+        "audience": AUDIENCE,
+        "jwks_url": f"http://127.0.0.1:{free_port()}/jwks",
+    }
     gateway = await make_gateway(config)
     resp = await gateway.get("/v1/models", headers=auth(token(rsa_key, kid="r1")))
     assert resp.status == 503
@@ -259,18 +311,28 @@ async def test_without_auth_jwt_a_token_is_just_a_wrong_key(
 
 @pytest.mark.parametrize(
     ("change", "problem"),
-    [({"public_key_file": None}, "exactly one of public_key_file, jwks_file, jwks_url"),
-     ({"jwks_url": "https://idp.test/jwks"}, "exactly one of"),
-     ({"public_key_file": "/nonexistent/issuer.pem"}, "auth.jwt.public_key_file: cannot read"),
-     ({"public_key_file": __file__}, "auth.jwt.public_key_file: not a PEM"),
-     ({"defaults": {"rpm": 0}}, "auth.jwt.defaults.rpm"),
-     ({"defaults": {"key": "sk-secret-123"}}, "auth.jwt.defaults"),
-     ({"audience": []}, "auth.jwt.audience")],
-    ids=["no_source", "two_sources", "unreadable", "not_pem", "bad_default", "secret_default",
-         "empty_audience"],
+    [
+        ({"public_key_file": None}, "exactly one of public_key_file, jwks_file, jwks_url"),
+        ({"jwks_url": "https://idp.test/jwks"}, "exactly one of"),
+        ({"public_key_file": "/nonexistent/issuer.pem"}, "auth.jwt.public_key_file: cannot read"),
+        ({"public_key_file": __file__}, "auth.jwt.public_key_file: not a PEM"),
+        ({"defaults": {"rpm": 0}}, "auth.jwt.defaults.rpm"),
+        ({"defaults": {"key": "sk-secret-123"}}, "auth.jwt.defaults"),
+        ({"audience": []}, "auth.jwt.audience"),
+    ],
+    ids=[
+        "no_source",
+        "two_sources",
+        "unreadable",
+        "not_pem",
+        "bad_default",
+        "secret_default",
+        "empty_audience",
+    ],
 )
-def test_bad_jwt_config_stops_start_up(jwt_config: dict[str, Any], change: dict[str, Any],
-                                       problem: str) -> None:
+def test_bad_jwt_config_stops_start_up(
+    jwt_config: dict[str, Any], change: dict[str, Any], problem: str
+) -> None:
     section = jwt_config["auth"]["jwt"]
     for name, value in change.items():
         if value is None:

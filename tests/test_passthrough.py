@@ -20,11 +20,17 @@ def body(**fields: Any) -> dict[str, Any]:
     return {"model": "gpt-test", "input": "Hello there", **fields}
 
 
-async def post(gateway: Client, payload: Any, path: str = "/v1/responses",
-               headers: dict[str, str] | None = None) -> Any:
-    return await gateway.post(path, data=orjson.dumps(payload),
-                              headers={**AUTH, "Content-Type": "application/json",
-                                       **(headers or {})})
+async def post(
+    gateway: Client,
+    payload: Any,
+    path: str = "/v1/responses",
+    headers: dict[str, str] | None = None,
+) -> Any:
+    return await gateway.post(
+        path,
+        data=orjson.dumps(payload),
+        headers={**AUTH, "Content-Type": "application/json", **(headers or {})},
+    )
 
 
 async def test_json_answer_is_the_upstreams(gateway: Client, stub: StubUpstream) -> None:
@@ -56,8 +62,15 @@ async def test_upstream_model_name_replaces_the_alias(gateway: Client, stub: Stu
 async def test_upstream_gets_the_account_key_not_the_clients(
     gateway: Client, stub: StubUpstream
 ) -> None:
-    await post(gateway, body(), headers={"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
-                                         "x-secret-header": "nope", "Cookie": "c=1"})
+    await post(
+        gateway,
+        body(),
+        headers={
+            "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+            "x-secret-header": "nope",
+            "Cookie": "c=1",
+        },
+    )
     sent = {k.lower(): v for k, v in stub.last.headers.items()}
     assert sent["authorization"] == f"Bearer {UPSTREAM_KEY}"
     assert KEY_A not in str(sent)
@@ -66,8 +79,9 @@ async def test_upstream_gets_the_account_key_not_the_clients(
     assert "cookie" not in sent
 
 
-@pytest.mark.parametrize("mount", ["/v1", "/openai/v1", "/openai", "/api/llm",
-                                   "/api/v2/llm/proxy/openai/v1"])
+@pytest.mark.parametrize(
+    "mount", ["/v1", "/openai/v1", "/openai", "/api/llm", "/api/v2/llm/proxy/openai/v1"]
+)
 async def test_every_mount_serves_responses(gateway: Client, mount: str) -> None:
     resp = await post(gateway, body(), path=f"{mount}/responses")
     assert resp.status == 200
@@ -81,8 +95,14 @@ async def test_request_id_is_echoed_or_made(gateway: Client) -> None:
 
 
 async def test_upstream_client_error_passes_through(gateway: Client, stub: StubUpstream) -> None:
-    envelope = {"error": {"message": "Invalid 'input': bad.", "type": "invalid_request_error",
-                          "param": "input", "code": "invalid_value"}}
+    envelope = {
+        "error": {
+            "message": "Invalid 'input': bad.",
+            "type": "invalid_request_error",
+            "param": "input",
+            "code": "invalid_value",
+        }
+    }
     stub.behaviour = Behaviour(status=400, body=orjson.dumps(envelope))
     resp = await post(gateway, body())
     assert resp.status == 400
@@ -90,10 +110,17 @@ async def test_upstream_client_error_passes_through(gateway: Client, stub: StubU
 
 
 async def test_upstream_429_keeps_retry_after(gateway: Client, stub: StubUpstream) -> None:
-    envelope = {"error": {"message": "slow down", "type": "requests", "param": None,
-                          "code": "rate_limit_exceeded"}}
-    stub.behaviour = Behaviour(status=429, body=orjson.dumps(envelope),
-                               headers={"retry-after": "3"})
+    envelope = {
+        "error": {
+            "message": "slow down",
+            "type": "requests",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        }
+    }
+    stub.behaviour = Behaviour(
+        status=429, body=orjson.dumps(envelope), headers={"retry-after": "3"}
+    )
     resp = await post(gateway, body())
     assert resp.status == 429
     assert resp.headers["retry-after"] == "3"
@@ -117,7 +144,9 @@ async def test_upstream_5xx_is_502(gateway: Client, stub: StubUpstream, status: 
     assert (await resp.json())["error"]["code"] == "upstream_error"
 
 
-async def test_upstream_refusing_the_gateways_key_is_502(gateway: Client, stub: StubUpstream) -> None:
+async def test_upstream_refusing_the_gateways_key_is_502(
+    gateway: Client, stub: StubUpstream
+) -> None:
     stub.behaviour = Behaviour(status=401, body=b'{"error": {"message": "bad key"}}')
     resp = await post(gateway, body())
     assert resp.status == 502
@@ -133,8 +162,9 @@ async def test_unreachable_upstream_is_502(make_gateway: Any, config: dict[str, 
     assert set(error) == {"message", "type", "param", "code"}
 
 
-async def test_slow_upstream_is_504(make_gateway: Any, config: dict[str, Any],
-                                   stub: StubUpstream) -> None:
+async def test_slow_upstream_is_504(
+    make_gateway: Any, config: dict[str, Any], stub: StubUpstream
+) -> None:
     config["providers"][0]["timeout_s"] = 0.2
     gateway = await make_gateway(config)
     stub.behaviour = Behaviour(delay_s=2)
@@ -145,9 +175,18 @@ async def test_slow_upstream_is_504(make_gateway: Any, config: dict[str, Any],
 
 async def test_large_body_is_forwarded_whole(gateway: Client, stub: StubUpstream) -> None:
     image = "data:image/png;base64," + "A" * (3 * 1024 * 1024)
-    payload = body(store=False, input=[{"role": "user", "content": [
-        {"type": "input_text", "text": "what is this?"},
-        {"type": "input_image", "image_url": image}]}])
+    payload = body(
+        store=False,
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "what is this?"},
+                    {"type": "input_image", "image_url": image},
+                ],
+            }
+        ],
+    )
     raw = orjson.dumps(payload)
     resp = await gateway.post("/v1/responses", data=io.BytesIO(raw), headers=AUTH)
     assert resp.status == 200

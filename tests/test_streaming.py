@@ -44,9 +44,7 @@ async def test_stream_with_odd_framing_is_relayed_untouched(
     gateway: Client, stub: StubUpstream
 ) -> None:
     events = canned_events()
-    raw = b": hello\r\n\r\n" + b"".join(
-        b"data: " + orjson.dumps(e) + b"\r\n\r\n" for e in events
-    )
+    raw = b": hello\r\n\r\n" + b"".join(b"data: " + orjson.dumps(e) + b"\r\n\r\n" for e in events)
     stub.behaviour = Behaviour(raw_stream=raw)
     resp = await gateway.post("/v1/responses", json=STREAM, headers=AUTH)
     assert await resp.read() == raw
@@ -80,9 +78,15 @@ async def test_stream_that_ends_without_terminal_event_fails(
 
 async def test_upstream_response_failed_passes_through(gateway: Client, stub: StubUpstream) -> None:
     events = canned_events()[:3]
-    failed = {"type": "response.failed", "sequence_number": 3,
-              "response": {**events[0]["response"], "status": "failed",
-                           "error": {"code": "server_error", "message": "model crashed"}}}
+    failed = {
+        "type": "response.failed",
+        "sequence_number": 3,
+        "response": {
+            **events[0]["response"],
+            "status": "failed",
+            "error": {"code": "server_error", "message": "model crashed"},
+        },
+    }
     stub.behaviour = Behaviour(events=[*events, failed])
     resp = await gateway.post("/v1/responses", json=STREAM, headers=AUTH)
     got = await events_of(resp)
@@ -90,7 +94,9 @@ async def test_upstream_response_failed_passes_through(gateway: Client, stub: St
     assert len(got) == 4
 
 
-async def test_partial_frame_then_cut_is_an_error_event(gateway: Client, stub: StubUpstream) -> None:
+async def test_partial_frame_then_cut_is_an_error_event(
+    gateway: Client, stub: StubUpstream
+) -> None:
     stub.behaviour = Behaviour(raw_stream=b'event: response.created\ndata: {"type": "resp')
     resp = await gateway.post("/v1/responses", json=STREAM, headers=AUTH)
     assert resp.status == 200
@@ -135,11 +141,14 @@ async def test_client_leaving_closes_the_upstream_request(
 
 
 async def test_mock_provider_streams_in_canonical_order(gateway: Client) -> None:
-    resp = await gateway.post("/v1/responses", json={**STREAM, "model": "mock-model"},
-                              headers=AUTH)
+    resp = await gateway.post("/v1/responses", json={**STREAM, "model": "mock-model"}, headers=AUTH)
     events = await events_of(resp)
     types = [e["type"] for e in events]
-    assert types[:4] == ["response.created", "response.in_progress",
-                         "response.output_item.added", "response.content_part.added"]
+    assert types[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
     assert types[-1] == "response.completed"
     assert [e["sequence_number"] for e in events] == list(range(len(events)))

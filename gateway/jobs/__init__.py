@@ -17,7 +17,7 @@ TERMINAL: Final = frozenset({"completed", "failed", "incomplete", "cancelled"})
 @dataclass(frozen=True, slots=True)
 class Event:
     seq: int
-    data: bytes          # the event's JSON, as the client receives it
+    data: bytes  # the event's JSON, as the client receives it
     kind: str
 
 

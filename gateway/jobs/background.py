@@ -21,21 +21,49 @@ from gateway.streaming.drain import OpenStreams
 from gateway.streaming.relay import SSE_HEADERS
 
 ENDS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
-_ECHO: Final = ("instructions", "max_output_tokens", "max_tool_calls", "parallel_tool_calls",
-                "reasoning", "service_tier", "temperature", "text", "tool_choice", "tools",
-                "top_logprobs", "top_p", "truncation", "user", "safety_identifier",
-                "prompt_cache_key")
-_DEFAULTS: Final[Json] = {"parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
-                          "temperature": 1.0, "top_p": 1.0, "truncation": "disabled"}
+_ECHO: Final = (
+    "instructions",
+    "max_output_tokens",
+    "max_tool_calls",
+    "parallel_tool_calls",
+    "reasoning",
+    "service_tier",
+    "temperature",
+    "text",
+    "tool_choice",
+    "tools",
+    "top_logprobs",
+    "top_p",
+    "truncation",
+    "user",
+    "safety_identifier",
+    "prompt_cache_key",
+)
+_DEFAULTS: Final[Json] = {
+    "parallel_tool_calls": True,
+    "tool_choice": "auto",
+    "tools": [],
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "truncation": "disabled",
+}
 
 
 def snapshot(call: Call, client_body: Json, response_id: str) -> Json:
     """The Response a queued job is, before the upstream has said anything."""
     response: Json = {
-        "id": response_id, "object": "response", "created_at": int(time.time()),
-        "status": "queued", "background": True, "model": call.model, "output": [],
-        "usage": None, "error": None, "incomplete_details": None,
-        "metadata": client_body.get("metadata") or {}, "store": call.store,
+        "id": response_id,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "queued",
+        "background": True,
+        "model": call.model,
+        "output": [],
+        "usage": None,
+        "error": None,
+        "incomplete_details": None,
+        "metadata": client_body.get("metadata") or {},
+        "store": call.store,
         "previous_response_id": call.previous,
         "conversation": {"id": call.conversation} if call.conversation else None,
     }
@@ -44,25 +72,34 @@ def snapshot(call: Call, client_body: Json, response_id: str) -> Json:
     return response
 
 
-async def submit(call: Call, jobs: JobStore, client_body: Json, ttl_s: int,
-                 events_ttl_s: int) -> Json:
+async def submit(
+    call: Call, jobs: JobStore, client_body: Json, ttl_s: int, events_ttl_s: int
+) -> Json:
     """Queue the call as a job; answers its first snapshot (status queued)."""
     assert call.principal is not None
     if not call.store and not call.async_job:
-        raise InvalidRequestError("Background responses must be stored: 'store' cannot be false "
-                                  "with 'background': true.", param="store")
+        raise InvalidRequestError(
+            "Background responses must be stored: 'store' cannot be false with 'background': true.",
+            param="store",
+        )
     rid = new_id("resp")
     body = dict(call.body)
     body.pop("background", None)
     body.update(stream=True, store=False)
     first = snapshot(call, client_body, rid)
     job = {
-        "id": rid, "owner": call.principal.id, "body": body, "ttl": ttl_s,
+        "id": rid,
+        "owner": call.principal.id,
+        "body": body,
+        "ttl": ttl_s,
         "events_ttl": min(ttl_s, events_ttl_s),
         "targets": [[t.provider.name, t.model, t.weight] for t in call.targets],
         "headers": {k: v for k in FORWARDED_HEADERS if (v := call.headers.get(k)) is not None},
-        "request_id": call.request_id, "snapshot": first, "conversation": call.conversation,
-        "input_items": call.input_items, "chain": call.chain,
+        "request_id": call.request_id,
+        "snapshot": first,
+        "conversation": call.conversation,
+        "input_items": call.input_items,
+        "chain": call.chain,
         "ticket": _saved_ticket(call),
     }
     await jobs.enqueue(rid, job, first, ttl_s)
@@ -74,13 +111,24 @@ def _saved_ticket(call: Call) -> Json | None:
     if ticket is None:
         return None
     subject = ticket.subject
-    return {**call.deps.governor.saved(ticket), "key": asdict(subject.key),
-            "projects": list(subject.projects), "model": subject.model,
-            "price": asdict(subject.price) if subject.price else None}
+    return {
+        **call.deps.governor.saved(ticket),
+        "key": asdict(subject.key),
+        "projects": list(subject.projects),
+        "model": subject.model,
+        "price": asdict(subject.price) if subject.price else None,
+    }
 
 
-async def follow(request: web.Request, store: Store, jobs: JobStore, job_id: str, after: int,
-                 headers: dict[str, str], streams: OpenStreams) -> web.StreamResponse:
+async def follow(
+    request: web.Request,
+    store: Store,
+    jobs: JobStore,
+    job_id: str,
+    after: int,
+    headers: dict[str, str],
+    streams: OpenStreams,
+) -> web.StreamResponse:
     """Stream a job's events after sequence number `after`, then live until its end."""
     response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
     await response.prepare(request)
@@ -98,17 +146,22 @@ async def follow(request: web.Request, store: Store, jobs: JobStore, job_id: str
 
 
 def _resume_error(job_id: str) -> bytes:
-    message = (f"This gateway replica is shutting down; resume the stream with GET "
-               f"/responses/{job_id}?stream=true&starting_after=<last sequence_number>.")
-    error = {"type": "server_error", "code": "gateway_shutdown", "message": message,
-             "param": None}
-    payload = {"type": "error", "error": error, **{k: error[k] for k in ("code", "message",
-                                                                        "param")}}
+    message = (
+        f"This gateway replica is shutting down; resume the stream with GET "
+        f"/responses/{job_id}?stream=true&starting_after=<last sequence_number>."
+    )
+    error = {"type": "server_error", "code": "gateway_shutdown", "message": message, "param": None}
+    payload = {
+        "type": "error",
+        "error": error,
+        **{k: error[k] for k in ("code", "message", "param")},
+    }
     return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
-async def _follow(response: web.StreamResponse, store: Store, jobs: JobStore, job_id: str,
-                  after: int) -> web.StreamResponse:
+async def _follow(
+    response: web.StreamResponse, store: Store, jobs: JobStore, job_id: str, after: int
+) -> web.StreamResponse:
     cursor: Any = None
     try:
         while True:
@@ -150,11 +203,15 @@ async def cancel(store: Store, jobs: JobStore, owner: str, job_id: str) -> Json:
     """Cancel a queued or running job; a finished one answers as it is (cancel is idempotent)."""
     (record,) = await store.get_responses(owner, [job_id])
     if record is None:
-        raise NotFoundError(f"Response with id '{job_id}' not found.", param="response_id",
-                            code="not_found")
+        raise NotFoundError(
+            f"Response with id '{job_id}' not found.", param="response_id", code="not_found"
+        )
     if not record.get("background"):
-        raise InvalidRequestError("Only responses created with background=true can be cancelled.",
-                                  param="response_id", code="invalid_request_error")
+        raise InvalidRequestError(
+            "Only responses created with background=true can be cancelled.",
+            param="response_id",
+            code="invalid_request_error",
+        )
     job = await jobs.get_job(job_id)
     if job is not None:
         cancelled = {**record["response"], "status": "cancelled"}

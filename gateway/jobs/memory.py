@@ -1,4 +1,4 @@
-"""MemoryJobs: the same job behaviour inside one process (queue, first terminal write, event log)."""
+"""MemoryJobs: the job behaviour inside one process (queue, first terminal write, event log)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,17 @@ class MemoryJobs:
         self._jobs[job_id] = job
         self._status[job_id] = response["status"]
         self._attempts[job_id] = 0
-        await self.store.put_response(job_id, {
-            "owner": job["owner"], "response": response, "input": job["input_items"],
-            "chain": job["chain"], "background": True}, ttl_s)
+        await self.store.put_response(
+            job_id,
+            {
+                "owner": job["owner"],
+                "response": response,
+                "input": job["input_items"],
+                "chain": job["chain"],
+                "background": True,
+            },
+            ttl_s,
+        )
         self._queue.put_nowait(job_id)
 
     async def take(self, consumer: str, count: int, block_ms: int) -> list[str]:
@@ -96,5 +104,5 @@ class MemoryJobs:
                     await waiter.wait()
             log = self._events.get(job_id, [])
         if len(log) < start:
-            start = 0   # a new attempt restarted the log
+            start = 0  # a new attempt restarted the log
         return log[start:], len(log)

@@ -42,11 +42,11 @@ return attempts
 class RedisJobs:
     def __init__(self, store: RedisStore) -> None:
         self.store = store
-        self.client = store.client
+        self.client: Any = store.client
         self.queue = store.key("jobs", "queue")
         self._write = self.client.register_script(_WRITE)
         self._start = self.client.register_script(_START)
-        self._entries: dict[str, bytes] = {}   # job id -> its queue entry id, for this consumer
+        self._entries: dict[str, bytes] = {}  # job id -> its queue entry id, for this consumer
         self._group_ready = False
 
     def _job(self, job_id: str) -> str:
@@ -69,12 +69,24 @@ class RedisJobs:
         async with guard():
             await self._ensure_group()
             async with self.client.pipeline(transaction=True) as pipe:
-                pipe.hset(self._job(job_id), mapping={"status": response["status"],
-                                                      "attempts": 0, "job": orjson.dumps(job)})
+                pipe.hset(
+                    self._job(job_id),
+                    mapping={"status": response["status"], "attempts": 0, "job": orjson.dumps(job)},
+                )
                 pipe.expire(self._job(job_id), ttl_s)
-                pipe.set(self.store.key("resp", job_id), orjson.dumps(
-                    {"owner": job["owner"], "response": response, "input": job["input_items"],
-                     "chain": job["chain"], "background": True}), ex=ttl_s)
+                pipe.set(
+                    self.store.key("resp", job_id),
+                    orjson.dumps(
+                        {
+                            "owner": job["owner"],
+                            "response": response,
+                            "input": job["input_items"],
+                            "chain": job["chain"],
+                            "background": True,
+                        }
+                    ),
+                    ex=ttl_s,
+                )
                 await pipe.execute()
             await self.client.xadd(self.queue, {"job": job_id})
 
@@ -82,7 +94,7 @@ class RedisJobs:
         ids = []
         for entry_id, fields in entries:
             if not fields:
-                continue   # the entry was deleted meanwhile
+                continue  # the entry was deleted meanwhile
             job_id = fields[b"job"].decode()
             self._entries[job_id] = entry_id
             ids.append(job_id)
@@ -91,16 +103,18 @@ class RedisJobs:
     async def take(self, consumer: str, count: int, block_ms: int) -> list[str]:
         async with guard():
             await self._ensure_group()
-            found = await self.store.blocking.xreadgroup(GROUP, consumer, {self.queue: ">"}, count=count,
-                                                 block=block_ms)
+            found = await self.store.blocking.xreadgroup(
+                GROUP, consumer, {self.queue: ">"}, count=count, block=block_ms
+            )
         return self._remember(found[0][1]) if found else []
 
     async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[str]:
         async with guard():
             await self._ensure_group()
             # Redis 6.2 answers [cursor, entries]; 7 adds the ids of deleted entries.
-            answer = await self.client.xautoclaim(self.queue, GROUP, consumer,
-                                                  min_idle_time=min_idle_ms, count=count)
+            answer = await self.client.xautoclaim(
+                self.queue, GROUP, consumer, min_idle_time=min_idle_ms, count=count
+            )
         return self._remember(answer[1])
 
     async def heartbeat(self, consumer: str, job_ids: list[str]) -> None:
@@ -114,8 +128,9 @@ class RedisJobs:
         if entry is not None:
             async with guard():
                 # An idle time far past any lease: the next reclaim anywhere takes it.
-                await self.client.xclaim(self.queue, GROUP, consumer, 0, [entry], idle=10**9,
-                                         justid=True)
+                await self.client.xclaim(
+                    self.queue, GROUP, consumer, 0, [entry], idle=10**9, justid=True
+                )
 
     async def done(self, job_id: str) -> None:
         entry = self._entries.pop(job_id, None)
@@ -148,8 +163,10 @@ class RedisJobs:
                 return False
             merged = orjson.loads(record)
             merged["response"] = response
-            done = await self._write([self._job(job_id), self.store.key("resp", job_id)],
-                                     [status, orjson.dumps(merged), ttl_s])
+            done = await self._write(
+                [self._job(job_id), self.store.key("resp", job_id)],
+                [status, orjson.dumps(merged), ttl_s],
+            )
         return bool(done)
 
     async def append_events(self, job_id: str, events: list[Event], ttl_s: int) -> None:

@@ -26,8 +26,16 @@ from gateway.streaming.sse import SSEParser
 log = logging.getLogger("gateway.jobs")
 
 MAX_ATTEMPTS: Final = 3
-LIFECYCLE: Final = frozenset({"response.created", "response.queued", "response.in_progress",
-                              "response.completed", "response.incomplete", "response.failed"})
+LIFECYCLE: Final = frozenset(
+    {
+        "response.created",
+        "response.queued",
+        "response.in_progress",
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+    }
+)
 ENDS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -46,8 +54,10 @@ class WorkerPool:
 
     def start(self) -> None:
         if self.size > 0:
-            self._loops = [asyncio.create_task(self._take_loop()),
-                           asyncio.create_task(self._lease_loop())]
+            self._loops = [
+                asyncio.create_task(self._take_loop()),
+                asyncio.create_task(self._lease_loop()),
+            ]
 
     async def stop(self, grace_s: float) -> None:
         """Take no more jobs; give running ones `grace_s`, then hand the rest back.
@@ -79,8 +89,9 @@ class WorkerPool:
         while not self._stopping:
             free = self.size - len(self.running)
             if free <= 0:
-                await asyncio.wait(list(self.running.values()), timeout=1,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    list(self.running.values()), timeout=1, return_when=asyncio.FIRST_COMPLETED
+                )
                 continue
             try:
                 ids: list[str] = []
@@ -88,8 +99,9 @@ class WorkerPool:
                     next_reclaim = loop.time() + reclaim_every
                     ids = await self.jobs.reclaim(self.consumer, self.lease_ms, free)
                 if len(ids) < free:
-                    ids += await self.jobs.take(self.consumer, free - len(ids),
-                                                int(reclaim_every * 1000))
+                    ids += await self.jobs.take(
+                        self.consumer, free - len(ids), int(reclaim_every * 1000)
+                    )
             except GatewayError as exc:
                 log.warning("job queue unavailable: %s", exc.message)
                 await asyncio.sleep(1)
@@ -150,8 +162,9 @@ class JobRun:
                 await self._fail(error, f"gave up after {MAX_ATTEMPTS} attempts: ")
                 return
             self.seq = -1
-            await self.jobs.write(self.job_id, "in_progress",
-                                  {**self.snapshot, "status": "in_progress"}, self.ttl)
+            await self.jobs.write(
+                self.job_id, "in_progress", {**self.snapshot, "status": "in_progress"}, self.ttl
+            )
             try:
                 await self._watched(self._attempt())
                 return
@@ -187,19 +200,34 @@ class JobRun:
         key = key_from_fields(saved["key"], saved["key"].get("sha256", ""))
         price = Price(**saved["price"]) if saved.get("price") else None
         governor = self.deps.governor
-        ticket = governor.restore(Subject(key, tuple(saved["projects"]), saved["model"], price),
-                                  saved)
+        ticket = governor.restore(
+            Subject(key, tuple(saved["projects"]), saved["model"], price), saved
+        )
         (record,) = await self.deps.store.get_responses(self.job["owner"], [self.job_id])
         response = record["response"] if record else {}
         status = {"completed": 200, "incomplete": 200, "cancelled": 499}.get(
-            response.get("status"), 502)
-        await governor.settle(ticket, Usage.from_response(response), status=status,
-                              latency_ms=0.0, provider=self.provider, upstream_model=self.model)
+            str(response.get("status")), 502
+        )
+        await governor.settle(
+            ticket,
+            Usage.from_response(response),
+            status=status,
+            latency_ms=0.0,
+            provider=self.provider,
+            upstream_model=self.model,
+        )
 
     def _call(self) -> Call:
         job = self.job
-        call = Call(None, self.deps, job["request_id"], body=dict(job["body"]), changed=True,
-                    stream=True, saved_headers=job["headers"])
+        call = Call(
+            None,
+            self.deps,
+            job["request_id"],
+            body=dict(job["body"]),
+            changed=True,
+            stream=True,
+            saved_headers=job["headers"],
+        )
         call.principal = KeySettings(id=job["owner"])
         call.conversation, call.input_items = job["conversation"], job["input_items"]
         return call
@@ -226,8 +254,10 @@ class JobRun:
                 if final is not None:
                     await self._finish(call, final)
                     return
-        raise UpstreamError(f"The upstream provider {target.provider.name!r} ended the stream "
-                            "before the response was complete.")
+        raise UpstreamError(
+            f"The upstream provider {target.provider.name!r} ended the stream "
+            "before the response was complete."
+        )
 
     async def _log_chunk(self, frames: list[Any]) -> Json | None:
         events, final = [], None
@@ -250,18 +280,30 @@ class JobRun:
 
     def _view(self, response: Json) -> Json:
         """The upstream's response under the job's id and the fields the client asked for."""
-        keep = ("id", "created_at", "background", "store", "previous_response_id",
-                "conversation", "metadata", "model")
+        keep = (
+            "id",
+            "created_at",
+            "background",
+            "store",
+            "previous_response_id",
+            "conversation",
+            "metadata",
+            "model",
+        )
         return {**response, **{k: self.snapshot[k] for k in keep if k in self.snapshot}}
 
     async def _finish(self, call: Call, final: Json) -> None:
-        if await self.jobs.write(self.job_id, str(final.get("status", "completed")), final,
-                                 self.ttl):
+        if await self.jobs.write(
+            self.job_id, str(final.get("status", "completed")), final, self.ttl
+        ):
             await grow_conversation(call, final)
 
     async def _fail(self, error: GatewayError, prefix: str = "") -> None:
-        failed = {**self.snapshot, "status": "failed",
-                  "error": {"code": error.code or "server_error", "message": prefix + error.message}}
+        failed = {
+            **self.snapshot,
+            "status": "failed",
+            "error": {"code": error.code or "server_error", "message": prefix + error.message},
+        }
         if await self.jobs.write(self.job_id, "failed", failed, self.ttl):
             await self._log_end("response.failed", failed)
 
@@ -272,8 +314,9 @@ class JobRun:
     async def _log_end(self, kind: str, response: Json) -> None:
         self.seq += 1
         event = {"type": kind, "sequence_number": self.seq, "response": response}
-        await self.jobs.append_events(self.job_id, [Event(self.seq, orjson.dumps(event), kind)],
-                                      self.events_ttl)
+        await self.jobs.append_events(
+            self.job_id, [Event(self.seq, orjson.dumps(event), kind)], self.events_ttl
+        )
 
 
 def _status_error(status: int, body: bytes, provider: str) -> GatewayError:
@@ -284,5 +327,7 @@ def _status_error(status: int, body: bytes, provider: str) -> GatewayError:
     except (orjson.JSONDecodeError, KeyError, TypeError):
         message = body[:300].decode(errors="replace")
     if status >= 500 or status == 429 or status in (401, 403):
-        return UpstreamError(f"The upstream provider {provider!r} answered HTTP {status}: {message}")
+        return UpstreamError(
+            f"The upstream provider {provider!r} answered HTTP {status}: {message}"
+        )
     return InvalidRequestError(f"The upstream provider {provider!r} refused the request: {message}")

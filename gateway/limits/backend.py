@@ -61,13 +61,15 @@ class Settlement:
         return Settlement(adjust=self.adjust, leases=self.leases, lease_id=self.lease_id)
 
     def accounting(self) -> Settlement:
-        return Settlement(charges=self.charges, record=self.record, day=self.day,
-                          totals=self.totals)
+        return Settlement(
+            charges=self.charges, record=self.record, day=self.day, totals=self.totals
+        )
 
 
 class Backend(Protocol):
-    async def admit(self, plan: Plan, amounts: list[int], charges: list[Charge],
-                    lease_id: str) -> Reply: ...
+    async def admit(
+        self, plan: Plan, amounts: list[int], charges: list[Charge], lease_id: str
+    ) -> Reply: ...
 
     async def settle(self, done: Settlement) -> None: ...
 

@@ -55,24 +55,45 @@ class Ticket:
 
 class Governor:
     def __init__(
-        self, settings: Settings, redis_client: redis.Redis | None, prefix: str, *,
+        self,
+        settings: Settings,
+        redis_client: redis.Redis | None,
+        prefix: str,
+        *,
         clock: Callable[[], float] = time.time,
         projects: Mapping[str, ProjectLimits | Mapping[str, Any]] | None = None,
         models: Mapping[str, ModelLimits | Mapping[str, Any]] | None = None,
-        lease_ttl_s: float = 120.0, window_s: float = 60.0, probe_interval_s: float = 1.0,
-        concurrency_retry_ms: int = 1000, tag: str = "limits", stream_max: int = 100_000,
+        lease_ttl_s: float = 120.0,
+        window_s: float = 60.0,
+        probe_interval_s: float = 1.0,
+        concurrency_retry_ms: int = 1000,
+        tag: str = "limits",
+        stream_max: int = 100_000,
         totals_ttl_s: int = 400 * 86400,
     ) -> None:
         self.clock = clock
-        self.projects = {n: p if isinstance(p, ProjectLimits) else ProjectLimits.from_mapping(p)
-                         for n, p in (projects or {}).items()}
-        self.models = {n: m if isinstance(m, ModelLimits) else ModelLimits.from_mapping(m)
-                       for n, m in (models or {}).items()}
+        self.projects = {
+            n: p if isinstance(p, ProjectLimits) else ProjectLimits.from_mapping(p)
+            for n, p in (projects or {}).items()
+        }
+        self.models = {
+            n: m if isinstance(m, ModelLimits) else ModelLimits.from_mapping(m)
+            for n, m in (models or {}).items()
+        }
         self.window = Window(round(window_s * 1000), round(lease_ttl_s * 1000))
         self.memory = MemoryLimiter(self.window, clock, stream_max=stream_max)
-        self.redis = None if redis_client is None else RedisLimiter(
-            redis_client, prefix, self.window, tag=tag, stream_max=stream_max,
-            totals_ttl_s=totals_ttl_s)
+        self.redis = (
+            None
+            if redis_client is None
+            else RedisLimiter(
+                redis_client,
+                prefix,
+                self.window,
+                tag=tag,
+                stream_max=stream_max,
+                totals_ttl_s=totals_ttl_s,
+            )
+        )
         self.fail_open = settings.limits.on_redis_error != "closed"
         self.timeout_s = max(settings.limits.redis_timeout_ms, 1) / 1000
         self.probe_interval_s = probe_interval_s
@@ -112,22 +133,34 @@ class Governor:
         lease_id, memory = ticket.lease_id, self.memory
         reply, ticket.backend = await self._run(
             lambda r: r.admit(plan, amounts, charges, lease_id),
-            lambda: memory.admit(plan, amounts, charges, lease_id))
+            lambda: memory.admit(plan, amounts, charges, lease_id),
+        )
         if not reply.admitted:
-            raise refusal(subject.model, plan, reply, amounts, charges, self.window,
-                          self.concurrency_retry_ms)
+            raise refusal(
+                subject.model, plan, reply, amounts, charges, self.window, self.concurrency_retry_ms
+            )
         ticket.bucket = reply.bucket
         ticket.headers = rate_headers(plan, reply, amounts, self.window)
         return ticket
 
     def saved(self, ticket: Ticket) -> dict[str, Any]:
         """What another process needs to settle this ticket (a background job's run)."""
-        return {"estimated_tokens": ticket.estimated_tokens, "lease_id": ticket.lease_id,
-                "backend": ticket.backend, "bucket": ticket.bucket}
+        return {
+            "estimated_tokens": ticket.estimated_tokens,
+            "lease_id": ticket.lease_id,
+            "backend": ticket.backend,
+            "bucket": ticket.bucket,
+        }
 
     def restore(self, subject: Subject, saved: Mapping[str, Any]) -> Ticket:
-        return Ticket(subject, self._plan(subject), int(saved["estimated_tokens"]),
-                      str(saved["lease_id"]), str(saved["backend"]), int(saved["bucket"]))
+        return Ticket(
+            subject,
+            self._plan(subject),
+            int(saved["estimated_tokens"]),
+            str(saved["lease_id"]),
+            str(saved["backend"]),
+            int(saved["bucket"]),
+        )
 
     def headers(self, ticket: Ticket) -> dict[str, str]:
         return dict(ticket.headers)
@@ -144,8 +177,16 @@ class Governor:
         with contextlib.suppress(ServiceUnavailableError):
             await self._run(lambda r: r.renew(leases, lease_id), _nothing)
 
-    async def settle(self, ticket: Ticket, usage: Usage | None, *, status: int,
-                     latency_ms: float, provider: str | None, upstream_model: str | None) -> float:
+    async def settle(
+        self,
+        ticket: Ticket,
+        usage: Usage | None,
+        *,
+        status: int,
+        latency_ms: float,
+        provider: str | None,
+        upstream_model: str | None,
+    ) -> float:
         """Reconcile, release, charge and record; never raises for Redis; runs once per ticket."""
         if ticket.settled:
             return ticket.cost_usd
@@ -156,13 +197,20 @@ class Governor:
         delta = 0 if usage is None else usage.total_tokens - ticket.estimated_tokens
         counters = accounting.totals(subject.projects, subject.key.id, subject.model, usage, usd)
         done = Settlement(
-            adjust=tuple((r, ticket.bucket, delta) for r in plan.rates
-                         if r.kind == "tokens" and delta),
-            leases=plan.leases, lease_id=ticket.lease_id,
-            charges=tuple(Charge(b, *self._periods.window(b.period, now), spend=nano(usd))
-                          for b in plan.budgets if nano(usd) > 0),
+            adjust=tuple(
+                (r, ticket.bucket, delta) for r in plan.rates if r.kind == "tokens" and delta
+            ),
+            leases=plan.leases,
+            lease_id=ticket.lease_id,
+            charges=tuple(
+                Charge(b, *self._periods.window(b.period, now), spend=nano(usd))
+                for b in plan.budgets
+                if nano(usd) > 0
+            ),
             record=_record(ticket, usage, usd, status, latency_ms, provider, upstream_model, now),
-            day=self._periods.day(now), totals=counters)
+            day=self._periods.day(now),
+            totals=counters,
+        )
         if self.redis is None:
             await self.memory.settle(done)
             return usd
@@ -171,14 +219,14 @@ class Governor:
             done = done.accounting()
         shared, memory = done, self.memory
         try:
-            await self._run(lambda r: r.settle(shared),
-                            lambda: memory.settle(shared.accounting()))
+            await self._run(lambda r: r.settle(shared), lambda: memory.settle(shared.accounting()))
         except ServiceUnavailableError:
             self.lost_settlements += 1
         return usd
 
-    async def usage_report(self, project: str | None, day_from: date, day_to: date,
-                           group_by: str) -> list[dict[str, object]]:
+    async def usage_report(
+        self, project: str | None, day_from: date, day_to: date, group_by: str
+    ) -> list[dict[str, object]]:
         days = accounting.days(day_from, day_to)
         if self.redis is None:
             found = await self.memory.day_totals(days)
@@ -193,8 +241,11 @@ class Governor:
     def cost(self, price: Price | None, usage: Usage | None) -> float:
         return accounting.cost(price, usage)
 
-    async def _run(self, on_redis: Callable[[RedisLimiter], Awaitable[T]],
-                   on_memory: Callable[[], Awaitable[T]]) -> tuple[T, str]:
+    async def _run(
+        self,
+        on_redis: Callable[[RedisLimiter], Awaitable[T]],
+        on_memory: Callable[[], Awaitable[T]],
+    ) -> tuple[T, str]:
         """Redis when it answers in time; else memory (`open`) or a 503 (`closed`)."""
         if self.redis is None:
             return await on_memory(), "memory"
@@ -221,25 +272,44 @@ class Governor:
         if not self._outage:
             self._outage = True
             then = "per-process limits take over" if self.fail_open else "refusing with 503"
-            log.warning("Redis unreachable for rate limits (%s: %s); %s until it answers",
-                        type(exc).__name__, exc, then)
+            log.warning(
+                "Redis unreachable for rate limits (%s: %s); %s until it answers",
+                type(exc).__name__,
+                exc,
+                then,
+            )
 
 
 async def _nothing() -> None:
     return None
 
 
-def _record(ticket: Ticket, usage: Usage | None, usd: float, status: int, latency_ms: float,
-            provider: str | None, upstream_model: str | None, now: float) -> dict[str, str]:
+def _record(
+    ticket: Ticket,
+    usage: Usage | None,
+    usd: float,
+    status: int,
+    latency_ms: float,
+    provider: str | None,
+    upstream_model: str | None,
+    now: float,
+) -> dict[str, str]:
     u = usage or Usage()
     s = ticket.subject
     return {
-        "key": s.key.id, "projects": ",".join(s.projects), "model": s.model,
-        "provider": provider or "", "upstream_model": upstream_model or "",
-        "input_tokens": str(u.input_tokens), "cached_tokens": str(u.cached_tokens),
-        "output_tokens": str(u.output_tokens), "total_tokens": str(u.total_tokens),
+        "key": s.key.id,
+        "projects": ",".join(s.projects),
+        "model": s.model,
+        "provider": provider or "",
+        "upstream_model": upstream_model or "",
+        "input_tokens": str(u.input_tokens),
+        "cached_tokens": str(u.cached_tokens),
+        "output_tokens": str(u.output_tokens),
+        "total_tokens": str(u.total_tokens),
         "estimated_tokens": str(ticket.estimated_tokens),
         "usage": "none" if usage is None else "reported",
-        "cost_usd": repr(usd), "latency_ms": f"{latency_ms:.1f}", "status": str(status),
+        "cost_usd": repr(usd),
+        "latency_ms": f"{latency_ms:.1f}",
+        "status": str(status),
         "time": f"{now:.3f}",
     }

@@ -34,8 +34,9 @@ def go_duration(ms: int) -> str:
     return (f"{hours}h{minutes}m" if hours else f"{minutes}m" if minutes else "") + seconds + "s"
 
 
-def rate_headers(plan: Plan, reply: Reply, amounts: Sequence[int],
-                 window: Window) -> dict[str, str]:
+def rate_headers(
+    plan: Plan, reply: Reply, amounts: Sequence[int], window: Window
+) -> dict[str, str]:
     """The x-ratelimit-* trio per kind, for the rule of that kind with the least room left."""
     out: dict[str, str] = {}
     for kind in ("requests", "tokens"):
@@ -73,20 +74,28 @@ def _rate_error(rate: Rate, message: str, headers: dict[str, str]) -> RateLimitE
     return cls(message, headers=headers)
 
 
-def too_large(model: str, plan: Plan, amounts: Sequence[int],
-              window: Window) -> RateLimitError | None:
+def too_large(
+    model: str, plan: Plan, amounts: Sequence[int], window: Window
+) -> RateLimitError | None:
     """A request no amount of waiting admits (estimate above a token limit, or a zero limit)."""
     stop = {"x-should-retry": "false"}
     for rate, amount in zip(plan.rates, amounts, strict=True):
         if amount > rate.limit:
-            return _rate_error(rate, (
-                f"Request too large for {model}{_where(rate.scope, rate.name)} on "
-                f"{_per(rate, window)}: Limit {rate.limit}, Requested {amount}. The input or "
-                "output tokens must be reduced in order to run successfully."), stop)
+            return _rate_error(
+                rate,
+                (
+                    f"Request too large for {model}{_where(rate.scope, rate.name)} on "
+                    f"{_per(rate, window)}: Limit {rate.limit}, Requested {amount}. The input or "
+                    "output tokens must be reduced in order to run successfully."
+                ),
+                stop,
+            )
     for lease in plan.leases:
         if lease.limit <= 0:
-            return RateLimitError(f"No concurrent requests are allowed for {model}"
-                                  f"{_where(lease.scope, lease.name)}.", headers=stop)
+            return RateLimitError(
+                f"No concurrent requests are allowed for {model}{_where(lease.scope, lease.name)}.",
+                headers=stop,
+            )
     return None
 
 
@@ -98,8 +107,15 @@ def _period(c: Charge) -> str:
     return "in total" if c.budget.period == "total" else f"for the {c.budget.period} {c.period_id}"
 
 
-def refusal(model: str, plan: Plan, reply: Reply, amounts: Sequence[int],
-            charges: Sequence[Charge], window: Window, concurrency_retry_ms: int) -> GatewayError:
+def refusal(
+    model: str,
+    plan: Plan,
+    reply: Reply,
+    amounts: Sequence[int],
+    charges: Sequence[Charge],
+    window: Window,
+    concurrency_retry_ms: int,
+) -> GatewayError:
     """The error for a refused admit: a spent budget first, else the limit that frees up last."""
     for c, spent in zip(charges, reply.spent, strict=True):
         if spent >= nano(c.budget.limit_usd):
@@ -107,26 +123,34 @@ def refusal(model: str, plan: Plan, reply: Reply, amounts: Sequence[int],
             return QuotaExceededError(
                 f"You exceeded your current quota: {b.scope} '{b.name}' has spent "
                 f"{_usd(spent / NANO)} of its {_usd(b.limit_usd)} budget {_period(c)}. "
-                "Ask an administrator to raise the budget.")
+                "Ask an administrator to raise the budget."
+            )
     worst: tuple[int, Rate | Lease | None, str] | None = None
     for i, rate in enumerate(plan.rates):
         wait = reply.wait_ms[i]
         if reply.used[i] + amounts[i] > rate.limit and (worst is None or wait > worst[0]):
-            text = (f"Rate limit reached for {model}{_where(rate.scope, rate.name)} on "
-                    f"{_per(rate, window)}: Limit {rate.limit}, Used {reply.used[i]}, "
-                    f"Requested {amounts[i]}.")
+            text = (
+                f"Rate limit reached for {model}{_where(rate.scope, rate.name)} on "
+                f"{_per(rate, window)}: Limit {rate.limit}, Used {reply.used[i]}, "
+                f"Requested {amounts[i]}."
+            )
             worst = (wait, rate, text)
     for lease, held in zip(plan.leases, reply.held, strict=True):
         if held >= lease.limit and (worst is None or concurrency_retry_ms > worst[0]):
-            text = (f"Too many concurrent requests for {model}{_where(lease.scope, lease.name)}"
-                    f": Limit {lease.limit}, In flight {held}.")
+            text = (
+                f"Too many concurrent requests for {model}{_where(lease.scope, lease.name)}"
+                f": Limit {lease.limit}, In flight {held}."
+            )
             worst = (concurrency_retry_ms, lease, text)
     if worst is None:  # unreachable: the script refuses only on one of the conditions above
         worst = (concurrency_retry_ms, None, "Rate limit reached.")
     wait, rule, text = worst
     wait = max(1, wait)
-    headers = {"retry-after": str(max(1, math.ceil(wait / 1000))), "retry-after-ms": str(wait),
-               **rate_headers(plan, reply, amounts, window)}
+    headers = {
+        "retry-after": str(max(1, math.ceil(wait / 1000))),
+        "retry-after-ms": str(wait),
+        **rate_headers(plan, reply, amounts, window),
+    }
     message = f"{text} Please try again in {go_duration(wait)}."
     if isinstance(rule, Rate):
         return _rate_error(rule, message, headers)
@@ -136,4 +160,6 @@ def refusal(model: str, plan: Plan, reply: Reply, amounts: Sequence[int],
 def unavailable() -> ServiceUnavailableError:
     return ServiceUnavailableError(
         "The gateway's rate limiter is unreachable; try again shortly.",
-        code="limits_unavailable", headers={"retry-after": "1", "retry-after-ms": "1000"})
+        code="limits_unavailable",
+        headers={"retry-after": "1", "retry-after-ms": "1000"},
+    )

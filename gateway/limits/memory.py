@@ -10,8 +10,9 @@ from gateway.limits.rules import Lease, Plan, Rate, nano
 
 
 class MemoryLimiter:
-    def __init__(self, window: Window, clock: Callable[[], float], *,
-                 stream_max: int = 100_000) -> None:
+    def __init__(
+        self, window: Window, clock: Callable[[], float], *, stream_max: int = 100_000
+    ) -> None:
         self.window = window
         self.clock = clock
         self.rates: dict[tuple[str, str, str], dict[int, int]] = defaultdict(dict)
@@ -40,8 +41,9 @@ class MemoryLimiter:
     def _budget_key(c: Charge) -> tuple[str, str, str]:
         return (c.period_id, c.budget.scope, c.budget.name)
 
-    async def admit(self, plan: Plan, amounts: list[int], charges: list[Charge],
-                    lease_id: str) -> Reply:
+    async def admit(
+        self, plan: Plan, amounts: list[int], charges: list[Charge], lease_id: str
+    ) -> Reply:
         now, cur = self._now()
         nb, bucket_ms = self.window.buckets, self.window.bucket_ms
         used: list[int] = []
@@ -73,8 +75,9 @@ class MemoryLimiter:
                     buckets[cur] = buckets.get(cur, 0) + amount
             for lease in plan.leases:
                 self.leases[(lease.scope, lease.name)][lease_id] = now + self.window.lease_ms
-        return Reply(ok, now, cur, tuple(used), tuple(wait), tuple(newest), tuple(held),
-                     tuple(spent))
+        return Reply(
+            ok, now, cur, tuple(used), tuple(wait), tuple(newest), tuple(held), tuple(spent)
+        )
 
     async def settle(self, done: Settlement) -> None:
         _, cur = self._now()

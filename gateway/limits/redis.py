@@ -118,8 +118,16 @@ return 1
 
 
 class RedisLimiter:
-    def __init__(self, client: redis.Redis, prefix: str, window: Window, *, tag: str = "limits",
-                 stream_max: int = 100_000, totals_ttl_s: int = 400 * 86400) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        window: Window,
+        *,
+        tag: str = "limits",
+        stream_max: int = 100_000,
+        totals_ttl_s: int = 400 * 86400,
+    ) -> None:
         self.client = client
         self.window = window
         self.base = f"{prefix}rl:{{{tag}}}:"
@@ -143,24 +151,40 @@ class RedisLimiter:
     def totals_key(self, day: str) -> str:
         return f"{self.base}usage:{day or 'none'}"
 
-    async def admit(self, plan: Plan, amounts: list[int], charges: list[Charge],
-                    lease_id: str) -> Reply:
+    async def admit(
+        self, plan: Plan, amounts: list[int], charges: list[Charge], lease_id: str
+    ) -> Reply:
         w = self.window
         keys = self._plan_keys.get(plan)
         if keys is None:
             if len(self._plan_keys) > 4096:
                 self._plan_keys.clear()
             keys = self._plan_keys[plan] = [self.rate_key(r) for r in plan.rates] + [
-                self.lease_key(x) for x in plan.leases]
+                self.lease_key(x) for x in plan.leases
+            ]
         keys = keys + [self.budget_key(c) for c in charges]
-        arg = orjson.dumps({
-            "w": w.buckets, "b": w.bucket_ms, "l": w.lease_ms, "id": lease_id,
-            "r": [[r.limit, n] for r, n in zip(plan.rates, amounts, strict=True)],
-            "c": [x.limit for x in plan.leases], "s": [nano(c.budget.limit_usd) for c in charges],
-        })
+        arg = orjson.dumps(
+            {
+                "w": w.buckets,
+                "b": w.bucket_ms,
+                "l": w.lease_ms,
+                "id": lease_id,
+                "r": [[r.limit, n] for r, n in zip(plan.rates, amounts, strict=True)],
+                "c": [x.limit for x in plan.leases],
+                "s": [nano(c.budget.limit_usd) for c in charges],
+            }
+        )
         ok, now, cur, used, wait, newest, held, spent = await self._admit(keys, [arg])
-        return Reply(bool(ok), int(now), int(cur), tuple(map(int, used)), tuple(map(int, wait)),
-                     tuple(map(int, newest)), tuple(map(int, held)), tuple(map(int, spent)))
+        return Reply(
+            bool(ok),
+            int(now),
+            int(cur),
+            tuple(map(int, used)),
+            tuple(map(int, wait)),
+            tuple(map(int, newest)),
+            tuple(map(int, held)),
+            tuple(map(int, spent)),
+        )
 
     async def settle(self, done: Settlement) -> None:
         w = self.window
@@ -174,12 +198,20 @@ class RedisLimiter:
         rec: list[str] = []
         for name, value in done.record.items():
             rec += (name, value)
-        arg = orjson.dumps({
-            "w": w.buckets, "b": w.bucket_ms, "id": done.lease_id,
-            "adj": [[bucket, delta] for _, bucket, delta in done.adjust], "n": len(done.leases),
-            "spend": [[c.spend, c.ttl_s or 0] for c in done.charges],
-            "ttl": self.totals_ttl_s, "tot": tot, "max": self.stream_max, "rec": rec,
-        })
+        arg = orjson.dumps(
+            {
+                "w": w.buckets,
+                "b": w.bucket_ms,
+                "id": done.lease_id,
+                "adj": [[bucket, delta] for _, bucket, delta in done.adjust],
+                "n": len(done.leases),
+                "spend": [[c.spend, c.ttl_s or 0] for c in done.charges],
+                "ttl": self.totals_ttl_s,
+                "tot": tot,
+                "max": self.stream_max,
+                "rec": rec,
+            }
+        )
         await self._settle(keys, [arg])
 
     async def renew(self, leases: tuple[Lease, ...], lease_id: str) -> None:

@@ -39,9 +39,13 @@ class ProjectLimits:
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> ProjectLimits:
-        return cls(rpm=raw.get("rpm"), tpm=raw.get("tpm"),
-                   max_concurrent=raw.get("max_concurrent"), budget_usd=raw.get("budget_usd"),
-                   budget_period=raw.get("budget_period", "month"))
+        return cls(
+            rpm=raw.get("rpm"),
+            tpm=raw.get("tpm"),
+            max_concurrent=raw.get("max_concurrent"),
+            budget_usd=raw.get("budget_usd"),
+            budget_period=raw.get("budget_period", "month"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +108,22 @@ class Plan:
         return [1 if r.kind == "requests" else estimated_tokens for r in self.rates]
 
 
-def plan_for(subject: Subject, projects: Mapping[str, ProjectLimits],
-             models: Mapping[str, ModelLimits]) -> Plan:
+def plan_for(
+    subject: Subject, projects: Mapping[str, ProjectLimits], models: Mapping[str, ModelLimits]
+) -> Plan:
     rates: list[Rate] = []
     leases: list[Lease] = []
     budgets: list[Budget] = []
 
-    def add(scope: str, name: str, rpm: int | None, tpm: int | None,
-            concurrent: int | None = None, usd: float | None = None, period: str = "") -> None:
+    def add(
+        scope: str,
+        name: str,
+        rpm: int | None,
+        tpm: int | None,
+        concurrent: int | None = None,
+        usd: float | None = None,
+        period: str = "",
+    ) -> None:
         if rpm is not None:
             rates.append(Rate(scope, name, "requests", rpm))
         if tpm is not None:

@@ -26,16 +26,20 @@ def cost(price: Price | None, usage: Usage | None) -> float:
     if price is None or usage is None:
         return 0.0
     cached = min(max(usage.cached_tokens, 0), usage.input_tokens)
-    return ((usage.input_tokens - cached) * price.input + cached * price.cached_input
-            + usage.output_tokens * price.output) / 1_000_000
+    return (
+        (usage.input_tokens - cached) * price.input
+        + cached * price.cached_input
+        + usage.output_tokens * price.output
+    ) / 1_000_000
 
 
 def field(view: str, project: str | None, key: str, model: str, metric: str) -> str:
     return orjson.dumps([view, project, key, model, metric]).decode()
 
 
-def totals(projects: Sequence[str], key: str, model: str,
-           usage: Usage | None, usd: float) -> dict[str, int]:
+def totals(
+    projects: Sequence[str], key: str, model: str, usage: Usage | None, usd: float
+) -> dict[str, int]:
     """The counter increments of one request (cost in nano-USD)."""
     u = usage or Usage()
     counts = (1, u.input_tokens, u.output_tokens, u.total_tokens, nano(usd))
@@ -53,8 +57,9 @@ def days(day_from: date, day_to: date) -> list[str]:
     return [(day_from + timedelta(n)).isoformat() for n in range((day_to - day_from).days + 1)]
 
 
-def report(day_names: list[str], found: list[dict[str, int]], project: str | None,
-           group_by: str) -> list[dict[str, object]]:
+def report(
+    day_names: list[str], found: list[dict[str, int]], project: str | None, group_by: str
+) -> list[dict[str, object]]:
     if group_by not in GROUPS:
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
     groups: dict[str | None, dict[str, int]] = {}
@@ -72,6 +77,11 @@ def report(day_names: list[str], found: list[dict[str, int]], project: str | Non
     rows: list[dict[str, object]] = []
     for group in sorted(groups, key=lambda g: (g is not None, g or "")):
         row = groups[group]
-        rows.append({group_by: group, **{m: row[m] for m in METRICS[:-1]},
-                     "cost_usd": row["cost_usd"] / NANO})
+        rows.append(
+            {
+                group_by: group,
+                **{m: row[m] for m in METRICS[:-1]},
+                "cost_usd": row["cost_usd"] / NANO,
+            }
+        )
     return rows

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -50,8 +49,7 @@ async def forward(call: Call) -> web.StreamResponse:
                     call.upstream_s = time.monotonic() - sent
                     if not _retryable(reply.status):
                         return await _answer(call, reply, headers)
-                    attempts.failed(target, account, _retry_after(reply),
-                                    f"status_{reply.status}")
+                    attempts.failed(target, account, _retry_after(reply), f"status_{reply.status}")
                     pair = attempts.next()
                     if pair is None:
                         return await _answer(call, reply, headers)
@@ -75,7 +73,8 @@ class Attempts:
         self.count = 0
         fallbacks = call.route.fallbacks if call.route else ()
         self.models: list[tuple[ModelSettings | None, tuple[Target, ...]]] = [
-            (call.route, call.targets)]
+            (call.route, call.targets)
+        ]
         self._fallbacks = list(fallbacks)
 
     def left(self) -> bool:
@@ -108,10 +107,11 @@ class Attempts:
                 self.models.append(self.call.deps.router.resolve(name, key, only))
                 return
             except GatewayError:
-                continue   # a fallback this caller may not use is skipped, not an error
+                continue  # a fallback this caller may not use is skipped, not an error
 
-    def failed(self, target: Target, account: Account, retry_after_s: float | None,
-               kind: str) -> None:
+    def failed(
+        self, target: Target, account: Account, retry_after_s: float | None, kind: str
+    ) -> None:
         metrics.UPSTREAM_ERRORS.labels(target.provider.name, kind).inc()
         self.health.fail(target, account, retry_after_s)
 
@@ -119,7 +119,8 @@ class Attempts:
         wait = max(1, math.ceil(self.health.soonest(self.call.targets)))
         return ServiceUnavailableError(
             f"No account can serve the model '{self.call.model}' right now: every target is "
-            "cooling down after failures.", code="no_accounts",
+            "cooling down after failures.",
+            code="no_accounts",
             headers={"retry-after": str(wait)},
         )
 
@@ -160,13 +161,18 @@ def _retry_after(reply: Reply) -> float | None:
     return None
 
 
-async def _stream(call: Call, reply: Reply, headers: dict[str, str],
-                  sent: float) -> web.StreamResponse:
+async def _stream(
+    call: Call, reply: Reply, headers: dict[str, str], sent: float
+) -> web.StreamResponse:
     assert call.request is not None
     assert call.target is not None
     assert reply.chunks is not None
     response, tap, stayed = await relay(
-        call.request, reply.chunks, call.target.provider.name, headers, call.deps.streams,
+        call.request,
+        reply.chunks,
+        call.target.provider.name,
+        headers,
+        call.deps.streams,
         on_terminal=(lambda final: save(call, client_view(call, final))) if call.stateful else None,
     )
     call.status, call.client_gone = 200, not stayed

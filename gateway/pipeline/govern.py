@@ -20,11 +20,17 @@ async def apply_policies(call: Call) -> None:
         seen.add(ps.name)
         policies.append(ps.policy)
         if ps.unsupported_tools or ps.policy.file_ids == "refuse":
-            apply_provider_rules(call.body, drop_fields=(), unsupported_tools=ps.unsupported_tools,
-                                 refuse_file_ids=ps.policy.file_ids == "refuse")
+            apply_provider_rules(
+                call.body,
+                drop_fields=(),
+                unsupported_tools=ps.unsupported_tools,
+                refuse_file_ids=ps.policy.file_ids == "refuse",
+            )
     for policy in policies:
         if policy != _PASS and apply_policy(
-            call.body, store=policy.store, truncation=policy.truncation,
+            call.body,
+            store=policy.store,
+            truncation=policy.truncation,
             unknown_fields=policy.unknown_fields,
         ):
             call.changed = True

@@ -36,7 +36,8 @@ def attribution(call: Call) -> tuple[str, ...]:
         if project not in allowed:
             raise PermissionDeniedError(
                 f"This key may not charge project '{project}'; it may charge: "
-                f"{', '.join(allowed) or 'no project'}.", param="attribution",
+                f"{', '.join(allowed) or 'no project'}.",
+                param="attribution",
                 code="project_not_allowed",
             )
     return asked
@@ -50,9 +51,12 @@ def estimate(call: Call) -> int:
 
 async def admit(call: Call) -> None:
     assert call.principal is not None
-    subject = Subject(call.principal, attribution(call),
-                      call.route.name if call.route else call.model,
-                      call.route.price if call.route else None)
+    subject = Subject(
+        call.principal,
+        attribution(call),
+        call.route.name if call.route else call.model,
+        call.route.price if call.route else None,
+    )
     call.ticket = await call.deps.governor.admit(subject, estimate(call))
 
 
@@ -63,10 +67,16 @@ def settle(call: Call) -> None:
     if ticket is None or ticket.settled:
         return
     target = call.target
-    call.deps.settler.submit(Settlement(
-        ticket, call.usage, call.status or 500, (time.monotonic() - call.started) * 1000,
-        target.provider.name if target else None, target.model if target else None,
-    ))
+    call.deps.settler.submit(
+        Settlement(
+            ticket,
+            call.usage,
+            call.status or 500,
+            (time.monotonic() - call.started) * 1000,
+            target.provider.name if target else None,
+            target.model if target else None,
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +117,13 @@ class Settler:
             done = self._queue.popleft()
             try:
                 await self.governor.settle(
-                    done.ticket, done.usage, status=done.status, latency_ms=done.latency_ms,
-                    provider=done.provider, upstream_model=done.upstream_model)
+                    done.ticket,
+                    done.usage,
+                    status=done.status,
+                    latency_ms=done.latency_ms,
+                    provider=done.provider,
+                    upstream_model=done.upstream_model,
+                )
             except Exception:
                 log.exception("settling a request failed")
 

@@ -113,11 +113,8 @@ def _needs_change(message: Any) -> bool:
     if role == "tool" or not _CHAT_KEYS.isdisjoint(message):
         return True
     content = message.get("content")
-    if role == "assistant":
-        # A plain string is valid assistant content for the Responses API: left as sent.
-        kinds = _ASSISTANT_TEXT
-    else:
-        kinds = _CHAT_PARTS
+    # A plain string is valid assistant content for the Responses API: left as sent.
+    kinds = _ASSISTANT_TEXT if role == "assistant" else _CHAT_PARTS
     if type(content) is list:
         for part in content:
             if type(part) is dict and _str(part.get("type")) in kinds:

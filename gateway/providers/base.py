@@ -51,8 +51,9 @@ def upstream_failure(exc: BaseException, provider: str) -> GatewayError:
 USER_AGENT = "responses-gateway/0.1"
 
 
-def upstream_headers(call: Call, account: Account, settings: ProviderSettings,
-                     forwarded: tuple[str, ...]) -> dict[str, str]:
+def upstream_headers(
+    call: Call, account: Account, settings: ProviderSettings, forwarded: tuple[str, ...]
+) -> dict[str, str]:
     """What an upstream request carries: the account's key, never the caller's, and only the
     allow-listed client headers (the trace context of the attempt's span when tracing is on)."""
     headers = {

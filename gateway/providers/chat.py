@@ -58,9 +58,7 @@ class ChatCompletionsProvider:
         payload = orjson.dumps(to_chat_request(call.body, target.model))
         url = self.settings.base_url + self.path
         try:
-            resp = await self.session.post(
-                url, data=payload, headers=self.headers(call, account)
-            )
+            resp = await self.session.post(url, data=payload, headers=self.headers(call, account))
         except UPSTREAM_ERRORS as exc:
             raise upstream_failure(exc, self.name) from exc
         translator = ChatStreamTranslator(

@@ -52,14 +52,15 @@ class ResponsesProvider:
         body = call.upstream_body()
         try:
             resp = await self.session.post(
-                url, data=body if len(body) < LARGE_BODY else io.BytesIO(body),
+                url,
+                data=body if len(body) < LARGE_BODY else io.BytesIO(body),
                 headers=self.headers(call, account),
             )
         except UPSTREAM_ERRORS as exc:
             raise upstream_failure(exc, self.name) from exc
         try:
-            streaming = call.stream and resp.status == 200 and (
-                resp.content_type == "text/event-stream"
+            streaming = (
+                call.stream and resp.status == 200 and (resp.content_type == "text/event-stream")
             )
             if streaming:
                 yield Reply(200, chunks=resp.content.iter_any(), headers=resp.headers)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.config import Settings
-from gateway.routes import conversations as conv
-from gateway.routes import responses as resp
+from gateway.routes import conversations as conv, responses as resp
 from gateway.routes.admin import add_admin_routes
-from gateway.routes.usage import usage_report
 from gateway.routes.health import healthz, readyz, serve_metrics
 from gateway.routes.models import list_models, retrieve_model
+from gateway.routes.usage import usage_report
 
 
 def setup_routes(app: web.Application, settings: Settings) -> None:
@@ -26,8 +25,9 @@ def setup_routes(app: web.Application, settings: Settings) -> None:
         router.add_get(p + "/responses/{response_id}", resp.retrieve_response, allow_head=False)
         router.add_delete(p + "/responses/{response_id}", resp.delete_response)
         router.add_post(p + "/responses/{response_id}/cancel", resp.cancel_response)
-        router.add_get(p + "/responses/{response_id}/input_items", resp.list_input_items,
-                       allow_head=False)
+        router.add_get(
+            p + "/responses/{response_id}/input_items", resp.list_input_items, allow_head=False
+        )
         router.add_post(f"{p}/conversations", conv.create_conversation)
         c = p + "/conversations/{conversation_id}"
         router.add_get(c, conv.retrieve_conversation, allow_head=False)

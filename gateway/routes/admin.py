@@ -52,8 +52,13 @@ def render(key: KeySettings, source: str, created_at: int | None = None) -> dict
     """A key as the admin API shows it: every setting in force, never the secret or its digest."""
     shown = dataclasses.asdict(key)
     del shown["sha256"]
-    return {"object": "gateway.key", "id": key.id, "source": source, "created_at": created_at,
-            **shown}
+    return {
+        "object": "gateway.key",
+        "id": key.id,
+        "source": source,
+        "created_at": created_at,
+        **shown,
+    }
 
 
 def _render_record(record: Record) -> dict[str, Any]:
@@ -73,14 +78,14 @@ def _not_found(key_id: str) -> NotFoundError:
 def _read_only(key_id: str) -> ConflictError:
     return ConflictError(
         f"Key '{key_id}' comes from the config file (auth.keys) and cannot be changed through "
-        "the admin API: edit the file and restart the gateway.", param="key_id",
+        "the admin API: edit the file and restart the gateway.",
+        param="key_id",
         code="key_read_only",
     )
 
 
 def _taken(key_id: str) -> ConflictError:
-    return ConflictError(f"A key with id '{key_id}' already exists.", param="id",
-                         code="key_exists")
+    return ConflictError(f"A key with id '{key_id}' already exists.", param="id", code="key_exists")
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -89,7 +94,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
         if name in body:
             raise InvalidRequestError(
                 f"'{name}' cannot be set: the gateway makes the secret and shows it once, in "
-                "the answer to POST /admin/keys.", param=name, code="unknown_parameter",
+                "the answer to POST /admin/keys.",
+                param=name,
+                code="unknown_parameter",
             )
     return body
 
@@ -101,8 +108,9 @@ async def create_key(request: web.Request) -> web.Response:
     _fields()[0](fields)
     key_id = fields.setdefault("id", "key_" + secrets.token_hex(12))
     if key_id.startswith("jwt:"):
-        raise InvalidRequestError("Key ids starting with 'jwt:' name bearer-token callers.",
-                                  param="id")
+        raise InvalidRequestError(
+            "Key ids starting with 'jwt:' name bearer-token callers.", param="id"
+        )
     if key_id in ring.config_ids:
         raise _taken(key_id)
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)

@@ -26,7 +26,8 @@ async def _caller(request: web.Request) -> tuple[Deps, KeySettings]:
     if key.zdr:
         raise InvalidRequestError(
             "Conversations cannot be used: this key has zero data retention, so the gateway "
-            "keeps nothing.", param=None,
+            "keeps nothing.",
+            param=None,
         )
     return deps, key
 
@@ -43,14 +44,16 @@ def _items_param(body: dict[str, Any], field: str) -> list[Json]:
         raise InvalidRequestError(
             f"Invalid '{field}': array too long. Expected an array with maximum length "
             f"{MAX_ITEMS_PER_CALL}, but got an array with length {len(raw)} instead.",
-            param=field, code="array_above_max_length",
+            param=field,
+            code="array_above_max_length",
         )
     return as_items(raw, field)
 
 
 def conversation_not_found(conv_id: str) -> NotFoundError:
-    return NotFoundError(f"Conversation with id '{conv_id}' not found.", param="conversation_id",
-                         code="not_found")
+    return NotFoundError(
+        f"Conversation with id '{conv_id}' not found.", param="conversation_id", code="not_found"
+    )
 
 
 async def _conversation(deps: Deps, key: KeySettings, conv_id: str) -> Json:
@@ -68,13 +71,19 @@ async def create_conversation(request: web.Request) -> web.Response:
     metadata = body.get("metadata") or {}
     check_metadata(metadata)
     items = _items_param(body, "items")
-    conversation = {"id": new_id("conv"), "object": "conversation",
-                    "created_at": int(time.time()), "metadata": metadata}
+    conv_id = new_id("conv")
+    conversation: Json = {
+        "id": conv_id,
+        "object": "conversation",
+        "created_at": int(time.time()),
+        "metadata": metadata,
+    }
     ttl = deps.settings.store.response_ttl_s
-    await deps.store.put_conversation(conversation["id"], {"owner": key.id,
-                                                           "conversation": conversation}, ttl)
+    await deps.store.put_conversation(
+        conv_id, {"owner": key.id, "conversation": conversation}, ttl
+    )
     if items:
-        await deps.store.add_items(key.id, conversation["id"], items, ttl, MAX_CONVERSATION_ITEMS)
+        await deps.store.add_items(key.id, conv_id, items, ttl, MAX_CONVERSATION_ITEMS)
     return json_response(conversation)
 
 
@@ -89,14 +98,18 @@ async def update_conversation(request: web.Request) -> web.Response:
     body = await _body(request)
     deps.validators.conversation_update(body)
     if "metadata" not in body:
-        raise InvalidRequestError("Missing required parameter: 'metadata'.", param="metadata",
-                                  code="missing_required_parameter")
+        raise InvalidRequestError(
+            "Missing required parameter: 'metadata'.",
+            param="metadata",
+            code="missing_required_parameter",
+        )
     metadata = body["metadata"] or {}
     check_metadata(metadata)
     conversation = await _conversation(deps, key, conv_id)
     conversation["metadata"] = metadata
-    await deps.store.put_conversation(conv_id, {"owner": key.id, "conversation": conversation},
-                                      deps.settings.store.response_ttl_s)
+    await deps.store.put_conversation(
+        conv_id, {"owner": key.id, "conversation": conversation}, deps.settings.store.response_ttl_s
+    )
     return json_response(conversation)
 
 
@@ -114,15 +127,18 @@ async def create_items(request: web.Request) -> web.Response:
     body = await _body(request)
     deps.validators.conversation_items(body)
     if body.get("items") is None:
-        raise InvalidRequestError("Missing required parameter: 'items'.", param="items",
-                                  code="missing_required_parameter")
+        raise InvalidRequestError(
+            "Missing required parameter: 'items'.", param="items", code="missing_required_parameter"
+        )
     items = _items_param(body, "items")
     await _conversation(deps, key, conv_id)
-    if not await deps.store.add_items(key.id, conv_id, items, deps.settings.store.response_ttl_s,
-                                      MAX_CONVERSATION_ITEMS):
+    if not await deps.store.add_items(
+        key.id, conv_id, items, deps.settings.store.response_ttl_s, MAX_CONVERSATION_ITEMS
+    ):
         raise InvalidRequestError(
             f"Conversation '{conv_id}' may hold at most {MAX_CONVERSATION_ITEMS} items.",
-            param="items", code="conversation_full",
+            param="items",
+            code="conversation_full",
         )
     return json_response(list_object(Page(items, False)))
 
@@ -143,8 +159,9 @@ async def retrieve_item(request: web.Request) -> web.Response:
     item = await deps.store.get_item(key.id, conv_id, item_id)
     if item is None:
         await _conversation(deps, key, conv_id)
-        raise NotFoundError(f"Item with id '{item_id}' not found.", param="item_id",
-                            code="not_found")
+        raise NotFoundError(
+            f"Item with id '{item_id}' not found.", param="item_id", code="not_found"
+        )
     return json_response(item)
 
 
@@ -153,6 +170,7 @@ async def delete_item(request: web.Request) -> web.Response:
     conv_id, item_id = request.match_info["conversation_id"], request.match_info["item_id"]
     if not await deps.store.delete_item(key.id, conv_id, item_id):
         await _conversation(deps, key, conv_id)
-        raise NotFoundError(f"Item with id '{item_id}' not found.", param="item_id",
-                            code="not_found")
+        raise NotFoundError(
+            f"Item with id '{item_id}' not found.", param="item_id", code="not_found"
+        )
     return json_response(await _conversation(deps, key, conv_id))

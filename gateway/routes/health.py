@@ -21,8 +21,9 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await store.ping()
     except GatewayError as exc:
-        return json_response({"status": "unavailable", "store": store.kind,
-                              "reason": exc.message}, 503)
+        return json_response(
+            {"status": "unavailable", "store": store.kind, "reason": exc.message}, 503
+        )
     return json_response({"status": "ok", "store": store.kind})
 
 

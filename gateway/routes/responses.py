@@ -21,12 +21,18 @@ from gateway.pipeline.limit import admit, settle
 from gateway.pipeline.parse import parse_body
 from gateway.pipeline.route import choose_model
 from gateway.pipeline.validate import validate_create
+from gateway.routes.paging import list_object, page_params
 from gateway.state import load_context
 from gateway.store import Json, page_of
-from gateway.routes.paging import list_object, page_params
 
 CREATE_RESPONSE: Final[tuple[Stage, ...]] = (
-    authenticate, parse_body, validate_create, choose_model, apply_policies, admit, load_context,
+    authenticate,
+    parse_body,
+    validate_create,
+    choose_model,
+    apply_policies,
+    admit,
+    load_context,
 )
 
 
@@ -43,7 +49,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         await pipeline.run(call, CREATE_RESPONSE)
         if call.async_job or call.body.get("background") is True:
             answer = await _submit(call)
-            job = True   # the job's run settles its own ticket, wherever it runs
+            job = True  # the job's run settles its own ticket, wherever it runs
             return answer
         response = await forward(call)
         call.status = call.status or response.status
@@ -60,16 +66,20 @@ async def _submit(call: Call) -> web.StreamResponse:
     deps, request = call.deps, call.request
     assert request is not None
     settings = deps.settings
-    ttl = _result_ttl(request, settings.jobs.result_ttl_s) if call.async_job else \
-        settings.store.response_ttl_s
+    ttl = (
+        _result_ttl(request, settings.jobs.result_ttl_s)
+        if call.async_job
+        else settings.store.response_ttl_s
+    )
     first = await background.submit(call, deps.jobs, call.body, ttl, settings.jobs.result_ttl_s)
     headers = {"x-request-id": call.request_id}
     if call.async_job:
         headers["x-bf-async-id"] = first["id"]
         return json_response({"id": first["id"], "status": first["status"]}, 202, headers)
     if call.stream:
-        return await background.follow(request, deps.store, deps.jobs, first["id"], -1, headers,
-                                       deps.streams)
+        return await background.follow(
+            request, deps.store, deps.jobs, first["id"], -1, headers, deps.streams
+        )
     return json_response(first)
 
 
@@ -84,7 +94,9 @@ def _result_ttl(request: web.Request, default: int) -> int:
     if not 1 <= ttl <= 30 * 24 * 3600:
         raise InvalidRequestError(
             f"Invalid x-bf-async-job-result-ttl: expected whole seconds from 1 to 2592000, got "
-            f"{raw!r}.", param="x-bf-async-job-result-ttl")
+            f"{raw!r}.",
+            param="x-bf-async-job-result-ttl",
+        )
     return ttl
 
 
@@ -94,8 +106,9 @@ async def poll_async_job(call: Call, job_id: str) -> web.Response:
     assert call.principal is not None
     (record,) = await call.deps.store.get_responses(call.principal.id, [job_id])
     if record is None:
-        raise NotFoundError(f"Async job with id '{job_id}' not found.", param="x-bf-async-id",
-                            code="not_found")
+        raise NotFoundError(
+            f"Async job with id '{job_id}' not found.", param="x-bf-async-id", code="not_found"
+        )
     response = record["response"]
     headers = {"x-bf-async-id": job_id}
     if response.get("status") in TERMINAL:
@@ -114,8 +127,9 @@ async def _stored(request: web.Request) -> Json:
 
 
 def response_not_found(rid: str) -> NotFoundError:
-    return NotFoundError(f"Response with id '{rid}' not found.", param="response_id",
-                         code="not_found")
+    return NotFoundError(
+        f"Response with id '{rid}' not found.", param="response_id", code="not_found"
+    )
 
 
 async def retrieve_response(request: web.Request) -> web.StreamResponse:
@@ -125,19 +139,28 @@ async def retrieve_response(request: web.Request) -> web.StreamResponse:
     if not record.get("background"):
         raise InvalidRequestError(
             "This response cannot be streamed because it was not created with background=true.",
-            param="stream", code="invalid_request_error",
+            param="stream",
+            code="invalid_request_error",
         )
     raw_after = request.query.get("starting_after", "-1")
     try:
         after = int(raw_after)
     except ValueError:
-        raise InvalidRequestError(f"Invalid 'starting_after': expected an integer, got "
-                                  f"{raw_after!r}.", param="starting_after",
-                                  code="invalid_type") from None
+        raise InvalidRequestError(
+            f"Invalid 'starting_after': expected an integer, got {raw_after!r}.",
+            param="starting_after",
+            code="invalid_type",
+        ) from None
     deps = request.app[DEPS]
-    return await background.follow(request, deps.store, deps.jobs,
-                                   request.match_info["response_id"], after,
-                                   {"x-request-id": request[REQUEST_ID]}, deps.streams)
+    return await background.follow(
+        request,
+        deps.store,
+        deps.jobs,
+        request.match_info["response_id"],
+        after,
+        {"x-request-id": request[REQUEST_ID]},
+        deps.streams,
+    )
 
 
 async def delete_response(request: web.Request) -> web.Response:
@@ -169,7 +192,10 @@ async def count_input_tokens(request: web.Request) -> web.Response:
     await deps.keys.authenticate(request.headers.get("Authorization"))
     body = parse_object(await read_body(request), request.headers.get("Content-Type", ""))
     deps.validators.input_tokens(body)
-    counted = {k: body.get(k) for k in ("input", "instructions", "tools", "text")
-               if body.get(k) is not None}
+    counted = {
+        k: body.get(k)
+        for k in ("input", "instructions", "tools", "text")
+        if body.get(k) is not None
+    }
     tokens = math.ceil(len(dumps(counted)) / 4) if counted else 0
     return json_response({"object": "response.input_tokens", "input_tokens": tokens})

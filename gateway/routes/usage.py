@@ -22,8 +22,11 @@ def _day(request: web.Request, name: str, default: date) -> date:
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        raise InvalidRequestError(f"Invalid '{name}': expected a date as YYYY-MM-DD, got {raw!r}.",
-                                  param=name, code="invalid_value") from None
+        raise InvalidRequestError(
+            f"Invalid '{name}': expected a date as YYYY-MM-DD, got {raw!r}.",
+            param=name,
+            code="invalid_value",
+        ) from None
 
 
 async def usage_report(request: web.Request) -> web.Response:
@@ -33,12 +36,17 @@ async def usage_report(request: web.Request) -> web.Response:
     if day_to < day_from:
         raise InvalidRequestError("'to' is before 'from'.", param="to", code="invalid_value")
     if (day_to - day_from).days >= MAX_DAYS:
-        raise InvalidRequestError(f"A report covers at most {MAX_DAYS} days.", param="from",
-                                  code="invalid_value")
+        raise InvalidRequestError(
+            f"A report covers at most {MAX_DAYS} days.", param="from", code="invalid_value"
+        )
     group_by = request.query.get("group_by", "project")
     if group_by not in GROUPS:
-        raise InvalidRequestError(f"Invalid 'group_by': expected one of {', '.join(GROUPS)}, "
-                                  f"got {group_by!r}.", param="group_by", code="invalid_value")
-    data = await request.app[DEPS].governor.usage_report(request.query.get("project"), day_from,
-                                                         day_to, group_by)
+        raise InvalidRequestError(
+            f"Invalid 'group_by': expected one of {', '.join(GROUPS)}, got {group_by!r}.",
+            param="group_by",
+            code="invalid_value",
+        )
+    data = await request.app[DEPS].governor.usage_report(
+        request.query.get("project"), day_from, day_to, group_by
+    )
     return json_response({"object": "list", "data": data})

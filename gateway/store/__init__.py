@@ -64,7 +64,7 @@ def page_of(ordered: list[Json], *, after: str | None, limit: int, desc: bool) -
     if after is not None:
         for i, item in enumerate(items):
             if item.get("id") == after:
-                items = items[i + 1:]
+                items = items[i + 1 :]
                 break
         else:
             items = []

@@ -53,8 +53,9 @@ class MemoryStore:
     async def put_conversation(self, conv_id: str, record: Json, ttl_s: int) -> None:
         conv = self._conversations.get(conv_id)
         if conv is None:
-            self._conversations[conv_id] = _Conversation(record["owner"], record,
-                                                         self.clock() + ttl_s)
+            self._conversations[conv_id] = _Conversation(
+                record["owner"], record, self.clock() + ttl_s
+            )
         else:
             conv.record, conv.expires = record, self.clock() + ttl_s
 

@@ -51,13 +51,20 @@ class RedisStore:
 
     def __init__(self, url: str, prefix: str, timeout_s: float) -> None:
         self.prefix = prefix
-        self.client = redis.Redis.from_url(
-            url, socket_timeout=max(timeout_s, 0.05), socket_connect_timeout=max(timeout_s, 0.05),
-            health_check_interval=30, retry_on_timeout=False,
+        # Typed Any: redis-py annotates its asyncio commands with the sync client's unions
+        # (`Awaitable[T] | T`), which no caller can use as written.
+        self.client: Any = redis.Redis.from_url(
+            url,
+            socket_timeout=max(timeout_s, 0.05),
+            socket_connect_timeout=max(timeout_s, 0.05),
+            health_check_interval=30,
+            retry_on_timeout=False,
         )
         # Blocking reads (job queue, event logs) wait longer than any command may take.
-        self.blocking = redis.Redis.from_url(
-            url, socket_timeout=30, socket_connect_timeout=max(timeout_s, 0.05),
+        self.blocking: Any = redis.Redis.from_url(
+            url,
+            socket_timeout=30,
+            socket_connect_timeout=max(timeout_s, 0.05),
             health_check_interval=30,
         )
         self._add_items = self.client.register_script(_ADD_ITEMS)
@@ -72,8 +79,11 @@ class RedisStore:
         return f"{self.prefix}{kind}:{{{ident}}}{part}"
 
     def _conv_keys(self, conv_id: str) -> list[str]:
-        return [self.key("conv", conv_id), self.key("conv", conv_id, ":ids"),
-                self.key("conv", conv_id, ":items")]
+        return [
+            self.key("conv", conv_id),
+            self.key("conv", conv_id, ":ids"),
+            self.key("conv", conv_id, ":items"),
+        ]
 
     async def ping(self) -> None:
         async with guard():
@@ -86,11 +96,10 @@ class RedisStore:
     async def get_responses(self, owner: str, response_ids: list[str]) -> list[Json | None]:
         if not response_ids:
             return []
-        async with guard():
-            async with self.client.pipeline(transaction=False) as pipe:
-                for rid in response_ids:
-                    pipe.get(self.key("resp", rid))
-                raw = await pipe.execute()
+        async with guard(), self.client.pipeline(transaction=False) as pipe:
+            for rid in response_ids:
+                pipe.get(self.key("resp", rid))
+            raw = await pipe.execute()
         return [_owned(value, owner) for value in raw]
 
     async def delete_response(self, owner: str, response_id: str) -> bool:
@@ -196,5 +205,6 @@ async def guard() -> AsyncIterator[None]:
 def unavailable(exc: BaseException) -> ServiceUnavailableError:
     return ServiceUnavailableError(
         f"The gateway's state store is unreachable ({type(exc).__name__}); try again shortly.",
-        code="store_unavailable", headers={"retry-after": "1"},
+        code="store_unavailable",
+        headers={"retry-after": "1"},
     )

@@ -1,13 +1,12 @@
-"""Pipe an upstream event stream to the client byte for byte, tapping only what the gateway needs."""
+"""Pipe an upstream event stream to the client byte for byte, tapping only what it must."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import asyncio
 import re
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -40,8 +39,17 @@ class StreamTap:
     event is decoded, no delta event ever is.
     """
 
-    __slots__ = ("_held", "_last", "_last_chunk", "_parser", "created", "error_sent",
-                 "first_chunk_at", "first_write_at", "terminal")
+    __slots__ = (
+        "_held",
+        "_last",
+        "_last_chunk",
+        "_parser",
+        "created",
+        "error_sent",
+        "first_chunk_at",
+        "first_write_at",
+        "terminal",
+    )
 
     def __init__(self) -> None:
         self._parser = SSEParser()
@@ -56,8 +64,12 @@ class StreamTap:
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes that may go to the client now: every complete frame, never half of one."""
-        if (not self._held and chunk.endswith(b"\n\n") and self._parser.at_boundary
-                and _LIFECYCLE.search(chunk) is None):
+        if (
+            not self._held
+            and chunk.endswith(b"\n\n")
+            and self._parser.at_boundary
+            and _LIFECYCLE.search(chunk) is None
+        ):
             # Whole frames with no lifecycle or error event among them (the deltas): nothing
             # to look at, so they go out without being split into events at all.
             self._last_chunk = chunk

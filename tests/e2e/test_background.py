@@ -19,8 +19,12 @@ AUTH = {"Authorization": f"Bearer {KEY_A}"}
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def bg_gateway(request: pytest.FixtureRequest, make_gateway: Any, config: dict[str, Any],
-                     redis_server: RedisServer) -> Client:
+async def bg_gateway(
+    request: pytest.FixtureRequest,
+    make_gateway: Any,
+    config: dict[str, Any],
+    redis_server: RedisServer,
+) -> Client:
     if request.param == "redis":
         config["store"] = {"url": redis_server.url, "prefix": f"bg{id(config)}:"}
     gateway: Client = await make_gateway(config)
@@ -29,8 +33,9 @@ async def bg_gateway(request: pytest.FixtureRequest, make_gateway: Any, config: 
 
 @pytest.fixture
 async def client(bg_gateway: Client) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=str(bg_gateway.make_url("/v1")), api_key=KEY_A,
-                                  max_retries=0) as sdk:
+    async with openai.AsyncOpenAI(
+        base_url=str(bg_gateway.make_url("/v1")), api_key=KEY_A, max_retries=0
+    ) as sdk:
         yield sdk
 
 
@@ -43,11 +48,11 @@ async def until_done(client: openai.AsyncOpenAI, rid: str, timeout: float = 10) 
             await asyncio.sleep(0.05)
 
 
-async def test_background_answers_at_once_and_completes(client: openai.AsyncOpenAI,
-                                                        stub: StubUpstream) -> None:
+async def test_background_answers_at_once_and_completes(
+    client: openai.AsyncOpenAI, stub: StubUpstream
+) -> None:
     stub.behaviour = Behaviour(between_s=0.02)
-    first = await client.responses.create(model="gpt-test", input="take your time",
-                                          background=True)
+    first = await client.responses.create(model="gpt-test", input="take your time", background=True)
     assert first.status == "queued"
     assert first.background is True
     assert first.output == []
@@ -81,16 +86,18 @@ async def test_cancel_rules(client: openai.AsyncOpenAI) -> None:
         await client.responses.cancel("resp_unknown")
 
 
-async def test_background_stream_then_resume(client: openai.AsyncOpenAI,
-                                             stub: StubUpstream) -> None:
+async def test_background_stream_then_resume(
+    client: openai.AsyncOpenAI, stub: StubUpstream
+) -> None:
     stub.behaviour = Behaviour(between_s=0.01)
-    stream = await client.responses.create(model="gpt-test", input="stream it",
-                                           background=True, stream=True)
+    stream = await client.responses.create(
+        model="gpt-test", input="stream it", background=True, stream=True
+    )
     live = [event async for event in stream]
     assert [e.sequence_number for e in live] == list(range(len(live)))
     assert live[-1].type == "response.completed"
     rid = live[0].response.id  # type: ignore[union-attr]
-    assert all(getattr(e, "response", None) is None or e.response.id == rid for e in live)
+    assert all(getattr(getattr(e, "response", None), "id", rid) == rid for e in live)
     resumed = await client.responses.retrieve(rid, stream=True, starting_after=5)
     tail = [event async for event in resumed]
     assert [e.sequence_number for e in tail] == [e.sequence_number for e in live[6:]]
@@ -117,8 +124,7 @@ async def test_background_must_be_stored(client: openai.AsyncOpenAI) -> None:
 async def test_async_job_headers(bg_gateway: Client, stub: StubUpstream) -> None:
     stub.behaviour = Behaviour(between_s=0.01)
     body = {"model": "gpt-test", "input": "async please"}
-    resp = await bg_gateway.post("/v1/responses", json=body,
-                                 headers={**AUTH, "x-bf-async": "true"})
+    resp = await bg_gateway.post("/v1/responses", json=body, headers={**AUTH, "x-bf-async": "true"})
     assert resp.status == 202
     accepted = await resp.json()
     assert accepted["status"] in ("queued", "in_progress")
@@ -126,8 +132,9 @@ async def test_async_job_headers(bg_gateway: Client, stub: StubUpstream) -> None
     assert resp.headers["x-bf-async-id"] == job_id
     async with asyncio.timeout(10):
         while True:
-            polled = await bg_gateway.post("/v1/responses", json=body,
-                                           headers={**AUTH, "x-bf-async-id": job_id})
+            polled = await bg_gateway.post(
+                "/v1/responses", json=body, headers={**AUTH, "x-bf-async-id": job_id}
+            )
             assert polled.status == 200
             data = await polled.json()
             if data["status"] == "completed":
@@ -136,37 +143,46 @@ async def test_async_job_headers(bg_gateway: Client, stub: StubUpstream) -> None
             await asyncio.sleep(0.05)
     assert data["object"] == "response"
     assert "async please" in data["output"][0]["content"][0]["text"]
-    other = await bg_gateway.post("/v1/responses", json=body,
-                                  headers={"Authorization": f"Bearer {KEY_B}",
-                                           "x-bf-async-id": job_id})
+    other = await bg_gateway.post(
+        "/v1/responses",
+        json=body,
+        headers={"Authorization": f"Bearer {KEY_B}", "x-bf-async-id": job_id},
+    )
     assert other.status == 404
 
 
 async def test_async_job_with_stream_is_400(bg_gateway: Client) -> None:
-    resp = await bg_gateway.post("/v1/responses", json={"model": "gpt-test", "input": "x",
-                                                        "stream": True},
-                                 headers={**AUTH, "x-bf-async": "true"})
+    resp = await bg_gateway.post(
+        "/v1/responses",
+        json={"model": "gpt-test", "input": "x", "stream": True},
+        headers={**AUTH, "x-bf-async": "true"},
+    )
     assert resp.status == 400
     assert (await resp.json())["error"]["param"] == "stream"
 
 
 async def test_async_result_expires(bg_gateway: Client) -> None:
-    resp = await bg_gateway.post("/v1/responses", json={"model": "mock-model", "input": "x"},
-                                 headers={**AUTH, "x-bf-async": "true",
-                                          "x-bf-async-job-result-ttl": "1"})
+    resp = await bg_gateway.post(
+        "/v1/responses",
+        json={"model": "mock-model", "input": "x"},
+        headers={**AUTH, "x-bf-async": "true", "x-bf-async-job-result-ttl": "1"},
+    )
     job_id = (await resp.json())["id"]
     await asyncio.sleep(0.3)
-    polled = await bg_gateway.post("/v1/responses", json={},
-                                   headers={**AUTH, "x-bf-async-id": job_id})
+    polled = await bg_gateway.post(
+        "/v1/responses", json={}, headers={**AUTH, "x-bf-async-id": job_id}
+    )
     assert polled.status == 200
     await asyncio.sleep(1.2)
-    expired = await bg_gateway.post("/v1/responses", json={},
-                                    headers={**AUTH, "x-bf-async-id": job_id})
+    expired = await bg_gateway.post(
+        "/v1/responses", json={}, headers={**AUTH, "x-bf-async-id": job_id}
+    )
     assert expired.status == 404
 
 
-async def test_failing_upstream_ends_failed_with_the_reason(client: openai.AsyncOpenAI,
-                                                            stub: StubUpstream) -> None:
+async def test_failing_upstream_ends_failed_with_the_reason(
+    client: openai.AsyncOpenAI, stub: StubUpstream
+) -> None:
     stub.behaviour = Behaviour(status=503, body=b'{"error": {"message": "overloaded"}}')
     first = await client.responses.create(model="gpt-test", input="x", background=True)
     final = await until_done(client, first.id, timeout=15)

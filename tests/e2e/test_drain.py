@@ -24,10 +24,14 @@ def slow_mock(config: dict[str, Any], delay_ms: float, grace_s: float) -> dict[s
     return config
 
 
-async def read_stream(http: aiohttp.ClientSession, url: str, started: asyncio.Event,
-                      opened: list[int]) -> list[dict[str, Any]]:
-    body = {"model": "mock-model", "input": "one two three four five six seven eight nine ten",
-            "stream": True}
+async def read_stream(
+    http: aiohttp.ClientSession, url: str, started: asyncio.Event, opened: list[int]
+) -> list[dict[str, Any]]:
+    body = {
+        "model": "mock-model",
+        "input": "one two three four five six seven eight nine ten",
+        "stream": True,
+    }
     async with http.post(f"{url}/v1/responses", json=body, headers=AUTH) as resp:
         assert resp.status == 200
         parser = SSEParser()
@@ -41,19 +45,23 @@ async def read_stream(http: aiohttp.ClientSession, url: str, started: asyncio.Ev
         return events
 
 
-@pytest.mark.parametrize(("delay_ms", "grace_s", "ending"),
-                         [(60, 20, "response.completed"), (300, 0.5, "response.failed")],
-                         ids=["within-grace", "past-grace"])
-async def test_hundred_streams_across_sigterm(config: dict[str, Any], tmp_path: Path,
-                                              delay_ms: float, grace_s: float,
-                                              ending: str) -> None:
+@pytest.mark.parametrize(
+    ("delay_ms", "grace_s", "ending"),
+    [(60, 20, "response.completed"), (300, 0.5, "response.failed")],
+    ids=["within-grace", "past-grace"],
+)
+async def test_hundred_streams_across_sigterm(
+    config: dict[str, Any], tmp_path: Path, delay_ms: float, grace_s: float, ending: str
+) -> None:
     replica = Replica(slow_mock(config, delay_ms, grace_s), tmp_path, "drained").start()
     try:
-        started, opened = asyncio.Event(), []
+        started, opened = asyncio.Event(), list[int]()
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as http:
-            streams = [asyncio.create_task(read_stream(http, replica.url, started, opened))
-                       for _ in range(100)]
+            streams = [
+                asyncio.create_task(read_stream(http, replica.url, started, opened))
+                for _ in range(100)
+            ]
             await asyncio.wait_for(started.wait(), timeout=20)
             replica.signal(signal.SIGTERM)
             await asyncio.sleep(0.2)

@@ -19,8 +19,9 @@ from tests.support.stub import StubUpstream
 
 
 @pytest.fixture
-def replicas(config: dict[str, Any], redis_server: RedisServer,
-             tmp_path: Path) -> Iterator[list[Replica]]:
+def replicas(
+    config: dict[str, Any], redis_server: RedisServer, tmp_path: Path
+) -> Iterator[list[Replica]]:
     config["store"] = {"url": redis_server.url, "prefix": f"{tmp_path.name}:"}
     # Exactness is the point here: a loaded test machine must not trip the fail-open timeout.
     config["limits"] = {"redis_timeout_ms": 5000}
@@ -34,15 +35,20 @@ def replicas(config: dict[str, Any], redis_server: RedisServer,
         replica.stop()
 
 
-async def test_rpm_is_exact_across_three_replicas(replicas: list[Replica],
-                                                  stub: StubUpstream) -> None:
+async def test_rpm_is_exact_across_three_replicas(
+    replicas: list[Replica], stub: StubUpstream
+) -> None:
     async with aiohttp.ClientSession() as http:
+
         async def one(i: int) -> tuple[int, dict[str, str], Any]:
             replica = replicas[i % 3]
-            async with http.post(f"{replica.url}/v1/responses",
-                                 json={"model": "gpt-test", "input": "x", "store": False},
-                                 headers={"Authorization": f"Bearer {KEY_A}"}) as resp:
+            async with http.post(
+                f"{replica.url}/v1/responses",
+                json={"model": "gpt-test", "input": "x", "store": False},
+                headers={"Authorization": f"Bearer {KEY_A}"},
+            ) as resp:
                 return resp.status, dict(resp.headers), await resp.json()
+
         answers = await asyncio.gather(*(one(i) for i in range(100)))
     statuses = [status for status, _, _ in answers]
     assert statuses.count(200) == 60
@@ -60,16 +66,17 @@ async def test_rpm_is_exact_across_three_replicas(replicas: list[Replica],
 
 
 async def test_budget_stops_at_the_limit(replicas: list[Replica], stub: StubUpstream) -> None:
-    async with openai.AsyncOpenAI(base_url=f"{replicas[0].url}/v1", api_key=KEY_B,
-                                  max_retries=2) as client:
+    async with openai.AsyncOpenAI(
+        base_url=f"{replicas[0].url}/v1", api_key=KEY_B, max_retries=2
+    ) as client:
         first = await client.responses.with_raw_response.create(model="cheap", input="x" * 40)
         assert float(first.headers["x-gateway-cost-usd"]) > 0.0001
-        await asyncio.sleep(0.3)   # the cost is settled just after the answer
+        await asyncio.sleep(0.3)  # the cost is settled just after the answer
         with pytest.raises(openai.RateLimitError) as err:
             await client.responses.create(model="cheap", input="x")
     assert err.value.code == "insufficient_quota"
     assert err.value.response.headers["x-should-retry"] == "false"
-    assert len(stub.requests) == 1   # the SDK did not retry the refusal
+    assert len(stub.requests) == 1  # the SDK did not retry the refusal
 
 
 async def test_attribution_totals_add_up(replicas: list[Replica]) -> None:
@@ -78,29 +85,35 @@ async def test_attribution_totals_add_up(replicas: list[Replica]) -> None:
             headers = {"Authorization": f"Bearer {KEY_A}"}
             if projects:
                 headers["attribution"] = projects
-            async with http.post(f"{replicas[i % 3].url}/v1/responses", headers=headers,
-                                 json={"model": "mock-model", "input": "count me"}) as resp:
+            async with http.post(
+                f"{replicas[i % 3].url}/v1/responses",
+                headers=headers,
+                json={"model": "mock-model", "input": "count me"},
+            ) as resp:
                 assert resp.status == 200
-        async with http.post(f"{replicas[0].url}/v1/responses",
-                             headers={"Authorization": f"Bearer {KEY_A}",
-                                      "attribution": "proj-b"},
-                             json={"model": "mock-model", "input": "x"}) as refused:
+        async with http.post(
+            f"{replicas[0].url}/v1/responses",
+            headers={"Authorization": f"Bearer {KEY_A}", "attribution": "proj-b"},
+            json={"model": "mock-model", "input": "x"},
+        ) as refused:
             assert refused.status == 403
             assert (await refused.json())["error"]["param"] == "attribution"
         await asyncio.sleep(0.3)
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        async with http.get(f"{replicas[1].url}/admin/usage?group_by=project",
-                            headers=admin) as resp:
+        async with http.get(
+            f"{replicas[1].url}/admin/usage?group_by=project", headers=admin
+        ) as resp:
             report = await resp.json()
         async with http.get(f"{replicas[2].url}/admin/usage?group_by=key", headers=admin) as resp:
             by_key = await resp.json()
     rows = {row["project"]: row for row in report["data"]}
-    assert rows["proj-a"]["requests"] == 3   # its own, the shared one and the default
+    assert rows["proj-a"]["requests"] == 3  # its own, the shared one and the default
     assert rows["proj-x"]["requests"] == 2
     key_rows = {row["key"]: row for row in by_key["data"]}
     assert key_rows["team-a"]["requests"] == 4
     assert key_rows["team-a"]["total_tokens"] == (
-        key_rows["team-a"]["input_tokens"] + key_rows["team-a"]["output_tokens"])
+        key_rows["team-a"]["input_tokens"] + key_rows["team-a"]["output_tokens"]
+    )
 
 
 async def test_sdk_waits_the_advertised_retry_after(
@@ -111,8 +124,9 @@ async def test_sdk_waits_the_advertised_retry_after(
     from tests.support.stub import Behaviour
 
     stub.behaviour = Behaviour(delay_s=0.6)
-    async with openai.AsyncOpenAI(base_url=str(gateway.make_url("/v1")), api_key=KEY_A,
-                                  max_retries=2) as client:
+    async with openai.AsyncOpenAI(
+        base_url=str(gateway.make_url("/v1")), api_key=KEY_A, max_retries=2
+    ) as client:
         slow = asyncio.create_task(client.responses.create(model="gpt-test", input="slow"))
         await asyncio.sleep(0.2)
         started = time.monotonic()
@@ -147,7 +161,7 @@ async def test_redis_killed_and_restarted_under_each_policy(
             assert down.headers["retry-after"] == "1"
             assert (await down.json())["error"]["code"] == "limits_unavailable"
         redis.start()
-        await asyncio.sleep(1.1)   # the limiter probes Redis again after a second
+        await asyncio.sleep(1.1)  # the limiter probes Redis again after a second
         again = await gateway.post("/v1/responses", json=body, headers=auth)
         assert again.status == 200
         assert again.headers["x-ratelimit-limit-requests"] == "1000"

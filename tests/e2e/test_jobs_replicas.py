@@ -51,8 +51,9 @@ async def test_create_poll_cancel_and_resume_on_different_replicas(
         assert (await b.responses.cancel(slow.id)).status == "cancelled"
         assert (await c.responses.retrieve(slow.id)).status == "cancelled"
 
-        stream = await a.responses.create(model="gpt-test", input="resume me", background=True,
-                                          stream=True)
+        stream = await a.responses.create(
+            model="gpt-test", input="resume me", background=True, stream=True
+        )
         seen = []
         async for event in stream:
             seen.append(event)
@@ -75,11 +76,14 @@ async def test_jobs_of_a_killed_replica_complete_on_the_survivors(
     started.append(doomed)
     stub.behaviour = Behaviour(between_s=0.04)
     async with sdk(doomed) as client:
-        ids = [(await client.responses.create(model="gpt-test", input=f"job {i}",
-                                              background=True)).id for i in range(20)]
+        ids = [
+            (await client.responses.create(model="gpt-test", input=f"job {i}", background=True)).id
+            for i in range(20)
+        ]
         async with asyncio.timeout(10):
-            while sum([(await client.responses.retrieve(i)).status == "in_progress"
-                       for i in ids]) < 8:
+            while (
+                sum([(await client.responses.retrieve(i)).status == "in_progress" for i in ids]) < 8
+            ):
                 await asyncio.sleep(0.05)
     doomed.signal(signal.SIGKILL)
     survivors = [Replica(shared, tmp_path, f"survivor{i}").start() for i in range(2)]

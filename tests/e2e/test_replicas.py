@@ -16,8 +16,9 @@ from tests.support.stub import StubUpstream
 
 
 @pytest.fixture
-def replicas(config: dict[str, Any], redis_server: RedisServer,
-             tmp_path: Path) -> Iterator[list[Replica]]:
+def replicas(
+    config: dict[str, Any], redis_server: RedisServer, tmp_path: Path
+) -> Iterator[list[Replica]]:
     config["store"] = {"url": redis_server.url, "prefix": f"{tmp_path.name}:"}
     started = [Replica(config, tmp_path, f"r{i}").start() for i in range(2)]
     yield started
@@ -34,11 +35,15 @@ async def test_state_crosses_replicas(replicas: list[Replica], stub: StubUpstrea
     async with client(one) as a, client(two) as b:
         first = await a.responses.create(model="gpt-test", input="first turn")
         assert (await b.responses.retrieve(first.id)).output_text == first.output_text
-        second = await b.responses.create(model="gpt-test", input="second turn",
-                                          previous_response_id=first.id)
+        second = await b.responses.create(
+            model="gpt-test", input="second turn", previous_response_id=first.id
+        )
         sent = stub.last.json["input"]
         assert [i["content"][0]["text"] for i in sent] == [
-            "first turn", first.output_text, "second turn"]
+            "first turn",
+            first.output_text,
+            "second turn",
+        ]
         conv = await a.conversations.create(items=[{"role": "user", "content": "c1"}])
         await b.responses.create(model="gpt-test", input="c2", conversation=conv.id)
         assert [i["content"][0]["text"] for i in stub.last.json["input"]] == ["c1", "c2"]

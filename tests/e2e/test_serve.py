@@ -21,9 +21,20 @@ ROOT = Path(__file__).resolve().parents[2]
 def demo() -> Iterator[tuple[str, str]]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--config", "deploy/demo.yaml",
-         "--port", str(port)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            "deploy/demo.yaml",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert proc.stdout is not None
     lines: list[str] = []

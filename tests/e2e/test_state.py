@@ -5,9 +5,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
-import orjson
-
 import openai
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -28,8 +27,7 @@ def texts(items: list[dict[str, Any]]) -> list[str]:
 
 
 async def test_retrieve_delete_and_input_items(sdk: openai.AsyncOpenAI) -> None:
-    created = await sdk.responses.create(model="gpt-test", input="Remember me",
-                                         metadata={"k": "v"})
+    created = await sdk.responses.create(model="gpt-test", input="Remember me", metadata={"k": "v"})
     got = await sdk.responses.retrieve(created.id)
     assert got.id == created.id
     assert got.output_text == created.output_text
@@ -59,23 +57,25 @@ async def test_previous_response_id_sends_the_whole_context(
     sdk: openai.AsyncOpenAI, stub: StubUpstream
 ) -> None:
     first = await sdk.responses.create(model="gpt-test", input="one", instructions="be kind")
-    second = await sdk.responses.create(model="gpt-test", input="two",
-                                        previous_response_id=first.id)
-    third = await sdk.responses.create(model="gpt-test", input="three",
-                                       previous_response_id=second.id)
+    second = await sdk.responses.create(
+        model="gpt-test", input="two", previous_response_id=first.id
+    )
+    third = await sdk.responses.create(
+        model="gpt-test", input="three", previous_response_id=second.id
+    )
     assert third.previous_response_id == second.id
     sent = stub.last.json
     assert "previous_response_id" not in sent
     assert sent["store"] is False
     assert "instructions" not in sent
-    assert texts(sent["input"]) == ["one", first.output_text, "two", second.output_text,
-                                    "three"]
+    assert texts(sent["input"]) == ["one", first.output_text, "two", second.output_text, "three"]
     assert sent["input"][1]["role"] == "assistant"
 
 
 async def test_paging_input_items(sdk: openai.AsyncOpenAI) -> None:
     created = await sdk.responses.create(
-        model="gpt-test", input=[{"role": "user", "content": f"m{i}"} for i in range(5)])
+        model="gpt-test", input=[{"role": "user", "content": f"m{i}"} for i in range(5)]
+    )
     page = await sdk.responses.input_items.list(created.id, limit=2, order="asc")
     assert [i.content[0].text for i in page.data] == ["m0", "m1"]  # type: ignore[union-attr]
     assert page.has_more
@@ -84,8 +84,9 @@ async def test_paging_input_items(sdk: openai.AsyncOpenAI) -> None:
 
 
 async def test_conversation_lifecycle(sdk: openai.AsyncOpenAI, stub: StubUpstream) -> None:
-    conv = await sdk.conversations.create(items=[{"role": "user", "content": "hello"}],
-                                          metadata={"topic": "demo"})
+    conv = await sdk.conversations.create(
+        items=[{"role": "user", "content": "hello"}], metadata={"topic": "demo"}
+    )
     assert conv.id.startswith("conv_")
     assert (await sdk.conversations.retrieve(conv.id)).metadata == {"topic": "demo"}
     response = await sdk.responses.create(model="gpt-test", input="next", conversation=conv.id)
@@ -106,12 +107,11 @@ async def test_conversation_lifecycle(sdk: openai.AsyncOpenAI, stub: StubUpstrea
         await sdk.conversations.retrieve(conv.id)
 
 
-async def test_streamed_response_is_stored_before_the_end_event(
-    sdk: openai.AsyncOpenAI
-) -> None:
+async def test_streamed_response_is_stored_before_the_end_event(sdk: openai.AsyncOpenAI) -> None:
     conv = await sdk.conversations.create()
-    async with sdk.responses.stream(model="gpt-test", input="streamed",
-                                    conversation=conv.id) as stream:
+    async with sdk.responses.stream(
+        model="gpt-test", input="streamed", conversation=conv.id
+    ) as stream:
         final = await stream.get_final_response()
         # The client has the terminal event: the response must already be there.
         stored = await sdk.responses.retrieve(final.id)
@@ -124,8 +124,9 @@ async def test_previous_and_conversation_together_is_400(sdk: openai.AsyncOpenAI
     first = await sdk.responses.create(model="gpt-test", input="x")
     conv = await sdk.conversations.create()
     with pytest.raises(openai.BadRequestError) as err:
-        await sdk.responses.create(model="gpt-test", input="y", previous_response_id=first.id,
-                                   conversation=conv.id)
+        await sdk.responses.create(
+            model="gpt-test", input="y", previous_response_id=first.id, conversation=conv.id
+        )
     assert err.value.param in ("conversation", "previous_response_id")
 
 
@@ -138,19 +139,22 @@ async def test_conversation_with_too_many_items_is_400(sdk: openai.AsyncOpenAI) 
 async def test_huge_item_is_400(gateway: TestClient[Any, Any]) -> None:
     big = "x" * (5 * 1024 * 1024)
     body = orjson.dumps({"items": [{"role": "user", "content": big}]})
-    resp = await gateway.post("/v1/conversations", data=io.BytesIO(body),
-                              headers={"Authorization": f"Bearer {KEY_A}"})
+    resp = await gateway.post(
+        "/v1/conversations", data=io.BytesIO(body), headers={"Authorization": f"Bearer {KEY_A}"}
+    )
     assert resp.status == 400
     assert (await resp.json())["error"]["param"] == "items[0]"
 
 
-async def test_another_tenant_sees_nothing(gateway: TestClient[Any, Any],
-                                           sdk: openai.AsyncOpenAI) -> None:
+async def test_another_tenant_sees_nothing(
+    gateway: TestClient[Any, Any], sdk: openai.AsyncOpenAI
+) -> None:
     created = await sdk.responses.create(model="mock-model", input="secret")
     conv = await sdk.conversations.create(items=[{"role": "user", "content": "secret"}])
     item_id = (await sdk.conversations.items.list(conv.id)).data[0].id
-    async with openai.AsyncOpenAI(base_url=str(gateway.make_url("/v1")), api_key=KEY_B,
-                                  max_retries=0) as other:
+    async with openai.AsyncOpenAI(
+        base_url=str(gateway.make_url("/v1")), api_key=KEY_B, max_retries=0
+    ) as other:
         calls = [
             other.responses.retrieve(created.id),
             other.responses.delete(created.id),
@@ -169,18 +173,21 @@ async def test_another_tenant_sees_nothing(gateway: TestClient[Any, Any],
             with pytest.raises(openai.NotFoundError):
                 await call
         with pytest.raises(openai.BadRequestError) as err:
-            await other.responses.create(model="mock-model", input="x",
-                                         previous_response_id=created.id)
+            await other.responses.create(
+                model="mock-model", input="x", previous_response_id=created.id
+            )
         assert err.value.code == "previous_response_not_found"
     assert (await sdk.responses.retrieve(created.id)).id == created.id
 
 
-async def test_zero_data_retention_keeps_nothing(make_gateway: Any, config: dict[str, Any],
-                                                 stub: StubUpstream) -> None:
+async def test_zero_data_retention_keeps_nothing(
+    make_gateway: Any, config: dict[str, Any], stub: StubUpstream
+) -> None:
     config["auth"]["keys"][0]["zdr"] = True
     gateway = await make_gateway(config)
-    async with openai.AsyncOpenAI(base_url=str(gateway.make_url("/v1")), api_key=KEY_A,
-                                  max_retries=0) as client:
+    async with openai.AsyncOpenAI(
+        base_url=str(gateway.make_url("/v1")), api_key=KEY_A, max_retries=0
+    ) as client:
         created = await client.responses.create(model="gpt-test", input="x")
         with pytest.raises(openai.NotFoundError):
             await client.responses.retrieve(created.id)
@@ -188,8 +195,9 @@ async def test_zero_data_retention_keeps_nothing(make_gateway: Any, config: dict
             await client.responses.create(model="gpt-test", input="x", store=True)
         assert store_err.value.param == "store"
         with pytest.raises(openai.BadRequestError) as prev_err:
-            await client.responses.create(model="gpt-test", input="x",
-                                          previous_response_id="resp_x")
+            await client.responses.create(
+                model="gpt-test", input="x", previous_response_id="resp_x"
+            )
         assert prev_err.value.param == "previous_response_id"
         with pytest.raises(openai.BadRequestError) as conv_err:
             await client.responses.create(model="gpt-test", input="x", conversation="conv_x")
@@ -201,8 +209,9 @@ async def test_redis_down_is_503_then_recovers(make_gateway: Any, config: dict[s
     redis.port = free_port()
     config["store"]["url"] = redis.url
     gateway = await make_gateway(config)
-    async with openai.AsyncOpenAI(base_url=str(gateway.make_url("/v1")), api_key=KEY_A,
-                                  max_retries=0) as client:
+    async with openai.AsyncOpenAI(
+        base_url=str(gateway.make_url("/v1")), api_key=KEY_A, max_retries=0
+    ) as client:
         with pytest.raises(openai.InternalServerError) as err:
             await client.responses.retrieve("resp_x")
         assert err.value.status_code == 503

@@ -11,8 +11,9 @@ from tests.support.redis_server import RedisServer
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def harness(request: pytest.FixtureRequest,
-                  redis_server: RedisServer) -> AsyncIterator[Harness]:
+async def harness(
+    request: pytest.FixtureRequest, redis_server: RedisServer
+) -> AsyncIterator[Harness]:
     made = Harness(request.param, redis_server.url)
     yield made
     await made.close()

@@ -40,8 +40,9 @@ class Harness:
         self.clients: list[redis.Redis] = []
 
     def governor(self, on_redis_error: str = "open", **kwargs: Any) -> Governor:
-        settings = Settings(limits=LimitSettings(on_redis_error=on_redis_error,
-                                                 redis_timeout_ms=5000))
+        settings = Settings(
+            limits=LimitSettings(on_redis_error=on_redis_error, redis_timeout_ms=5000)
+        )
         if self.kind == "memory":
             return Governor(settings, None, self.prefix, clock=self.clock, **kwargs)
         client = redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
@@ -62,8 +63,13 @@ class Harness:
             await client.aclose()
 
 
-def subject(key_id: str = "team-a", projects: tuple[str, ...] = (), model: str = "gpt-test",
-            price: Price | None = PRICE, **limits: Any) -> Subject:
+def subject(
+    key_id: str = "team-a",
+    projects: tuple[str, ...] = (),
+    model: str = "gpt-test",
+    price: Price | None = PRICE,
+    **limits: Any,
+) -> Subject:
     return Subject(KeySettings(id=key_id, **limits), projects, model, price)
 
 
@@ -84,7 +90,14 @@ async def admitted(governor: Governor, who: Subject, tokens: int = 0) -> bool:
     return isinstance(await outcome(governor.admit(who, tokens)), Ticket)
 
 
-async def settle(governor: Governor, ticket: Ticket, usage: Usage | None = None,
-                 status: int = 200) -> float:
-    return await governor.settle(ticket, usage, status=status, latency_ms=12.5,
-                                 provider="stub", upstream_model="gpt-test-upstream")
+async def settle(
+    governor: Governor, ticket: Ticket, usage: Usage | None = None, status: int = 200
+) -> float:
+    return await governor.settle(
+        ticket,
+        usage,
+        status=status,
+        latency_ms=12.5,
+        provider="stub",
+        upstream_model="gpt-test-upstream",
+    )

@@ -43,11 +43,15 @@ async def test_refusal_has_openai_envelope_and_headers(harness: Harness) -> None
     assert type(error) is RateLimitError
     assert error.status == 429
     assert error_body(error) == {
-        "message": error.message, "type": "requests", "param": None,
-        "code": "rate_limit_exceeded"}
+        "message": error.message,
+        "type": "requests",
+        "param": None,
+        "code": "rate_limit_exceeded",
+    }
     assert error.message.startswith(
         "Rate limit reached for gpt-test in key 'team-a' on requests per min (RPM): "
-        "Limit 2, Used 2, Requested 1. Please try again in ")
+        "Limit 2, Used 2, Requested 1. Please try again in "
+    )
     headers = error.response_headers()
     assert 1 <= int(headers["retry-after"]) <= 60
     assert 0 < int(headers["retry-after-ms"]) <= 60_000
@@ -90,10 +94,14 @@ async def test_headers_report_the_window(harness: Harness) -> None:
     ticket = await governor.admit(subject(rpm=60, tpm=1000), 100)
     headers = governor.headers(ticket)
     assert {k: v for k, v in headers.items() if "reset" not in k} == {
-        "x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "59",
-        "x-ratelimit-limit-tokens": "1000", "x-ratelimit-remaining-tokens": "900"}
+        "x-ratelimit-limit-requests": "60",
+        "x-ratelimit-remaining-requests": "59",
+        "x-ratelimit-limit-tokens": "1000",
+        "x-ratelimit-remaining-tokens": "900",
+    }
     assert headers["x-ratelimit-reset-requests"] in {"59s", "1m0s"} or (
-        headers["x-ratelimit-reset-requests"].startswith("59."))
+        headers["x-ratelimit-reset-requests"].startswith("59.")
+    )
 
 
 async def test_no_limits_no_headers(harness: Harness) -> None:
@@ -115,8 +123,11 @@ async def test_no_limits_never_touch_redis() -> None:
         await client.aclose()
 
 
-@pytest.mark.parametrize(("real", "remaining"), [(40, "360"), (300, "100")],
-                         ids=["smaller-frees-room", "larger-takes-more"])
+@pytest.mark.parametrize(
+    ("real", "remaining"),
+    [(40, "360"), (300, "100")],
+    ids=["smaller-frees-room", "larger-takes-more"],
+)
 async def test_settle_reconciles_tokens(harness: Harness, real: int, remaining: str) -> None:
     governor, who = harness.governor(), subject(tpm=500)
     ticket = await governor.admit(who, 100)

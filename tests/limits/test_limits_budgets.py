@@ -39,13 +39,18 @@ async def test_project_budget_is_shared_by_keys(harness: Harness) -> None:
     assert isinstance(await outcome(governor.admit(subject("k3", ("p2",)), 0)), Ticket)
 
 
-@pytest.mark.parametrize(("period", "still", "reset"), [
-    ("day", 11 * 3600, 12 * 3600 + 1),        # Saturday noon: the day ends at midnight
-    ("week", 35 * 3600, 36 * 3600 + 1),       # ... the ISO week on Monday 00:00
-    ("month", 29 * 86400 + 11 * 3600, 29 * 86400 + 12 * 3600 + 1),  # ... June on July 1st
-], ids=["day", "week", "month"])
-async def test_budget_period_starts_afresh(harness: Harness, period: str, still: int,
-                                           reset: int) -> None:
+@pytest.mark.parametrize(
+    ("period", "still", "reset"),
+    [
+        ("day", 11 * 3600, 12 * 3600 + 1),  # Saturday noon: the day ends at midnight
+        ("week", 35 * 3600, 36 * 3600 + 1),  # ... the ISO week on Monday 00:00
+        ("month", 29 * 86400 + 11 * 3600, 29 * 86400 + 12 * 3600 + 1),  # ... June on July 1st
+    ],
+    ids=["day", "week", "month"],
+)
+async def test_budget_period_starts_afresh(
+    harness: Harness, period: str, still: int, reset: int
+) -> None:
     governor, who = harness.governor(), subject(budget_usd=1.0, budget_period=period)
     if harness.kind == "redis":  # budget periods follow the governor's clock
         harness.clock.now = 1_717_243_200.0
@@ -66,8 +71,9 @@ async def test_total_budget_never_resets(harness: Harness) -> None:
 async def test_cheap_requests_do_not_exhaust(harness: Harness) -> None:
     governor, who = harness.governor(), subject(budget_usd=0.001, budget_period="month")
     for _ in range(4):  # $0.00028 each: the fourth crosses $0.001
-        spent = await settle(governor, await governor.admit(who, 0),
-                             Usage(input_tokens=100, output_tokens=10))
+        spent = await settle(
+            governor, await governor.admit(who, 0), Usage(input_tokens=100, output_tokens=10)
+        )
         assert spent == pytest.approx(0.00028)
     error = await outcome(governor.admit(who, 0))
     assert isinstance(error, QuotaExceededError)

@@ -38,7 +38,8 @@ def governor(client: Redis, policy: str) -> Governor:
 
 
 async def test_open_falls_back_to_local_limits_and_recovers(
-        own_redis: RedisServer, client: Redis, caplog: pytest.LogCaptureFixture) -> None:
+    own_redis: RedisServer, client: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
     gov, who = governor(client, "open"), subject(rpm=2, max_concurrent=5)
     assert (await gov.admit(who, 0)).backend == "redis"
     own_redis.stop()
@@ -87,7 +88,8 @@ async def test_hung_redis_is_cut_by_the_timeout(client: Redis, own_redis: RedisS
 
 
 async def test_request_admitted_locally_is_accounted_in_redis_once_back(
-        own_redis: RedisServer, client: Redis) -> None:
+    own_redis: RedisServer, client: Redis
+) -> None:
     gov, who = governor(client, "open"), subject(max_concurrent=1)
     own_redis.stop()
     ticket = await gov.admit(who, 0)

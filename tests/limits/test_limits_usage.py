@@ -36,8 +36,10 @@ async def traffic(governor: Governor) -> None:
 
 
 def totals(rows: list[dict[str, object]], field: str) -> dict[object, tuple[object, ...]]:
-    return {r[field]: (r["requests"], r["input_tokens"], r["output_tokens"], r["total_tokens"])
-            for r in rows}
+    return {
+        r[field]: (r["requests"], r["input_tokens"], r["output_tokens"], r["total_tokens"])
+        for r in rows
+    }
 
 
 async def test_report_groups_and_adds_up(harness: Harness) -> None:
@@ -48,15 +50,21 @@ async def test_report_groups_and_adds_up(harness: Harness) -> None:
     async def report(group_by: str, project: str | None = None) -> list[dict[str, object]]:
         return await governor.usage_report(project, day, day, group_by)
 
-    assert totals(await report("key"), "key") == {
-        "k1": (2, 300, 30, 330), "k2": (2, 300, 30, 330)}
+    assert totals(await report("key"), "key") == {"k1": (2, 300, 30, 330), "k2": (2, 300, 30, 330)}
     assert totals(await report("model"), "model") == {
-        "gpt-test": (3, 300, 30, 330), "other": (1, 300, 30, 330)}
+        "gpt-test": (3, 300, 30, 330),
+        "other": (1, 300, 30, 330),
+    }
     assert totals(await report("day"), "day") == {day.isoformat(): (4, 600, 60, 660)}
     assert totals(await report("project"), "project") == {
-        None: (1, 0, 0, 0), "p1": (2, 300, 30, 330), "p2": (2, 500, 50, 550)}
+        None: (1, 0, 0, 0),
+        "p1": (2, 300, 30, 330),
+        "p2": (2, 500, 50, 550),
+    }
     assert totals(await report("key", "p2"), "key") == {
-        "k1": (1, 200, 20, 220), "k2": (1, 300, 30, 330)}
+        "k1": (1, 200, 20, 220),
+        "k2": (1, 300, 30, 330),
+    }
     costs = {r["key"]: r["cost_usd"] for r in await report("key")}
     assert costs["k1"] == pytest.approx((300 * 2.0 + 30 * 8.0) / 1e6)
     assert costs["k2"] == 0.0
@@ -71,7 +79,9 @@ async def test_report_covers_an_inclusive_day_range(harness: Harness) -> None:
     second = date.fromisoformat(utc_day(harness.clock.now))
     rows = await governor.usage_report(None, first, second, "day")
     assert [(r["day"], r["input_tokens"]) for r in rows] == [
-        (first.isoformat(), 10), (second.isoformat(), 20)]
+        (first.isoformat(), 10),
+        (second.isoformat(), 20),
+    ]
     only_first = await governor.usage_report(None, first, first, "key")
     assert totals(only_first, "key") == {"team-a": (1, 10, 1, 11)}
     with pytest.raises(ValueError, match="group_by"):
@@ -90,12 +100,34 @@ async def test_each_request_is_one_usage_record(harness: Harness) -> None:
         records = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in raw]
     assert len(records) == 1
     record = records[0]
-    assert {k: record[k] for k in ("key", "projects", "model", "provider", "upstream_model",
-                                   "input_tokens", "cached_tokens", "output_tokens",
-                                   "total_tokens", "status", "latency_ms")} == {
-        "key": "k1", "projects": "p1,p2", "model": "gpt-test", "provider": "stub",
-        "upstream_model": "gpt-test-upstream", "input_tokens": "100", "cached_tokens": "40",
-        "output_tokens": "10", "total_tokens": "110", "status": "200", "latency_ms": "12.5"}
+    assert {
+        k: record[k]
+        for k in (
+            "key",
+            "projects",
+            "model",
+            "provider",
+            "upstream_model",
+            "input_tokens",
+            "cached_tokens",
+            "output_tokens",
+            "total_tokens",
+            "status",
+            "latency_ms",
+        )
+    } == {
+        "key": "k1",
+        "projects": "p1,p2",
+        "model": "gpt-test",
+        "provider": "stub",
+        "upstream_model": "gpt-test-upstream",
+        "input_tokens": "100",
+        "cached_tokens": "40",
+        "output_tokens": "10",
+        "total_tokens": "110",
+        "status": "200",
+        "latency_ms": "12.5",
+    }
     assert float(record["cost_usd"]) == pytest.approx((60 * 2 + 40 * 0.5 + 10 * 8) / 1e6)
     assert abs(float(record["time"]) - harness.clock.now) < 1
 

@@ -32,8 +32,12 @@ async def store(request: pytest.FixtureRequest, redis_server: RedisServer) -> As
 
 
 def item(n: int) -> dict[str, object]:
-    return {"id": f"msg_{n}", "type": "message", "role": "user",
-            "content": [{"type": "input_text", "text": f"item {n}"}]}
+    return {
+        "id": f"msg_{n}",
+        "type": "message",
+        "role": "user",
+        "content": [{"type": "input_text", "text": f"item {n}"}],
+    }
 
 
 async def test_response_roundtrip_under_its_owner(store: Store) -> None:
@@ -128,7 +132,8 @@ async def test_redis_records_carry_a_ttl(redis_server: RedisServer) -> None:
         assert len(keys) == 4
         for key in keys:
             assert 0 < await store.client.ttl(key) <= 100
-            assert b"{" in key and b"}" in key
+            assert b"{" in key
+            assert b"}" in key
     finally:
         await store.client.flushdb()
         await store.close()

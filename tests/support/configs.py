@@ -27,14 +27,23 @@ def base_config(upstream_url: str, store_url: str = "memory://") -> dict[str, An
             ]
         },
         "providers": [
-            {"name": "up", "api": "responses", "base_url": f"{upstream_url}/v1", "region": "us",
-             "accounts": [{"name": "main", "api_key_env": "UP_KEY"}], "timeout_s": 5},
+            {
+                "name": "up",
+                "api": "responses",
+                "base_url": f"{upstream_url}/v1",
+                "region": "us",
+                "accounts": [{"name": "main", "api_key_env": "UP_KEY"}],
+                "timeout_s": 5,
+            },
             {"name": "mock", "api": "mock", "region": "eu"},
         ],
         "models": [
-            {"name": "gpt-test", "aliases": ["ri.language-model-service..language-model.gpt-test"],
-             "targets": [{"provider": "up", "model": "gpt-test"}],
-             "price": {"input": 2.0, "cached_input": 0.5, "output": 8.0}},
+            {
+                "name": "gpt-test",
+                "aliases": ["ri.language-model-service..language-model.gpt-test"],
+                "targets": [{"provider": "up", "model": "gpt-test"}],
+                "price": {"input": 2.0, "cached_input": 0.5, "output": 8.0},
+            },
             {"name": "cheap", "targets": [{"provider": "up", "model": "gpt-cheap-upstream"}]},
             {"name": "mock-model", "targets": [{"provider": "mock", "model": "mock-model"}]},
         ],

@@ -34,9 +34,20 @@ class Replica:
     def start(self) -> Replica:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(self.config_path),
-             "--port", str(self.port)],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ENV},
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--port",
+                str(self.port),
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **ENV},
         )
         log.close()
         deadline = time.monotonic() + 20

@@ -29,15 +29,15 @@ class Behaviour:
     """What the next answers do. Defaults: a correct answer from the fake model."""
 
     status: int = 200
-    body: bytes | None = None            # a fixed body (with `status`) instead of the fake model
+    body: bytes | None = None  # a fixed body (with `status`) instead of the fake model
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0                 # before the answer's headers
+    delay_s: float = 0.0  # before the answer's headers
     events: list[dict[str, Any]] | None = None  # a fixed event list for streams
-    cut_after: int | None = None         # close the connection after this many events
-    stall_after: int | None = None       # stop sending (but keep the connection) after this many
-    between_s: float = 0.0               # between events
-    raw_stream: bytes | None = None      # exact bytes to stream, then end
+    cut_after: int | None = None  # close the connection after this many events
+    stall_after: int | None = None  # stop sending (but keep the connection) after this many
+    between_s: float = 0.0  # between events
+    raw_stream: bytes | None = None  # exact bytes to stream, then end
     fail_keys: dict[str, int] = field(default_factory=dict)  # upstream key -> status to answer
 
 
@@ -63,17 +63,30 @@ class StubUpstream:
                 await asyncio.sleep(b.delay_s)
             key = request.headers.get("Authorization", "").removeprefix("Bearer ")
             if key in b.fail_keys:
-                error = {"error": {"message": "account failed", "type": "server_error",
-                                   "param": None, "code": None}}
-                return web.Response(body=orjson.dumps(error), status=b.fail_keys[key],
-                                    content_type="application/json", headers=b.headers)
+                error = {
+                    "error": {
+                        "message": "account failed",
+                        "type": "server_error",
+                        "param": None,
+                        "code": None,
+                    }
+                }
+                return web.Response(
+                    body=orjson.dumps(error),
+                    status=b.fail_keys[key],
+                    content_type="application/json",
+                    headers=b.headers,
+                )
             if b.body is not None:
-                return web.Response(body=b.body, status=b.status, content_type=b.content_type,
-                                    headers=b.headers)
+                return web.Response(
+                    body=b.body, status=b.status, content_type=b.content_type, headers=b.headers
+                )
             body = orjson.loads(raw)
             run = build_response(body, model=body.get("model", "stub"))
             if not body.get("stream"):
-                return web.Response(body=orjson.dumps(run.response), content_type="application/json")
+                return web.Response(
+                    body=orjson.dumps(run.response), content_type="application/json"
+                )
             return await self._stream(request, b, run.events())
         except asyncio.CancelledError:
             self.cancelled.set()
