@@ -79,9 +79,7 @@ async def create_conversation(request: web.Request) -> web.Response:
         "metadata": metadata,
     }
     ttl = deps.settings.store.response_ttl_s
-    await deps.store.put_conversation(
-        conv_id, {"owner": key.id, "conversation": conversation}, ttl
-    )
+    await deps.store.put_conversation(conv_id, {"owner": key.id, "conversation": conversation}, ttl)
     if items:
         await deps.store.add_items(key.id, conv_id, items, ttl, MAX_CONVERSATION_ITEMS)
     return json_response(conversation)

@@ -15,7 +15,7 @@ from gateway import metrics
 from gateway.errors import GatewayError, ServiceUnavailableError, UpstreamError
 from gateway.providers.base import UPSTREAM_ERRORS, upstream_failure
 from gateway.streaming.drain import OpenStreams, StreamHandle
-from gateway.streaming.sse import SSEParser, event_type
+from gateway.streaming.sse import SSEEvent, SSEParser, event_type
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -64,26 +64,24 @@ class StreamTap:
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes that may go to the client now: every complete frame, never half of one."""
-        if (
-            not self._held
-            and chunk.endswith(b"\n\n")
-            and self._parser.at_boundary
-            and _LIFECYCLE.search(chunk) is None
-        ):
-            # Whole frames with no lifecycle or error event among them (the deltas): nothing
-            # to look at, so they go out without being split into events at all.
+        if not self._held and chunk.endswith(b"\n\n") and self._parser.at_boundary:
+            # Whole LF-framed frames (the usual case): only the frames where a lifecycle or
+            # error event may be are parsed; the deltas go out without being looked at.
             self._last_chunk = chunk
+            done = -1
+            for match in _LIFECYCLE.finditer(chunk):
+                if match.start() < done:
+                    continue
+                before = chunk.rfind(b"\n\n", 0, match.start())
+                start = 0 if before < 0 else before + 2
+                done = chunk.find(b"\n\n", match.start()) + 2
+                for event in SSEParser().feed(chunk[start:done]):
+                    self._see(event)
             return chunk
         self._last_chunk = None
         for event in self._parser.feed(chunk):
-            kind = event_type(event)
+            self._see(event)
             self._last = event.data
-            if kind == "response.created":
-                self.created = event.data
-            elif kind in TERMINAL:
-                self.terminal = _object(event.data)
-            elif kind == "error":
-                self.error_sent = True
         data = self._held + chunk if self._held else chunk
         if self._parser.at_boundary:
             self._held = b""
@@ -91,6 +89,15 @@ class StreamTap:
         cut = _frame_end(data)
         self._held = data[cut:]
         return data[:cut]
+
+    def _see(self, event: SSEEvent) -> None:
+        kind = event_type(event)
+        if kind == "response.created":
+            self.created = event.data
+        elif kind in TERMINAL:
+            self.terminal = _object(event.data)
+        elif kind == "error":
+            self.error_sent = True
 
     def failure_frame(self, error: GatewayError) -> bytes:
         """The terminal frame that replaces an end the upstream never sent."""
