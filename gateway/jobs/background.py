@@ -132,17 +132,19 @@ async def follow(
     """Stream a job's events after sequence number `after`, then live until its end."""
     response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
     await response.prepare(request)
-    with streams.track() as handle:
-        try:
-            return await _follow(response, store, jobs, job_id, after)
-        except asyncio.CancelledError:
-            if not handle.absorb():
-                raise
-        # The job goes on elsewhere: say where to pick the stream up again.
-        with contextlib.suppress(ConnectionResetError):
-            await response.write(_resume_error(job_id))
-            await response.write_eof()
-        return response
+    handle = streams.enter()
+    try:
+        return await _follow(response, store, jobs, job_id, after)
+    except asyncio.CancelledError:
+        if not handle.absorb():
+            raise
+    finally:
+        streams.leave(handle)
+    # Drained: the job goes on elsewhere; say where to pick the stream up again.
+    with contextlib.suppress(ConnectionResetError):
+        await response.write(_resume_error(job_id))
+        await response.write_eof()
+    return response
 
 
 def _resume_error(job_id: str) -> bytes:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Final
 
 from aiohttp import web
 
@@ -125,15 +126,16 @@ class Attempts:
         )
 
 
-@contextlib.contextmanager
-def _attempt_span(call: Call, target: Target, attempt: int) -> Iterator[None]:
+_NO_SPAN: Final = contextlib.nullcontext()
+
+
+def _attempt_span(call: Call, target: Target, attempt: int) -> AbstractContextManager[object]:
+    """The attempt's client span; with tracing off, a shared no-op (no generator per attempt)."""
     tracing = call.deps.tracing
     if tracing is None:
-        yield
-        return
+        return _NO_SPAN
     call.trace_headers = {}
-    with tracing.upstream_span(target.provider.name, target.model, attempt, call.trace_headers):
-        yield
+    return tracing.upstream_span(target.provider.name, target.model, attempt, call.trace_headers)
 
 
 def _aim(call: Call, target: Target, account: Account) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 
 class StreamHandle:
@@ -30,14 +28,13 @@ class OpenStreams:
     def __len__(self) -> int:
         return len(self._handles)
 
-    @contextmanager
-    def track(self) -> Iterator[StreamHandle]:
+    def enter(self) -> StreamHandle:
         handle = StreamHandle(asyncio.current_task())
         self._handles.add(handle)
-        try:
-            yield handle
-        finally:
-            self._handles.discard(handle)
+        return handle
+
+    def leave(self, handle: StreamHandle) -> None:
+        self._handles.discard(handle)
 
     def abort_all(self) -> None:
         """Interrupt every stream's wait on its source; each ends with its terminal event."""

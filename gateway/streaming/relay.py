@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -27,9 +26,11 @@ SHUTTING_DOWN = ServiceUnavailableError(
     code="gateway_shutdown",
 )
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
-# Any chunk that may hold an event the tap keeps goes through the parser; a false alarm (the
-# words in a delta's text) only costs that chunk the slow path.
-_LIFECYCLE = re.compile(rb"response\.(?:created|completed|incomplete|failed)|error")
+# The events the tap keeps, by their `event:` line; a false alarm (the words in a delta's
+# text) only costs parsing that one frame.
+_NAMES = tuple(
+    b"event: " + name.encode() for name in ("response.created", *sorted(TERMINAL), "error")
+)
 
 
 class StreamTap:
@@ -64,19 +65,23 @@ class StreamTap:
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes that may go to the client now: every complete frame, never half of one."""
-        if not self._held and chunk.endswith(b"\n\n") and self._parser.at_boundary:
-            # Whole LF-framed frames (the usual case): only the frames where a lifecycle or
-            # error event may be are parsed; the deltas go out without being looked at.
+        if (
+            not self._held
+            and chunk.startswith(b"event: ")
+            and chunk.endswith(b"\n\n")
+            and self._parser.at_boundary
+        ):
+            # Whole named, LF-framed frames (how OpenAI and vLLM stream): only the frames
+            # named like a lifecycle or error event are parsed; deltas go out unlooked-at.
             self._last_chunk = chunk
-            done = -1
-            for match in _LIFECYCLE.finditer(chunk):
-                if match.start() < done:
-                    continue
-                before = chunk.rfind(b"\n\n", 0, match.start())
-                start = 0 if before < 0 else before + 2
-                done = chunk.find(b"\n\n", match.start()) + 2
-                for event in SSEParser().feed(chunk[start:done]):
-                    self._see(event)
+            for marker in _NAMES:
+                at = chunk.find(marker)
+                while at >= 0:
+                    before = chunk.rfind(b"\n\n", 0, at)
+                    end = chunk.find(b"\n\n", at) + 2
+                    for event in SSEParser().feed(chunk[0 if before < 0 else before + 2 : end]):
+                        self._see(event)
+                    at = chunk.find(marker, end)
             return chunk
         self._last_chunk = None
         for event in self._parser.feed(chunk):
@@ -164,8 +169,11 @@ async def relay(
             f"The upstream provider {provider!r} ended the stream without an event."
         )
     response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
-    with streams.track() as handle:
+    handle = streams.enter()
+    try:
         stayed = await _pipe(request, response, tap, first, chunks, provider, on_terminal, handle)
+    finally:
+        streams.leave(handle)
     return response, tap, stayed
 
 
