@@ -78,6 +78,12 @@ class GatewayUser(FastHttpUser):
         self.auth = {"Authorization": f"Bearer {KEY}"}
         self.turn = 0
 
+    def _post(self, body: dict[str, Any], name: str) -> Any:
+        """POST /responses with the user's key, as a locust request checked by the caller."""
+        return self.client.post(
+            f"{PREFIX}/responses", json=body, headers=self.auth, name=name, catch_response=True
+        )
+
     def _prompt(self) -> str:
         self.turn += 1
         return PROMPTS[self.turn % len(PROMPTS)]
@@ -86,13 +92,7 @@ class GatewayUser(FastHttpUser):
     @task(4)
     def create_json(self) -> None:
         body = {"model": MODEL, "input": self._prompt(), "store": False}
-        with self.client.post(
-            f"{PREFIX}/responses",
-            json=body,
-            headers=self.auth,
-            name="POST /responses [json]",
-            catch_response=True,
-        ) as resp:
+        with self._post(body, "POST /responses [json]") as resp:
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}: {_short(resp.text)}")
                 return
@@ -170,13 +170,7 @@ class GatewayUser(FastHttpUser):
             body: dict[str, Any] = {"model": MODEL, "input": self._prompt(), "store": True}
             if previous:
                 body["previous_response_id"] = previous
-            with self.client.post(
-                f"{PREFIX}/responses",
-                json=body,
-                headers=self.auth,
-                name=f"POST /responses [chain turn {turn + 1}]",
-                catch_response=True,
-            ) as resp:
+            with self._post(body, f"POST /responses [chain turn {turn + 1}]") as resp:
                 if resp.status_code != 200:
                     resp.failure(f"HTTP {resp.status_code}: {_short(resp.text)}")
                     return
@@ -194,13 +188,7 @@ class GatewayUser(FastHttpUser):
     def background_job(self) -> None:
         body = {"model": MODEL, "input": self._prompt(), "background": True, "store": True}
         started = time.perf_counter()
-        with self.client.post(
-            f"{PREFIX}/responses",
-            json=body,
-            headers=self.auth,
-            name="POST /responses [background]",
-            catch_response=True,
-        ) as resp:
+        with self._post(body, "POST /responses [background]") as resp:
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}: {_short(resp.text)}")
                 return

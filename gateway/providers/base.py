@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import aiohttp
 
@@ -76,3 +76,33 @@ def upstream_headers(
         else:
             headers["Authorization"] = f"Bearer {account.api_key}"
     return headers
+
+
+def new_session(settings: ProviderSettings) -> aiohttp.ClientSession:
+    """One pooled session per provider, its timeouts set once rather than per request."""
+    # limit=0: the default pool of 100 would queue the 101st concurrent stream silently.
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
+    # No total timeout: a stream may run for an hour. Idle reads are bounded instead.
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.timeout_s
+    )
+    return aiohttp.ClientSession(connector=connector, timeout=timeout)
+
+
+class HTTPProvider:
+    """What every provider that calls an upstream over HTTP shares: the pooled session and
+    the headers. Subclasses say which path they call and which client headers travel."""
+
+    path: ClassVar[str]
+    forwarded: ClassVar[tuple[str, ...]]
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        self.name = settings.name
+        self.settings = settings
+        self.session = new_session(settings)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    def headers(self, call: Call, account: Account) -> dict[str, str]:
+        return upstream_headers(call, account, self.settings, self.forwarded)

@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from gateway.config import Account, ProviderSettings
+from gateway.config import Account
 from gateway.errors import UpstreamError
-from gateway.providers.base import UPSTREAM_ERRORS, Reply, upstream_failure, upstream_headers
-from gateway.providers.responses import new_session
+from gateway.providers.base import UPSTREAM_ERRORS, HTTPProvider, Reply, upstream_failure
 from gateway.streaming.sse import SSEParser, encode_event
 from gateway.translate.chat import (
     ChatStreamTranslator,
@@ -38,19 +37,9 @@ class _StreamFault(Exception):
         self.code, self.message = code, message
 
 
-class ChatCompletionsProvider:
+class ChatCompletionsProvider(HTTPProvider):
     path = "/chat/completions"
-
-    def __init__(self, settings: ProviderSettings) -> None:
-        self.name = settings.name
-        self.settings = settings
-        self.session = new_session(settings)
-
-    async def close(self) -> None:
-        await self.session.close()
-
-    def headers(self, call: Call, account: Account) -> dict[str, str]:
-        return upstream_headers(call, account, self.settings, FORWARDED_HEADERS)
+    forwarded = FORWARDED_HEADERS
 
     @asynccontextmanager
     async def send(self, call: Call, target: Target, account: Account) -> AsyncIterator[Reply]:

@@ -7,10 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-import aiohttp
-
-from gateway.config import Account, ProviderSettings
-from gateway.providers.base import UPSTREAM_ERRORS, Reply, upstream_failure, upstream_headers
+from gateway.config import Account
+from gateway.providers.base import UPSTREAM_ERRORS, HTTPProvider, Reply, upstream_failure
 
 if TYPE_CHECKING:
     from gateway.models import Call, Target
@@ -21,30 +19,9 @@ FORWARDED_HEADERS = ("traceparent", "tracestate", "openai-beta")
 LARGE_BODY = 1024 * 1024
 
 
-def new_session(settings: ProviderSettings) -> aiohttp.ClientSession:
-    """One pooled session per provider, its timeouts set once rather than per request."""
-    # limit=0: the default pool of 100 would queue the 101st concurrent stream silently.
-    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
-    # No total timeout: a stream may run for an hour. Idle reads are bounded instead.
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.timeout_s
-    )
-    return aiohttp.ClientSession(connector=connector, timeout=timeout)
-
-
-class ResponsesProvider:
+class ResponsesProvider(HTTPProvider):
     path = "/responses"
-
-    def __init__(self, settings: ProviderSettings) -> None:
-        self.name = settings.name
-        self.settings = settings
-        self.session = new_session(settings)
-
-    async def close(self) -> None:
-        await self.session.close()
-
-    def headers(self, call: Call, account: Account) -> dict[str, str]:
-        return upstream_headers(call, account, self.settings, FORWARDED_HEADERS)
+    forwarded = FORWARDED_HEADERS
 
     @asynccontextmanager
     async def send(self, call: Call, target: Target, account: Account) -> AsyncIterator[Reply]:
