@@ -83,7 +83,8 @@ class WorkerPool:
                 await self.jobs.release(self.consumer, job_id)
 
     async def _take_loop(self) -> None:
-        reclaim_every = max(self.lease_ms / 2000, 0.2)
+        # Often enough that a job handed back at shutdown is taken within a second.
+        reclaim_every = min(max(self.lease_ms / 2000, 0.2), 1.0)
         next_reclaim = 0.0
         loop = asyncio.get_running_loop()
         while not self._stopping:

@@ -345,3 +345,21 @@ async def test_json_answer_to_a_stream_request_is_replayed_as_events(
     events = await raw_events(canned_sdk)
     assert [e.type for e in events] == [*TEXT_ORDER[:5], *TEXT_ORDER[-4:]]
     assert events[4].delta == "One two three"
+
+
+async def test_state_and_background_work_on_a_chat_upstream(sdk: openai.AsyncOpenAI) -> None:
+    chat_client = sdk
+    first = await chat_client.responses.create(model=CHAT_MODEL, input="first turn")
+    second = await chat_client.responses.create(
+        model=CHAT_MODEL, input="second turn", previous_response_id=first.id
+    )
+    assert (await chat_client.responses.retrieve(second.id)).output_text == second.output_text
+    queued = await chat_client.responses.create(model=CHAT_MODEL, input="later", background=True)
+    async with asyncio.timeout(10):
+        while (done := await chat_client.responses.retrieve(queued.id)).status in (
+            "queued",
+            "in_progress",
+        ):
+            await asyncio.sleep(0.05)
+    assert done.status == "completed"
+    assert "later" in done.output_text

@@ -101,3 +101,35 @@ async def test_jobs_of_a_killed_replica_complete_on_the_survivors(
         assert f"job {i}" in final.output_text
     # The jobs the killed replica was running were started again by a survivor.
     assert len(stub.requests) > 20
+
+
+async def test_sigterm_hands_jobs_back_at_once(
+    shared: dict[str, Any], started: list[Replica], tmp_path: Path, stub: StubUpstream
+) -> None:
+    shared["jobs"] = {"workers": 8, "lease_s": 30}  # a reclaim by lease would take 30 s
+    shared["server"].update(shutdown_delay_s=0.1, shutdown_grace_s=0.5)
+    leaving = Replica(shared, tmp_path, "leaving").start()
+    started.append(leaving)
+    stub.behaviour = Behaviour(between_s=0.1)
+    async with sdk(leaving) as client:
+        ids = [
+            (await client.responses.create(model="gpt-test", input=f"job {i}", background=True)).id
+            for i in range(4)
+        ]
+        async with asyncio.timeout(10):
+            while not all(
+                [(await client.responses.retrieve(i)).status == "in_progress" for i in ids]
+            ):
+                await asyncio.sleep(0.05)
+    staying = Replica(shared, tmp_path, "staying").start()
+    started.append(staying)
+    leaving.signal(signal.SIGTERM)
+    async with sdk(staying) as client:
+        async with asyncio.timeout(15):
+            while True:
+                statuses = [(await client.responses.retrieve(i)).status for i in ids]
+                if all(s == "completed" for s in statuses):
+                    break
+                await asyncio.sleep(0.1)
+    assert leaving.proc is not None
+    assert leaving.proc.wait(timeout=10) == 0
