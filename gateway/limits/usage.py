@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, timedelta
+from functools import lru_cache
 
 import orjson
 
@@ -43,14 +44,23 @@ def totals(
     """The counter increments of one request (cost in nano-USD)."""
     u = usage or Usage()
     counts = (1, u.input_tokens, u.output_tokens, u.total_tokens, nano(usd))
+    out: dict[str, int] = {}
+    for names in _names(tuple(projects), key, model):
+        for name, n in zip(names, counts, strict=True):
+            if n:
+                out[name] = n
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _names(projects: tuple[str, ...], key: str, model: str) -> tuple[tuple[str, ...], ...]:
+    """The counter names of every view a request counts in, per metric (the same few keys,
+    models and projects come back on every request: built once)."""
     views: list[tuple[str, str | None]] = [("all", None)]
     views += [("project", p) for p in dict.fromkeys(projects)] or [("project", None)]
-    out: dict[str, int] = {}
-    for view, project in views:
-        for metric, n in zip(METRICS, counts, strict=True):
-            if n:
-                out[field(view, project, key, model, metric)] = n
-    return out
+    return tuple(
+        tuple(field(view, project, key, model, m) for m in METRICS) for view, project in views
+    )
 
 
 def days(day_from: date, day_to: date) -> list[str]:
