@@ -70,12 +70,17 @@ def upstream_headers(
             headers[name] = value
     if call.trace_headers:
         headers.update(call.trace_headers)
-    if account.api_key:
-        if settings.auth_header == "api-key":
-            headers["api-key"] = account.api_key
-        else:
-            headers["Authorization"] = f"Bearer {account.api_key}"
+    headers.update(auth_headers(account, settings))
     return headers
+
+
+def auth_headers(account: Account, settings: ProviderSettings) -> dict[str, str]:
+    """The account's key, in the header its provider expects."""
+    if not account.api_key:
+        return {}
+    if settings.auth_header == "api-key":
+        return {"api-key": account.api_key}
+    return {"Authorization": f"Bearer {account.api_key}"}
 
 
 def new_session(settings: ProviderSettings) -> aiohttp.ClientSession:

@@ -5,10 +5,18 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from gateway.config import Account
-from gateway.providers.base import UPSTREAM_ERRORS, HTTPProvider, Reply, upstream_failure
+from gateway.providers.base import (
+    UPSTREAM_ERRORS,
+    HTTPProvider,
+    Reply,
+    auth_headers,
+    upstream_failure,
+)
 
 if TYPE_CHECKING:
     from gateway.models import Call, Target
@@ -51,3 +59,19 @@ class ResponsesProvider(HTTPProvider):
             # Closes the connection instead of pooling it when the body was not read to the end,
             # which is how a client that left hangs up on the upstream.
             resp.release()
+
+    async def count_tokens(self, body: dict[str, Any], model: str, account: Account) -> int | None:
+        """The upstream's own count (POST /responses/input_tokens), or None when it has none."""
+        headers = {"Content-Type": "application/json", **auth_headers(account, self.settings)}
+        url = self.settings.base_url + "/responses/input_tokens"
+        try:
+            async with self.session.post(
+                url, data=orjson.dumps({**body, "model": model}), headers=headers
+            ) as resp:
+                if resp.status != 200:
+                    return None
+                counted = orjson.loads(await resp.read())
+        except (*UPSTREAM_ERRORS, orjson.JSONDecodeError):
+            return None
+        tokens = counted.get("input_tokens") if isinstance(counted, dict) else None
+        return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.support.configs import KEY_A, KEY_B
+from tests.support.configs import KEY_A, KEY_B, UPSTREAM_KEY
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.stub import StubUpstream
 
@@ -222,3 +222,19 @@ async def test_redis_down_is_503_then_recovers(make_gateway: Any, config: dict[s
             assert (await client.responses.retrieve(created.id)).id == created.id
         finally:
             redis.stop()
+
+
+async def test_input_tokens_forwarded_or_estimated(
+    sdk: openai.AsyncOpenAI, stub: StubUpstream
+) -> None:
+    upstream = await sdk.responses.input_tokens.count(model="gpt-test", input="count these")
+    assert upstream.input_tokens == 4242
+    assert stub.last.path == "/v1/responses/input_tokens"
+    assert stub.last.headers["Authorization"] == f"Bearer {UPSTREAM_KEY}"
+    estimated = await sdk.responses.input_tokens.count(model="mock-model", input="x" * 400)
+    assert 100 <= estimated.input_tokens <= 110
+    first = await sdk.responses.create(model="gpt-test", input="one")
+    chained = await sdk.responses.input_tokens.count(
+        model="gpt-test", input="two", previous_response_id=first.id
+    )
+    assert chained.input_tokens != 4242

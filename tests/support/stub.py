@@ -49,10 +49,16 @@ class StubUpstream:
         self.cancelled = asyncio.Event()
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_post("/v1/responses", self.responses)
+        self.app.router.add_post("/v1/responses/input_tokens", self.input_tokens)
 
     @property
     def last(self) -> Recorded:
         return self.requests[-1]
+
+    async def input_tokens(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        self.requests.append(Recorded(request.path, dict(request.headers), raw))
+        return web.json_response({"object": "response.input_tokens", "input_tokens": 4242})
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
