@@ -35,6 +35,8 @@ from gateway.models import Usage
 
 log = logging.getLogger("gateway.limits")
 T = TypeVar("T")
+# A ticket and what its request came to: usage, status, latency, provider, upstream model.
+SettleItem = tuple["Ticket", Usage | None, int, float, str | None, str | None]
 _PLAN_CACHE_MAX = 4096
 
 
@@ -188,15 +190,52 @@ class Governor:
         upstream_model: str | None,
     ) -> float:
         """Reconcile, release, charge and record; never raises for Redis; runs once per ticket."""
-        if ticket.settled:
-            return ticket.cost_usd
+        await self.settle_many([(ticket, usage, status, latency_ms, provider, upstream_model)])
+        return ticket.cost_usd
+
+    async def settle_many(self, items: list[SettleItem]) -> None:
+        """Settle several tickets; on Redis in one round trip."""
+        shared: list[Settlement] = []
+        for ticket, usage, status, latency_ms, provider, upstream_model in items:
+            if ticket.settled:
+                continue
+            done = self._settlement(ticket, usage, status, latency_ms, provider, upstream_model)
+            if self.redis is None:
+                await self.memory.settle(done)
+                continue
+            if ticket.backend == "memory":
+                await self.memory.settle(done.reservations())
+                done = done.accounting()
+            shared.append(done)
+        if not shared:
+            return
+        memory = self.memory
+
+        async def in_memory() -> None:
+            for done in shared:
+                await memory.settle(done.accounting())
+
+        try:
+            await self._run(lambda r: r.settle_many(shared), in_memory)
+        except ServiceUnavailableError:
+            self.lost_settlements += len(shared)
+
+    def _settlement(
+        self,
+        ticket: Ticket,
+        usage: Usage | None,
+        status: int,
+        latency_ms: float,
+        provider: str | None,
+        upstream_model: str | None,
+    ) -> Settlement:
         ticket.settled = True
         subject, plan = ticket.subject, ticket.plan
         usd = ticket.cost_usd = self.cost(subject.price, usage)
         now = self.clock()
         delta = 0 if usage is None else usage.total_tokens - ticket.estimated_tokens
         counters = accounting.totals(subject.projects, subject.key.id, subject.model, usage, usd)
-        done = Settlement(
+        return Settlement(
             adjust=tuple(
                 (r, ticket.bucket, delta) for r in plan.rates if r.kind == "tokens" and delta
             ),
@@ -211,18 +250,6 @@ class Governor:
             day=self._periods.day(now),
             totals=counters,
         )
-        if self.redis is None:
-            await self.memory.settle(done)
-            return usd
-        if ticket.backend == "memory":
-            await self.memory.settle(done.reservations())
-            done = done.accounting()
-        shared, memory = done, self.memory
-        try:
-            await self._run(lambda r: r.settle(shared), lambda: memory.settle(shared.accounting()))
-        except ServiceUnavailableError:
-            self.lost_settlements += 1
-        return usd
 
     async def usage_report(
         self, project: str | None, day_from: date, day_to: date, group_by: str

@@ -187,6 +187,18 @@ class RedisLimiter:
         )
 
     async def settle(self, done: Settlement) -> None:
+        keys, args = self._settle_call(done)
+        await self._settle(keys, args)
+
+    async def settle_many(self, settled: list[Settlement]) -> None:
+        """Several settlements in one round trip (each script is still atomic on its own)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for done in settled:
+                keys, args = self._settle_call(done)
+                await self._settle(keys, args, client=pipe)  # queues it on the pipeline
+            await pipe.execute()
+
+    def _settle_call(self, done: Settlement) -> tuple[list[str], list[bytes]]:
         w = self.window
         keys = [f"{self.base}usage", self.totals_key(done.day)]
         keys += [self.rate_key(rate) for rate, _, _ in done.adjust]
@@ -212,7 +224,7 @@ class RedisLimiter:
                 "rec": rec,
             }
         )
-        await self._settle(keys, [arg])
+        return keys, [arg]
 
     async def renew(self, leases: tuple[Lease, ...], lease_id: str) -> None:
         if leases:
