@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from gateway.codec import dumps
 from gateway.config import Account, KeySettings, ModelSettings, Settings
 from gateway.streaming.drain import OpenStreams
 
@@ -120,6 +121,4 @@ class Call:
 
     def upstream_body(self) -> bytes:
         """The bytes to send upstream: the client's own unless a stage rewrote the JSON."""
-        from gateway.codec import dumps
-
         return dumps(self.body) if self.changed else self.raw

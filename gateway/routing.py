@@ -87,9 +87,10 @@ def model_not_found(requested: str) -> NotFoundError:
     )
 
 
-def pick(targets: Sequence[Target]) -> tuple[Target, Account]:
-    """A target and account by weight, health aside (a background job's first choice)."""
-    found = Health().pick(targets, set())
+def pick(targets: Sequence[Target], health: Health) -> tuple[Target, Account]:
+    """A healthy target and account by weight; when every one is cooling down, any of them
+    (a background job or a token count has no client waiting to be told 503)."""
+    found = health.pick(targets, set()) or Health().pick(targets, set())
     assert found is not None
     return found
 

@@ -12,11 +12,17 @@ from typing import Any, Final
 
 import orjson
 
-from gateway.config import KeySettings, Price, key_from_fields
-from gateway.errors import GatewayError, UpstreamError
+from gateway.config import Account, KeySettings, Price, key_from_fields
+from gateway.errors import (
+    GatewayError,
+    InvalidRequestError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
 from gateway.jobs import TERMINAL, Event, JobStore
 from gateway.limits import Subject
 from gateway.models import Call, Deps, Target, Usage
+from gateway.pipeline.forward import aim
 from gateway.providers.base import UPSTREAM_ERRORS, upstream_failure
 from gateway.routing import pick
 from gateway.state import grow_conversation
@@ -237,9 +243,17 @@ class JobRun:
         call = self._call()
         providers = self.deps.router.providers
         targets = [Target(providers[p], m, w) for p, m, w in self.job["targets"]]
-        target, account = pick(targets)
-        call.target, call.account = target, account
+        health = self.deps.router.health
+        target, account = pick(targets, health)
+        aim(call, target, account)
         self.provider, self.model = target.provider.name, target.model
+        try:
+            await self._stream(call, target, account)
+        except (UpstreamError, UpstreamTimeoutError):
+            health.fail(target, account, None)
+            raise
+
+    async def _stream(self, call: Call, target: Target, account: Account) -> None:
         async with target.provider.send(call, target, account) as reply:
             if reply.chunks is None:
                 raise _status_error(reply.status, reply.body, target.provider.name)
@@ -321,8 +335,6 @@ class JobRun:
 
 
 def _status_error(status: int, body: bytes, provider: str) -> GatewayError:
-    from gateway.errors import InvalidRequestError
-
     try:
         message = orjson.loads(body)["error"]["message"]
     except (orjson.JSONDecodeError, KeyError, TypeError):

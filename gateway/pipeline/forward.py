@@ -33,7 +33,7 @@ async def forward(call: Call) -> web.StreamResponse:
         raise attempts.exhausted()
     while True:
         target, account = pair
-        _aim(call, target, account)
+        aim(call, target, account)
         headers = {
             "x-request-id": call.request_id,
             "x-gateway-provider": target.provider.name,
@@ -138,7 +138,8 @@ def _attempt_span(call: Call, target: Target, attempt: int) -> AbstractContextMa
     return tracing.upstream_span(target.provider.name, target.model, attempt, call.trace_headers)
 
 
-def _aim(call: Call, target: Target, account: Account) -> None:
+def aim(call: Call, target: Target, account: Account) -> None:
+    """Point the call at one target: its upstream model name, minus the provider's drop_fields."""
     call.target, call.account = target, account
     if call.body.get("model") != target.model:
         call.body["model"] = target.model

@@ -202,7 +202,7 @@ async def count_input_tokens(request: web.Request) -> web.Response:
         and not (body.get("previous_response_id") or body.get("conversation"))
     ):
         _, targets = deps.router.resolve(model, key)
-        target, account = pick(targets)
+        target, account = pick(targets, deps.router.health)
         count = getattr(target.provider, "count_tokens", None)
         tokens = await count(body, target.model, account) if count is not None else None
         if tokens is not None:

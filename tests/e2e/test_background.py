@@ -190,3 +190,12 @@ async def test_failing_upstream_ends_failed_with_the_reason(
     assert final.error is not None
     assert "overloaded" in final.error.message
     assert len(stub.requests) == 3
+
+
+async def test_background_job_sends_the_upstream_model_name(
+    client: openai.AsyncOpenAI, stub: StubUpstream
+) -> None:
+    first = await client.responses.create(model="cheap", input="aliased", background=True)
+    final = await until_done(client, first.id)
+    assert final.status == "completed"
+    assert stub.last.json["model"] == "gpt-cheap-upstream"
