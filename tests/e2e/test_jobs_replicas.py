@@ -33,6 +33,17 @@ def started(shared: dict[str, Any], tmp_path: Path) -> Iterator[list[Replica]]:
         replica.stop()
 
 
+async def submit(client: openai.AsyncOpenAI, count: int) -> list[str]:
+    return [
+        (await client.responses.create(model="gpt-test", input=f"job {i}", background=True)).id
+        for i in range(count)
+    ]
+
+
+async def statuses(client: openai.AsyncOpenAI, ids: list[str]) -> list[str]:
+    return [(await client.responses.retrieve(i)).status for i in ids]
+
+
 def sdk(replica: Replica) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=f"{replica.url}/v1", api_key=KEY_A, max_retries=0)
 
@@ -76,24 +87,16 @@ async def test_jobs_of_a_killed_replica_complete_on_the_survivors(
     started.append(doomed)
     stub.behaviour = Behaviour(between_s=0.04)
     async with sdk(doomed) as client:
-        ids = [
-            (await client.responses.create(model="gpt-test", input=f"job {i}", background=True)).id
-            for i in range(20)
-        ]
+        ids = await submit(client, 20)
         async with asyncio.timeout(10):
-            while (
-                sum([(await client.responses.retrieve(i)).status == "in_progress" for i in ids]) < 8
-            ):
+            while (await statuses(client, ids)).count("in_progress") < 8:
                 await asyncio.sleep(0.05)
     doomed.signal(signal.SIGKILL)
     survivors = [Replica(shared, tmp_path, f"survivor{i}").start() for i in range(2)]
     started += survivors
     async with sdk(survivors[0]) as client:
         async with asyncio.timeout(60):
-            while True:
-                statuses = [(await client.responses.retrieve(i)).status for i in ids]
-                if all(s not in ("queued", "in_progress") for s in statuses):
-                    break
+            while {"queued", "in_progress"} & set(await statuses(client, ids)):
                 await asyncio.sleep(0.2)
         finals = [await client.responses.retrieve(i) for i in ids]
     assert [f.status for f in finals] == ["completed"] * 20
@@ -112,24 +115,16 @@ async def test_sigterm_hands_jobs_back_at_once(
     started.append(leaving)
     stub.behaviour = Behaviour(between_s=0.1)
     async with sdk(leaving) as client:
-        ids = [
-            (await client.responses.create(model="gpt-test", input=f"job {i}", background=True)).id
-            for i in range(4)
-        ]
+        ids = await submit(client, 4)
         async with asyncio.timeout(10):
-            while not all(
-                [(await client.responses.retrieve(i)).status == "in_progress" for i in ids]
-            ):
+            while set(await statuses(client, ids)) != {"in_progress"}:
                 await asyncio.sleep(0.05)
     staying = Replica(shared, tmp_path, "staying").start()
     started.append(staying)
     leaving.signal(signal.SIGTERM)
     async with sdk(staying) as client:
         async with asyncio.timeout(15):
-            while True:
-                statuses = [(await client.responses.retrieve(i)).status for i in ids]
-                if all(s == "completed" for s in statuses):
-                    break
+            while set(await statuses(client, ids)) != {"completed"}:
                 await asyncio.sleep(0.1)
     assert leaving.proc is not None
     assert leaving.proc.wait(timeout=10) == 0
