@@ -10,6 +10,8 @@ from typing import Any, Final
 
 import orjson
 
+from gateway.echo import echo, or_default
+
 Json = dict[str, Any]
 
 PANGRAM: Final = "The quick brown fox jumps over the lazy dog."
@@ -173,15 +175,6 @@ def _new_id(prefix: str, seed: str, kind: str) -> str:
     return prefix + hashlib.blake2b(f"{seed}/{kind}".encode(), digest_size=24).hexdigest()
 
 
-def _merge(defaults: Json, value: object) -> Json:
-    return {**defaults, **value} if isinstance(value, dict) else defaults
-
-
-def _or(body: Mapping[str, Any], key: str, default: object) -> object:
-    value = body.get(key)
-    return default if value is None else value
-
-
 # -- Responses ----------------------------------------------------------------
 
 
@@ -279,37 +272,6 @@ def _response_item(answer: Answer, response_id: str) -> Json:
     }
 
 
-def _echo(body: Mapping[str, Any]) -> Json:
-    """Request fields a Response repeats back, with OpenAI's defaults."""
-    conversation = body.get("conversation")
-    tier = _or(body, "service_tier", "auto")
-    return {
-        "background": _or(body, "background", False),
-        "conversation": {"id": conversation} if isinstance(conversation, str) else conversation,
-        "instructions": body.get("instructions"),
-        "max_output_tokens": body.get("max_output_tokens"),
-        "max_tool_calls": body.get("max_tool_calls"),
-        "metadata": _or(body, "metadata", {}),
-        "parallel_tool_calls": _or(body, "parallel_tool_calls", True),
-        "previous_response_id": body.get("previous_response_id"),
-        "prompt": body.get("prompt"),
-        "prompt_cache_key": body.get("prompt_cache_key"),
-        "prompt_cache_retention": body.get("prompt_cache_retention"),
-        "reasoning": _merge({"effort": None, "summary": None}, body.get("reasoning")),
-        "safety_identifier": body.get("safety_identifier"),
-        "service_tier": {"auto": "default", "fast": "priority"}.get(str(tier), tier),
-        "store": _or(body, "store", True),
-        "temperature": _or(body, "temperature", 1.0),
-        "text": _merge({"format": {"type": "text"}, "verbosity": "medium"}, body.get("text")),
-        "tool_choice": _or(body, "tool_choice", "auto"),
-        "tools": _or(body, "tools", []),
-        "top_logprobs": _or(body, "top_logprobs", 0),
-        "top_p": _or(body, "top_p", 1.0),
-        "truncation": _or(body, "truncation", "disabled"),
-        "user": body.get("user"),
-    }
-
-
 def build_response(
     body: Mapping[str, Any],
     *,
@@ -340,7 +302,7 @@ def build_response(
         "model": model,
         "output": [_response_item(answer, rid)],
         "usage": usage,
-        **_echo(body),
+        **echo(body),
     }
     options = body.get("stream_options")
     obfuscate = not (isinstance(options, dict) and options.get("include_obfuscation") is False)
@@ -453,7 +415,7 @@ def build_chat_completion(
 ) -> MockChat:
     turn = _chat_turn(_dicts(body.get("messages")))
     tool = _pick_tool(_tools(body.get("tools")), _choice(body.get("tool_choice")), turn)
-    limit = _or(body, "max_completion_tokens", body.get("max_tokens"))
+    limit = or_default(body, "max_completion_tokens", body.get("max_tokens"))
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     return MockChat(

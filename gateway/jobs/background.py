@@ -11,6 +11,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from gateway.echo import echo
 from gateway.errors import InvalidRequestError, NotFoundError
 from gateway.jobs import TERMINAL, Event, JobStore
 from gateway.models import Call
@@ -21,37 +22,12 @@ from gateway.streaming.drain import OpenStreams
 from gateway.streaming.relay import SSE_HEADERS
 
 ENDS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
-_ECHO: Final = (
-    "instructions",
-    "max_output_tokens",
-    "max_tool_calls",
-    "parallel_tool_calls",
-    "reasoning",
-    "service_tier",
-    "temperature",
-    "text",
-    "tool_choice",
-    "tools",
-    "top_logprobs",
-    "top_p",
-    "truncation",
-    "user",
-    "safety_identifier",
-    "prompt_cache_key",
-)
-_DEFAULTS: Final[Json] = {
-    "parallel_tool_calls": True,
-    "tool_choice": "auto",
-    "tools": [],
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "truncation": "disabled",
-}
 
 
 def snapshot(call: Call, client_body: Json, response_id: str) -> Json:
     """The Response a queued job is, before the upstream has said anything."""
-    response: Json = {
+    return {
+        **echo(client_body),
         "id": response_id,
         "object": "response",
         "created_at": int(time.time()),
@@ -67,9 +43,6 @@ def snapshot(call: Call, client_body: Json, response_id: str) -> Json:
         "previous_response_id": call.previous,
         "conversation": {"id": call.conversation} if call.conversation else None,
     }
-    for name in _ECHO:
-        response[name] = client_body.get(name, _DEFAULTS.get(name))
-    return response
 
 
 async def submit(

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeGuard
 
+from gateway.echo import echo
 from gateway.errors import InvalidRequestError
 
 Json = dict[str, Any]
@@ -350,47 +351,10 @@ def _count(value: Any) -> int:
     return value if _is_int(value) and value >= 0 else 0
 
 
-def _or(body: Mapping[str, Any], key: str, default: Any) -> Any:
-    value = body.get(key)
-    return default if value is None else value
-
-
 def _echo(request: Mapping[str, Any]) -> Json:
-    """The request fields a Response repeats, with the Responses API's defaults."""
-    conversation = request.get("conversation")
-    reasoning, text = request.get("reasoning"), request.get("text")
-    return {
-        "background": _or(request, "background", False),
-        "conversation": {"id": conversation} if isinstance(conversation, str) else conversation,
-        "instructions": request.get("instructions"),
-        "max_output_tokens": request.get("max_output_tokens"),
-        "max_tool_calls": request.get("max_tool_calls"),
-        "metadata": _or(request, "metadata", {}),
-        "model": request.get("model"),
-        "parallel_tool_calls": _or(request, "parallel_tool_calls", True),
-        "previous_response_id": request.get("previous_response_id"),
-        "prompt_cache_key": request.get("prompt_cache_key"),
-        "reasoning": {
-            "effort": None,
-            "summary": None,
-            **(reasoning if isinstance(reasoning, Mapping) else {}),
-        },
-        "safety_identifier": request.get("safety_identifier"),
-        "service_tier": "default",
-        "store": _or(request, "store", True),
-        "temperature": _or(request, "temperature", 1.0),
-        "text": {
-            "format": {"type": "text"},
-            "verbosity": "medium",
-            **(text if isinstance(text, Mapping) else {}),
-        },
-        "tool_choice": _or(request, "tool_choice", "auto"),
-        "tools": _or(request, "tools", []),
-        "top_logprobs": _or(request, "top_logprobs", 0),
-        "top_p": _or(request, "top_p", 1.0),
-        "truncation": _or(request, "truncation", "disabled"),
-        "user": request.get("user"),
-    }
+    """The shared echo, as a Chat Completions upstream serves it: the default tier, and the
+    request's model."""
+    return {**echo(request), "model": request.get("model"), "service_tier": "default"}
 
 
 class ChatStreamError(ValueError):
