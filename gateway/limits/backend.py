@@ -45,7 +45,7 @@ class Reply:
     spent: tuple[int, ...]  # per budget: nano-USD spent in the period
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Settlement:
     """All that settle changes; reservations and accounting may go to different stores."""
 

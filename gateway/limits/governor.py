@@ -231,25 +231,26 @@ class Governor:
     ) -> Settlement:
         ticket.settled = True
         subject, plan = ticket.subject, ticket.plan
-        usd = ticket.cost_usd = self.cost(subject.price, usage)
+        usd = ticket.cost_usd = accounting.cost(subject.price, usage)
         now = self.clock()
-        delta = 0 if usage is None else usage.total_tokens - ticket.estimated_tokens
-        counters = accounting.totals(subject.projects, subject.key.id, subject.model, usage, usd)
-        return Settlement(
-            adjust=tuple(
-                (r, ticket.bucket, delta) for r in plan.rates if r.kind == "tokens" and delta
-            ),
-            leases=plan.leases,
-            lease_id=ticket.lease_id,
-            charges=tuple(
-                Charge(b, *self._periods.window(b.period, now), spend=nano(usd))
-                for b in plan.budgets
-                if nano(usd) > 0
-            ),
+        done = Settlement(
             record=_record(ticket, usage, usd, status, latency_ms, provider, upstream_model, now),
             day=self._periods.day(now),
-            totals=counters,
+            totals=accounting.totals(subject.projects, subject.key.id, subject.model, usage, usd),
         )
+        if plan.empty:  # the common case: nothing was reserved, only usage to record
+            return done
+        delta = 0 if usage is None else usage.total_tokens - ticket.estimated_tokens
+        spend = nano(usd)
+        done.adjust = tuple(
+            (r, ticket.bucket, delta) for r in plan.rates if r.kind == "tokens" and delta
+        )
+        done.leases, done.lease_id = plan.leases, ticket.lease_id
+        if spend > 0:
+            done.charges = tuple(
+                Charge(b, *self._periods.window(b.period, now), spend=spend) for b in plan.budgets
+            )
+        return done
 
     async def usage_report(
         self, project: str | None, day_from: date, day_to: date, group_by: str

@@ -44,12 +44,12 @@ def totals(
     """The counter increments of one request (cost in nano-USD)."""
     u = usage or Usage()
     counts = (1, u.input_tokens, u.output_tokens, u.total_tokens, nano(usd))
-    out: dict[str, int] = {}
-    for names in _names(tuple(projects), key, model):
-        for name, n in zip(names, counts, strict=True):
-            if n:
-                out[name] = n
-    return out
+    return {
+        name: n
+        for names in _names(tuple(projects), key, model)
+        for name, n in zip(names, counts, strict=True)
+        if n
+    }
 
 
 @lru_cache(maxsize=4096)

@@ -11,12 +11,12 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Final
 
 from gateway.errors import PermissionDeniedError
-from gateway.limits import Governor, Subject, Ticket
-from gateway.models import Call, Usage
+from gateway.limits import Governor, Subject
+from gateway.limits.governor import SettleItem
+from gateway.models import Call
 
 log = logging.getLogger("gateway.limits")
 
@@ -69,7 +69,7 @@ def settle(call: Call) -> None:
         return
     target = call.target
     call.deps.settler.submit(
-        Settlement(
+        (
             ticket,
             call.usage,
             call.status or 500,
@@ -80,22 +80,12 @@ def settle(call: Call) -> None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    ticket: Ticket
-    usage: Usage | None
-    status: int
-    latency_ms: float
-    provider: str | None
-    upstream_model: str | None
-
-
 class Settler:
     """One task per process settles tickets in order; no task is made per request."""
 
     def __init__(self, governor: Governor) -> None:
         self.governor = governor
-        self._queue: deque[Settlement] = deque()
+        self._queue: deque[SettleItem] = deque()
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -103,8 +93,8 @@ class Settler:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
-    def submit(self, settlement: Settlement) -> None:
-        self._queue.append(settlement)
+    def submit(self, item: SettleItem) -> None:
+        self._queue.append(item)
         self._ready.set()
 
     async def _run(self) -> None:
@@ -118,12 +108,7 @@ class Settler:
         while self._queue:
             batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
             try:
-                await self.governor.settle_many(
-                    [
-                        (d.ticket, d.usage, d.status, d.latency_ms, d.provider, d.upstream_model)
-                        for d in batch
-                    ]
-                )
+                await self.governor.settle_many(batch)
             except Exception:
                 log.exception("settling %d requests failed", len(batch))
 

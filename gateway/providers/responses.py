@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import orjson
 
-from gateway.config import Account
+from gateway.config import Account, ProviderSettings
 from gateway.providers.base import (
     UPSTREAM_ERRORS,
     HTTPProvider,
@@ -27,38 +26,54 @@ FORWARDED_HEADERS = ("traceparent", "tracestate", "openai-beta")
 LARGE_BODY = 1024 * 1024
 
 
+class Exchange:
+    """One upstream call as an async context manager: the Reply in, the connection released
+    on the way out (a class, not @asynccontextmanager: this runs on every request)."""
+
+    __slots__ = ("_account", "_call", "_provider", "_resp")
+
+    def __init__(self, provider: ResponsesProvider, call: Call, account: Account) -> None:
+        self._provider, self._call, self._account = provider, call, account
+        self._resp: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> Reply:
+        provider, call = self._provider, self._call
+        body = call.upstream_body()
+        try:
+            resp = self._resp = await provider.session.post(
+                provider.url,
+                data=body if len(body) < LARGE_BODY else io.BytesIO(body),
+                headers=provider.headers(call, self._account),
+            )
+            if call.stream and resp.status == 200 and resp.content_type == "text/event-stream":
+                return Reply(200, chunks=resp.content.iter_any(), headers=resp.headers)
+            return Reply(resp.status, body=await resp.read(), headers=resp.headers)
+        except BaseException as exc:  # a cancelled read too: the connection must not leak
+            self._release()
+            if isinstance(exc, UPSTREAM_ERRORS):
+                raise upstream_failure(exc, provider.name) from exc
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        # Closes the connection instead of pooling it when the body was not read to the end,
+        # which is how a client that left hangs up on the upstream.
+        if self._resp is not None:
+            self._resp.release()
+
+
 class ResponsesProvider(HTTPProvider):
     path = "/responses"
     forwarded = FORWARDED_HEADERS
 
-    @asynccontextmanager
-    async def send(self, call: Call, target: Target, account: Account) -> AsyncIterator[Reply]:
-        url = self.settings.base_url + self.path
-        body = call.upstream_body()
-        try:
-            resp = await self.session.post(
-                url,
-                data=body if len(body) < LARGE_BODY else io.BytesIO(body),
-                headers=self.headers(call, account),
-            )
-        except UPSTREAM_ERRORS as exc:
-            raise upstream_failure(exc, self.name) from exc
-        try:
-            streaming = (
-                call.stream and resp.status == 200 and (resp.content_type == "text/event-stream")
-            )
-            if streaming:
-                yield Reply(200, chunks=resp.content.iter_any(), headers=resp.headers)
-            else:
-                try:
-                    body = await resp.read()
-                except UPSTREAM_ERRORS as exc:
-                    raise upstream_failure(exc, self.name) from exc
-                yield Reply(resp.status, body=body, headers=resp.headers)
-        finally:
-            # Closes the connection instead of pooling it when the body was not read to the end,
-            # which is how a client that left hangs up on the upstream.
-            resp.release()
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        self.url = settings.base_url + self.path
+
+    def send(self, call: Call, target: Target, account: Account) -> Exchange:
+        return Exchange(self, call, account)
 
     async def count_tokens(self, body: dict[str, Any], model: str, account: Account) -> int | None:
         """The upstream's own count (POST /responses/input_tokens), or None when it has none."""
