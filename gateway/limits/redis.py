@@ -7,10 +7,13 @@ Python, so one blob instead of dozens of arguments is most of a round trip's cli
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 import redis.asyncio as redis
+from redis.exceptions import NoScriptError
 
 from gateway.limits.backend import Charge, Reply, Settlement, Window
 from gateway.limits.rules import Lease, Plan, Rate, nano
@@ -137,6 +140,9 @@ class RedisLimiter:
         self._settle = client.register_script(_SETTLE)
         self._renew = client.register_script(_RENEW)
         self._plan_keys: dict[Plan, list[str]] = {}
+        # Admissions asked in the same loop tick, sent together in one pipelined round trip.
+        self._admits: list[tuple[list[str], bytes, asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
 
     def rate_key(self, rate: Rate) -> str:
         return f"{self.base}{rate.kind[:3]}:{rate.scope}:{rate.name}"
@@ -174,7 +180,11 @@ class RedisLimiter:
                 "s": [nano(c.budget.limit_usd) for c in charges],
             }
         )
-        ok, now, cur, used, wait, newest, held, spent = await self._admit(keys, [arg])
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._admits.append((keys, arg, answer))
+        if len(self._admits) == 1:
+            asyncio.get_running_loop().call_soon(self._send_admits)
+        ok, now, cur, used, wait, newest, held, spent = await answer
         return Reply(
             bool(ok),
             int(now),
@@ -186,17 +196,55 @@ class RedisLimiter:
             tuple(map(int, spent)),
         )
 
+    def _send_admits(self) -> None:
+        batch, self._admits = self._admits, []
+        task = asyncio.create_task(self._answer_admits(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _answer_admits(
+        self, batch: list[tuple[list[str], bytes, asyncio.Future[Any]]]
+    ) -> None:
+        try:
+            replies = await self._pipelined(self._admit, [(keys, [arg]) for keys, arg, _ in batch])
+        except asyncio.CancelledError:
+            for _, _, answer in batch:
+                answer.cancel()
+            raise
+        except Exception as exc:  # every waiter sees the failure (and falls back or 503s)
+            replies = [exc] * len(batch)
+        for (_, _, answer), reply in zip(batch, replies, strict=True):
+            if answer.done():  # its request timed out waiting, or left
+                continue
+            if isinstance(reply, BaseException):
+                answer.set_exception(reply)
+            else:
+                answer.set_result(reply)
+
     async def settle(self, done: Settlement) -> None:
-        keys, args = self._settle_call(done)
-        await self._settle(keys, args)
+        await self.settle_many([done])
 
     async def settle_many(self, settled: list[Settlement]) -> None:
         """Several settlements in one round trip (each script is still atomic on its own)."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            for done in settled:
-                keys, args = self._settle_call(done)
-                await self._settle(keys, args, client=pipe)  # queues it on the pipeline
-            await pipe.execute()
+        for reply in await self._pipelined(self._settle, [self._settle_call(d) for d in settled]):
+            if isinstance(reply, BaseException):
+                raise reply
+
+    async def _pipelined(
+        self, script: Any, calls: Sequence[tuple[list[str], list[bytes]]]
+    ) -> list[Any]:
+        """One script's calls in one round trip, each reply or error in its place. EVALSHA
+        straight on the pipeline: redis-py's script objects would ask SCRIPT EXISTS first,
+        a second round trip on every batch; a NOSCRIPT (Redis restarted) loads it once."""
+        for _ in range(2):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    _ = pipe.evalsha(script.sha, len(keys), *keys, *args)
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, NoScriptError) for r in replies):
+                return replies
+            script.sha = await self.client.script_load(script.script)
+        return replies
 
     def _settle_call(self, done: Settlement) -> tuple[list[str], list[bytes]]:
         w = self.window
