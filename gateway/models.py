@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from aiohttp import web
 
 from gateway.codec import dumps
@@ -71,38 +69,6 @@ class Usage:
             cached_tokens=_int(details.get("cached_tokens") if isinstance(details, dict) else 0),
             output_tokens=_int(usage.get("output_tokens")),
         )
-
-
-_USAGE_KEY = re.compile(rb'"usage"\s*:\s*(?:(null)|\{)')
-
-
-def tail_usage(body: bytes) -> Usage | None:
-    """A Response JSON's top-level `usage`, read without decoding the rest: the last `"usage"`
-    key (the API writes it after `output`). ValueError when the tail does not show it plainly
-    (no such key, or not an object of token counts): the caller decodes the whole body."""
-    at = body.rfind(b'"usage"')
-    found = _USAGE_KEY.match(body, at) if at >= 0 else None
-    if found is None:
-        raise ValueError("no usage key")
-    if found.group(1) is not None:
-        return None
-    start = end = found.end() - 1
-    depth = 0
-    while True:  # to the matching brace; token counts hold no strings that could hide one
-        close = body.find(b"}", end)
-        opened = body.find(b"{", end, close)
-        if close < 0:
-            raise ValueError("unterminated usage")
-        if opened >= 0:
-            depth, end = depth + 1, opened + 1
-            continue
-        depth, end = depth - 1, close + 1
-        if depth == 0:
-            break
-    usage = orjson.loads(body[start:end])
-    if not (isinstance(usage, dict) and "input_tokens" in usage and "output_tokens" in usage):
-        raise ValueError("not a usage object")
-    return Usage.from_response({"usage": usage})
 
 
 def _int(value: Any) -> int:

@@ -19,7 +19,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
-from gateway.models import Call, Target, Usage, tail_usage
+from gateway.models import Call, Target, Usage
 from gateway.providers.base import Reply
 from gateway.state import client_view, save
 from gateway.streaming.relay import relay
@@ -214,12 +214,6 @@ def answer(call: Call, reply: Reply, headers: dict[str, str]) -> web.Response:
         )
     call.status = status
     if status < 300:
-        if not call.stateful:  # nothing is kept: only the usage is needed, read from the tail
-            try:
-                call.usage = tail_usage(reply.body)
-                return raw_json_response(reply.body, status, headers)
-            except ValueError:
-                pass  # not plainly there: decode the whole answer
         try:
             decoded = loads(reply.body)
         except ValueError:
