@@ -18,62 +18,71 @@ from redis.exceptions import NoScriptError
 from gateway.limits.backend import Charge, Reply, Settlement, Window
 from gateway.limits.rules import Lease, Plan, Rate, nano
 
-# KEYS: rate hashes, lease sorted sets, budget counters. ARGV[1]: {w: sub-buckets per window,
-# b: sub-bucket ms, l: lease ms, id: lease id, r: [[limit, amount]] per rate, c: [limit] per
-# lease, s: [limit in nano-USD] per budget}.
-# Checks everything first and reserves only if all pass: a refusal consumes nothing.
+# Several admissions in one call, each all-or-nothing on its own: the ones a loop tick asked.
+# KEYS: per admission, its rate hashes, lease sorted sets and budget counters. ARGV[1]:
+# {w: sub-buckets per window, b: sub-bucket ms, l: lease ms, q: [admission]}, an admission
+# being {id: lease id, r: [[limit, amount]] per rate, c: [limit] per lease, s: [limit in
+# nano-USD] per budget}. Checks everything first and reserves only if all pass: a refusal
+# consumes nothing. Returns, per admission, {ok, now, cur, used, wait, newest, held, spent}.
 _ADMIT = """
-local a = cjson.decode(ARGV[1])
-local nb, bucket_ms, n_rate, n_lease = a.w, a.b, #a.r, #a.c
+local batch = cjson.decode(ARGV[1])
+local nb, bucket_ms, lease_ms = batch.w, batch.b, batch.l
 -- the server's clock, so replicas with skewed clocks share one window
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cur = math.floor(now / bucket_ms)
-local ok, used, wait, newest, held, spent = true, {}, {}, {}, {}, {}
-for i = 1, n_rate do
-  local limit, amount = a.r[i][1], a.r[i][2]
-  -- a sliding window: field = sub-bucket index, value = amount; fields that left it are dropped
-  local flat, live, sum, top = redis.call('HGETALL', KEYS[i]), {}, 0, -1
-  for j = 1, #flat, 2 do
-    local b, v = tonumber(flat[j]), tonumber(flat[j + 1])
-    if b <= cur - nb then redis.call('HDEL', KEYS[i], flat[j])
-    else live[#live + 1] = {b, v}; sum = sum + v; top = math.max(top, b) end
-  end
-  used[i], newest[i], wait[i] = sum, top, 0
-  if sum + amount > limit then
-    ok, wait[i] = false, nb * bucket_ms
-    -- room exists once enough of the oldest sub-buckets have left the window
-    table.sort(live, function(x, y) return x[1] < y[1] end)
-    local left = sum
-    for _, e in ipairs(live) do
-      left = left - e[2]
-      if left + amount <= limit then wait[i] = (e[1] + nb) * bucket_ms - now; break end
-    end
-  end
-end
-for i = 1, n_lease do
-  -- a lease is a member scored by its expiry: expired ones belonged to replicas that died
-  redis.call('ZREMRANGEBYSCORE', KEYS[n_rate + i], '-inf', now)
-  held[i] = redis.call('ZCARD', KEYS[n_rate + i])
-  if held[i] >= a.c[i] then ok = false end
-end
-for i = 1, #a.s do
-  spent[i] = tonumber(redis.call('GET', KEYS[n_rate + n_lease + i]) or '0')
-  if spent[i] >= a.s[i] then ok = false end
-end
-if ok then
+local replies, base = {}, 0
+for q, a in ipairs(batch.q) do
+  local n_rate, n_lease = #a.r, #a.c
+  local ok, used, wait, newest, held, spent = true, {}, {}, {}, {}, {}
   for i = 1, n_rate do
-    if a.r[i][2] > 0 then
-      redis.call('HINCRBY', KEYS[i], cur, a.r[i][2])
-      redis.call('PEXPIRE', KEYS[i], (nb + 1) * bucket_ms)
+    local key, limit, amount = KEYS[base + i], a.r[i][1], a.r[i][2]
+    -- a sliding window: field = sub-bucket index, value = amount; fields that left it go
+    local flat, live, sum, top = redis.call('HGETALL', key), {}, 0, -1
+    for j = 1, #flat, 2 do
+      local b, v = tonumber(flat[j]), tonumber(flat[j + 1])
+      if b <= cur - nb then redis.call('HDEL', key, flat[j])
+      else live[#live + 1] = {b, v}; sum = sum + v; top = math.max(top, b) end
+    end
+    used[i], newest[i], wait[i] = sum, top, 0
+    if sum + amount > limit then
+      ok, wait[i] = false, nb * bucket_ms
+      -- room exists once enough of the oldest sub-buckets have left the window
+      table.sort(live, function(x, y) return x[1] < y[1] end)
+      local left = sum
+      for _, e in ipairs(live) do
+        left = left - e[2]
+        if left + amount <= limit then wait[i] = (e[1] + nb) * bucket_ms - now; break end
+      end
     end
   end
   for i = 1, n_lease do
-    redis.call('ZADD', KEYS[n_rate + i], now + a.l, a.id)
-    redis.call('PEXPIRE', KEYS[n_rate + i], a.l + 1000)
+    -- a lease is a member scored by its expiry: expired ones belonged to replicas that died
+    local key = KEYS[base + n_rate + i]
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    held[i] = redis.call('ZCARD', key)
+    if held[i] >= a.c[i] then ok = false end
   end
+  for i = 1, #a.s do
+    spent[i] = tonumber(redis.call('GET', KEYS[base + n_rate + n_lease + i]) or '0')
+    if spent[i] >= a.s[i] then ok = false end
+  end
+  if ok then
+    for i = 1, n_rate do
+      if a.r[i][2] > 0 then
+        redis.call('HINCRBY', KEYS[base + i], cur, a.r[i][2])
+        redis.call('PEXPIRE', KEYS[base + i], (nb + 1) * bucket_ms)
+      end
+    end
+    for i = 1, n_lease do
+      redis.call('ZADD', KEYS[base + n_rate + i], now + lease_ms, a.id)
+      redis.call('PEXPIRE', KEYS[base + n_rate + i], lease_ms + 1000)
+    end
+  end
+  replies[q] = {ok and 1 or 0, now, cur, used, wait, newest, held, spent}
+  base = base + n_rate + n_lease + #a.s
 end
-return {ok and 1 or 0, now, cur, used, wait, newest, held, spent}
+return replies
 """
 
 # KEYS: usage stream, the day's usage-totals hash, token hashes, lease sets, budget counters.
@@ -120,6 +129,10 @@ return 1
 """
 
 
+# An admission waiting for its tick's script call: its keys, its part of ARGV, its answer.
+_Admission = tuple[list[str], dict[str, Any], "asyncio.Future[Any]"]
+
+
 class RedisLimiter:
     def __init__(
         self,
@@ -141,7 +154,7 @@ class RedisLimiter:
         self._renew = client.register_script(_RENEW)
         self._plan_keys: dict[Plan, list[str]] = {}
         # Admissions asked in the same loop tick, sent together in one pipelined round trip.
-        self._admits: list[tuple[list[str], bytes, asyncio.Future[Any]]] = []
+        self._admits: list[_Admission] = []
         self._sending: set[asyncio.Task[None]] = set()
 
     def rate_key(self, rate: Rate) -> str:
@@ -160,7 +173,6 @@ class RedisLimiter:
     async def admit(
         self, plan: Plan, amounts: list[int], charges: list[Charge], lease_id: str
     ) -> Reply:
-        w = self.window
         keys = self._plan_keys.get(plan)
         if keys is None:
             if len(self._plan_keys) > 4096:
@@ -169,21 +181,17 @@ class RedisLimiter:
                 self.lease_key(x) for x in plan.leases
             ]
         keys = keys + [self.budget_key(c) for c in charges]
-        arg = orjson.dumps(
-            {
-                "w": w.buckets,
-                "b": w.bucket_ms,
-                "l": w.lease_ms,
-                "id": lease_id,
-                "r": [[r.limit, n] for r, n in zip(plan.rates, amounts, strict=True)],
-                "c": [x.limit for x in plan.leases],
-                "s": [nano(c.budget.limit_usd) for c in charges],
-            }
-        )
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._admits.append((keys, arg, answer))
+        ask = {
+            "id": lease_id,
+            "r": [[r.limit, n] for r, n in zip(plan.rates, amounts, strict=True)],
+            "c": [x.limit for x in plan.leases],
+            "s": [nano(c.budget.limit_usd) for c in charges],
+        }
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+        self._admits.append((keys, ask, answer))
         if len(self._admits) == 1:
-            asyncio.get_running_loop().call_soon(self._send_admits)
+            loop.call_soon(self._send_admits)
         ok, now, cur, used, wait, newest, held, spent = await answer
         return Reply(
             bool(ok),
@@ -202,11 +210,15 @@ class RedisLimiter:
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _answer_admits(
-        self, batch: list[tuple[list[str], bytes, asyncio.Future[Any]]]
-    ) -> None:
+    async def _answer_admits(self, batch: list[_Admission]) -> None:
+        """Every admission a loop tick asked, in one script call (one command, one reply)."""
+        w = self.window
+        keys = [key for own, _, _ in batch for key in own]
+        arg = orjson.dumps(
+            {"w": w.buckets, "b": w.bucket_ms, "l": w.lease_ms, "q": [a for _, a, _ in batch]}
+        )
         try:
-            replies = await self._pipelined(self._admit, [(keys, [arg]) for keys, arg, _ in batch])
+            replies = await self._admit(keys, [arg])
         except asyncio.CancelledError:
             for _, _, answer in batch:
                 answer.cancel()

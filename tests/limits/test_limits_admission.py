@@ -35,6 +35,23 @@ async def test_replicas_share_the_limit_exactly(redis_harness: Harness) -> None:
     assert sum(results) == 60
 
 
+async def test_admissions_of_one_tick_are_one_script_call_each_decided_alone(
+    redis_harness: Harness,
+) -> None:
+    governor = redis_harness.governor()
+    assert governor.redis is not None
+    client = governor.redis.client
+    full, free = subject("team-full", rpm=1), subject("team-free", rpm=100, max_concurrent=100)
+    assert await admitted(governor, full)
+    await client.config_resetstat()
+    results = await asyncio.gather(
+        *(admitted(governor, full if i % 2 else free) for i in range(40))
+    )
+    assert results == [i % 2 == 0 for i in range(40)]
+    calls = (await client.info("commandstats"))["cmdstat_evalsha"]["calls"]
+    assert calls == 1
+
+
 async def test_refusal_has_openai_envelope_and_headers(harness: Harness) -> None:
     governor, who = harness.governor(), subject(rpm=2)
     for _ in range(2):
