@@ -84,6 +84,7 @@ class Governor:
         }
         self.window = Window(round(window_s * 1000), round(lease_ttl_s * 1000))
         self.memory = MemoryLimiter(self.window, clock, stream_max=stream_max)
+        self.timeout_s = max(settings.limits.redis_timeout_ms, 1) / 1000
         self.redis = (
             None
             if redis_client is None
@@ -91,13 +92,13 @@ class Governor:
                 redis_client,
                 prefix,
                 self.window,
+                timeout_s=self.timeout_s,
                 tag=tag,
                 stream_max=stream_max,
                 totals_ttl_s=totals_ttl_s,
             )
         )
         self.fail_open = settings.limits.on_redis_error != "closed"
-        self.timeout_s = max(settings.limits.redis_timeout_ms, 1) / 1000
         self.probe_interval_s = probe_interval_s
         self.concurrency_retry_ms = concurrency_retry_ms
         self.fallbacks = 0  # calls the memory limiter served because Redis failed (for metrics)
@@ -280,9 +281,8 @@ class Governor:
         # After a failure, skip Redis for probe_interval_s so an outage doesn't cost every
         # request a timeout; the client reconnects by itself on the next try.
         if time.monotonic() >= self._down_until:
-            try:
-                async with asyncio.timeout(self.timeout_s):
-                    result = await on_redis(self.redis)
+            try:  # RedisLimiter bounds each round trip by timeout_s itself
+                result = await on_redis(self.redis)
             except (RedisError, OSError) as exc:  # asyncio's TimeoutError is an OSError
                 self._failed(exc)
             else:

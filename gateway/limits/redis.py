@@ -140,12 +140,14 @@ class RedisLimiter:
         prefix: str,
         window: Window,
         *,
+        timeout_s: float = 0.25,
         tag: str = "limits",
         stream_max: int = 100_000,
         totals_ttl_s: int = 400 * 86400,
     ) -> None:
         self.client = client
         self.window = window
+        self.timeout_s = timeout_s  # each round trip's; past it, the caller falls back
         self.base = f"{prefix}rl:{{{tag}}}:"
         self.stream_max = stream_max
         self.totals_ttl_s = totals_ttl_s
@@ -218,7 +220,8 @@ class RedisLimiter:
             {"w": w.buckets, "b": w.bucket_ms, "l": w.lease_ms, "q": [a for _, a, _ in batch]}
         )
         try:
-            replies = await self._admit(keys, [arg])
+            async with asyncio.timeout(self.timeout_s):  # one timer per tick, not per request
+                replies = await self._admit(keys, [arg])
         except asyncio.CancelledError:
             for _, _, answer in batch:
                 answer.cancel()
@@ -238,7 +241,10 @@ class RedisLimiter:
 
     async def settle_many(self, settled: list[Settlement]) -> None:
         """Several settlements in one round trip (each script is still atomic on its own)."""
-        for reply in await self._pipelined(self._settle, [self._settle_call(d) for d in settled]):
+        calls = [self._settle_call(d) for d in settled]
+        async with asyncio.timeout(self.timeout_s):
+            replies = await self._pipelined(self._settle, calls)
+        for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
 
@@ -288,7 +294,10 @@ class RedisLimiter:
 
     async def renew(self, leases: tuple[Lease, ...], lease_id: str) -> None:
         if leases:
-            await self._renew([self.lease_key(x) for x in leases], [self.window.lease_ms, lease_id])
+            async with asyncio.timeout(self.timeout_s):
+                await self._renew(
+                    [self.lease_key(x) for x in leases], [self.window.lease_ms, lease_id]
+                )
 
     async def day_totals(self, days: list[str]) -> list[dict[str, int]]:
         async with self.client.pipeline(transaction=False) as pipe:
