@@ -3,7 +3,8 @@
 `Governor.admit` checks and reserves every limit of a request in one Redis round trip (one Lua
 script, timed by the server's `TIME`); `Governor.settle` reconciles the token reservation with the
 real usage, frees the concurrency lease, adds the cost to the budgets and records the usage, in one
-more. Without Redis, `MemoryLimiter` does the same in one process.
+more. Requests that ask in the same loop tick share those round trips (each request still
+all-or-nothing on its own). Without Redis, `MemoryLimiter` does the same in one process.
 
 Limits: requests and tokens per window (60 s, sliding over 60 sub-buckets, so a window is
 exact to 1/60 of its length), concurrent requests (leases that expire after `lease_ttl_s` unless

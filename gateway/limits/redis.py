@@ -3,6 +3,8 @@
 Every key lives under one hash tag, `<prefix>rl:{<tag>}:...` (see gateway.limits for why). Each
 script takes its numbers as one JSON argument (cjson in Lua): redis-py packs every argument in
 Python, so one blob instead of dozens of arguments is most of a round trip's client CPU.
+The admissions of one loop tick share one script call; a tick's settlements share one
+pipelined round trip.
 """
 
 from __future__ import annotations
@@ -155,7 +157,7 @@ class RedisLimiter:
         self._settle = client.register_script(_SETTLE)
         self._renew = client.register_script(_RENEW)
         self._plan_keys: dict[Plan, list[str]] = {}
-        # Admissions asked in the same loop tick, sent together in one pipelined round trip.
+        # Admissions asked in the same loop tick, sent together as one script call.
         self._admits: list[_Admission] = []
         self._sending: set[asyncio.Task[None]] = set()
 
