@@ -279,7 +279,11 @@ def start_redis(place: Placement, tmp: Path, servers: Servers) -> str:
     sys.path.insert(0, str(ROOT))
     from tests.support.redis_server import redis_binary
 
-    argv = [redis_binary(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    try:
+        binary = redis_binary()
+    except RuntimeError as exc:
+        raise SetupError(f"{exc}; or pass --no-redis to skip the limits target") from None
+    argv = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     port = servers.start("redis", argv, place.upstream, tmp / "redis.log")
     deadline = time.monotonic() + READY_TIMEOUT_S
     while True:
