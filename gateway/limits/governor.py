@@ -197,10 +197,11 @@ class Governor:
     async def settle_many(self, items: list[SettleItem]) -> None:
         """Settle several tickets; on Redis in one round trip."""
         shared: list[Settlement] = []
-        for ticket, usage, status, latency_ms, provider, upstream_model in items:
+        for item in items:
+            ticket = item[0]
             if ticket.settled:
                 continue
-            done = self._settlement(ticket, usage, status, latency_ms, provider, upstream_model)
+            done = self._settlement(item)
             if self.redis is None:
                 await self.memory.settle(done)
                 continue
@@ -221,21 +222,14 @@ class Governor:
         except ServiceUnavailableError:
             self.lost_settlements += len(shared)
 
-    def _settlement(
-        self,
-        ticket: Ticket,
-        usage: Usage | None,
-        status: int,
-        latency_ms: float,
-        provider: str | None,
-        upstream_model: str | None,
-    ) -> Settlement:
+    def _settlement(self, item: SettleItem) -> Settlement:
+        ticket, usage = item[0], item[1]
         ticket.settled = True
         subject, plan = ticket.subject, ticket.plan
         usd = ticket.cost_usd = accounting.cost(subject.price, usage)
         now = self.clock()
         done = Settlement(
-            record=_record(ticket, usage, usd, status, latency_ms, provider, upstream_model, now),
+            record=_record(item, usd, now),
             day=self._periods.day(now),
             totals=accounting.totals(subject.projects, subject.key.id, subject.model, usage, usd),
         )
@@ -312,16 +306,9 @@ async def _nothing() -> None:
     return None
 
 
-def _record(
-    ticket: Ticket,
-    usage: Usage | None,
-    usd: float,
-    status: int,
-    latency_ms: float,
-    provider: str | None,
-    upstream_model: str | None,
-    now: float,
-) -> dict[str, str]:
+def _record(item: SettleItem, usd: float, now: float) -> dict[str, str]:
+    """The request's entry in the usage stream."""
+    ticket, usage, status, latency_ms, provider, upstream_model = item
     u = usage or Usage()
     s = ticket.subject
     return {
