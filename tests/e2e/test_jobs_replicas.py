@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,19 @@ async def statuses(client: openai.AsyncOpenAI, ids: list[str]) -> list[str]:
     return [(await client.responses.retrieve(i)).status for i in ids]
 
 
+async def wait_for(
+    client: openai.AsyncOpenAI,
+    ids: list[str],
+    done: Callable[[list[str]], bool],
+    timeout_s: float,
+    every_s: float = 0.05,
+) -> None:
+    """Poll the jobs' statuses until `done(statuses)`; TimeoutError after timeout_s."""
+    async with asyncio.timeout(timeout_s):
+        while not done(await statuses(client, ids)):
+            await asyncio.sleep(every_s)
+
+
 def sdk(replica: Replica) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=f"{replica.url}/v1", api_key=KEY_A, max_retries=0)
 
@@ -56,9 +69,7 @@ async def test_create_poll_cancel_and_resume_on_different_replicas(
     stub.behaviour = Behaviour(between_s=0.05)
     async with sdk(one) as a, sdk(two) as b, sdk(three) as c:
         slow = await a.responses.create(model="gpt-test", input="cancel me", background=True)
-        async with asyncio.timeout(10):
-            while (await b.responses.retrieve(slow.id)).status != "in_progress":
-                await asyncio.sleep(0.05)
+        await wait_for(b, [slow.id], lambda s: s == ["in_progress"], 10)
         assert (await b.responses.cancel(slow.id)).status == "cancelled"
         assert (await c.responses.retrieve(slow.id)).status == "cancelled"
 
@@ -88,16 +99,12 @@ async def test_jobs_of_a_killed_replica_complete_on_the_survivors(
     stub.behaviour = Behaviour(between_s=0.04)
     async with sdk(doomed) as client:
         ids = await submit(client, 20)
-        async with asyncio.timeout(10):
-            while (await statuses(client, ids)).count("in_progress") < 8:
-                await asyncio.sleep(0.05)
+        await wait_for(client, ids, lambda s: s.count("in_progress") >= 8, 10)
     doomed.signal(signal.SIGKILL)
     survivors = [Replica(shared, tmp_path, f"survivor{i}").start() for i in range(2)]
     started += survivors
     async with sdk(survivors[0]) as client:
-        async with asyncio.timeout(60):
-            while {"queued", "in_progress"} & set(await statuses(client, ids)):
-                await asyncio.sleep(0.2)
+        await wait_for(client, ids, lambda s: not {"queued", "in_progress"} & set(s), 60, 0.2)
         finals = [await client.responses.retrieve(i) for i in ids]
     assert [f.status for f in finals] == ["completed"] * 20
     for i, final in enumerate(finals):
@@ -116,15 +123,11 @@ async def test_sigterm_hands_jobs_back_at_once(
     stub.behaviour = Behaviour(between_s=0.1)
     async with sdk(leaving) as client:
         ids = await submit(client, 4)
-        async with asyncio.timeout(10):
-            while set(await statuses(client, ids)) != {"in_progress"}:
-                await asyncio.sleep(0.05)
+        await wait_for(client, ids, lambda s: set(s) == {"in_progress"}, 10)
     staying = Replica(shared, tmp_path, "staying").start()
     started.append(staying)
     leaving.signal(signal.SIGTERM)
     async with sdk(staying) as client:
-        async with asyncio.timeout(15):
-            while set(await statuses(client, ids)) != {"completed"}:
-                await asyncio.sleep(0.1)
+        await wait_for(client, ids, lambda s: set(s) == {"completed"}, 15, 0.1)
     assert leaving.proc is not None
     assert leaving.proc.wait(timeout=10) == 0
