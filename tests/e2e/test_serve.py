@@ -4,33 +4,21 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
 
+from tests.support.processes import ROOT, serve_argv
 from tests.support.redis_server import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def demo() -> Iterator[tuple[str, str]]:
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "--config",
-            "deploy/demo.yaml",
-            "--port",
-            str(port),
-        ],
+        serve_argv("deploy/demo.yaml", "--port", str(port)),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

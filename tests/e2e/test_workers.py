@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +13,15 @@ import aiohttp
 import yaml
 
 from tests.support.configs import ENV, KEY_A
+from tests.support.processes import ROOT, serve_argv
 from tests.support.redis_server import RedisServer, free_port
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_memory_store_refuses_several_workers(tmp_path: Path, config: dict[str, Any]) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
     done = subprocess.run(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(path), "--workers", "2"],
+        serve_argv(path, "--workers", "2"),
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -44,18 +42,7 @@ async def test_two_workers_share_one_port(
     port = free_port()
     env = {**os.environ, **ENV, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "--config",
-            str(path),
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
+        serve_argv(path, "--port", str(port), "--workers", "2"),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -19,6 +19,11 @@ from tests.support.redis_server import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def serve_argv(config: Path | str, *options: str) -> list[str]:
+    """The command line of `gateway serve` (run it with cwd=ROOT)."""
+    return [sys.executable, "-m", "gateway", "serve", "--config", str(config), *options]
+
+
 class Replica:
     def __init__(self, config: dict[str, Any], workdir: Path, name: str) -> None:
         self.port = free_port()
@@ -34,16 +39,7 @@ class Replica:
     def start(self) -> Replica:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "serve",
-                "--config",
-                str(self.config_path),
-                "--port",
-                str(self.port),
-            ],
+            serve_argv(self.config_path, "--port", str(self.port)),
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
