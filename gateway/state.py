@@ -203,7 +203,16 @@ async def _save(call: Call, response: Json) -> None:
             "input": call.input_items,
             "chain": call.chain,
         }
-        await call.deps.store.put_response(rid, record, call.deps.settings.store.response_ttl_s)
+        ttl = call.deps.settings.store.response_ttl_s
+        if not await call.deps.store.put_response(rid, record, ttl):
+            # The upstream reused an id the gateway already keeps: that record stays untouched,
+            # and the answer says this one was not kept.
+            response["store"] = False
+            log.warning(
+                "response %s not kept: the upstream answered with an id already kept",
+                rid,
+                extra={"request_id": call.request_id},
+            )
     await grow_conversation(call, response)
 
 

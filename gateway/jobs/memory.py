@@ -81,7 +81,7 @@ class MemoryJobs:
         if record is None:
             return False
         self._status[job_id] = status
-        await self.store.put_response(job_id, {**record, "response": response}, ttl_s)
+        self.store.replace_response(job_id, {**record, "response": response}, ttl_s)
         self._notify(job_id)
         return True
 

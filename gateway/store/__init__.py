@@ -29,7 +29,9 @@ class Store(Protocol):
         """Raise ServiceUnavailableError when the store cannot be reached."""
 
     # Stored responses: {"owner", "response", "input": [items], "chain": [ancestor ids]}.
-    async def put_response(self, response_id: str, record: Json, ttl_s: int) -> None: ...
+    async def put_response(self, response_id: str, record: Json, ttl_s: int) -> bool:
+        """Keep a new record; False, and nothing written, when the id is already kept (by
+        any owner): a stored response is never overwritten."""
 
     async def get_responses(self, owner: str, response_ids: list[str]) -> list[Json | None]: ...
 

@@ -28,13 +28,25 @@ class MemoryStore:
     async def ping(self) -> None:
         return None
 
-    async def put_response(self, response_id: str, record: Json, ttl_s: int) -> None:
+    async def put_response(self, response_id: str, record: Json, ttl_s: int) -> bool:
+        if self._live(response_id) is not None:
+            return False
+        self._responses[response_id] = (self.clock() + ttl_s, record)
+        return True
+
+    def replace_response(self, response_id: str, record: Json, ttl_s: int) -> None:
+        """A job's own record, rewritten as the job moves on (jobs mint their ids)."""
         self._responses[response_id] = (self.clock() + ttl_s, record)
 
     async def get_responses(self, owner: str, response_ids: list[str]) -> list[Json | None]:
         return [self._response(owner, rid) for rid in response_ids]
 
     def _response(self, owner: str, response_id: str) -> Json | None:
+        record = self._live(response_id)
+        return record if record is not None and record["owner"] == owner else None
+
+    def _live(self, response_id: str) -> Json | None:
+        """The record under this id, whoever owns it, unless it has expired."""
         found = self._responses.get(response_id)
         if found is None:
             return None
@@ -42,7 +54,7 @@ class MemoryStore:
         if expires <= self.clock():
             del self._responses[response_id]
             return None
-        return record if record["owner"] == owner else None
+        return record
 
     async def delete_response(self, owner: str, response_id: str) -> bool:
         if self._response(owner, response_id) is None:

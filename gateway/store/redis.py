@@ -89,9 +89,12 @@ class RedisStore:
         async with guard():
             await self.client.ping()
 
-    async def put_response(self, response_id: str, record: Json, ttl_s: int) -> None:
+    async def put_response(self, response_id: str, record: Json, ttl_s: int) -> bool:
         async with guard():
-            await self.client.set(self.key("resp", response_id), orjson.dumps(record), ex=ttl_s)
+            made = await self.client.set(
+                self.key("resp", response_id), orjson.dumps(record), ex=ttl_s, nx=True
+            )
+        return bool(made)
 
     async def get_responses(self, owner: str, response_ids: list[str]) -> list[Json | None]:
         if not response_ids:
