@@ -64,6 +64,14 @@ class KeySettings:
     regions: tuple[str, ...] | None = None
     policy: Policy = field(default_factory=Policy)
     disabled: bool = False
+    # Whose stored responses, conversations and jobs these are. A key made through the admin
+    # API gets a random one when it is made, so a later key under the same id owns nothing of
+    # it; a key from the file (or a bearer token's subject) owns under its id.
+    owner: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.owner:
+            object.__setattr__(self, "owner", self.id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
@@ -12,7 +14,9 @@ from gateway.errors import ConflictError
 from gateway.store import Store
 from gateway.store.redis import RedisStore, guard
 
-# {"id", "sha256", "created_at", <the auth.keys[] fields it was given>}; never the secret.
+# {"id", "owner", "sha256", "created_at", <the auth.keys[] fields it was given>}; never the
+# secret. `owner` is minted with the key and never changes; records made before it existed
+# own under their id.
 Record = dict[str, Any]
 
 # Optimistic updates: a PATCH racing another PATCH of the same key re-reads this often at most.
@@ -38,7 +42,14 @@ class KeyStore(Protocol):
 
 
 def stored_key(record: Record) -> KeySettings:
-    return key_from_fields(record, record["sha256"])
+    key = key_from_fields(record, record["sha256"])
+    owner = record.get("owner")
+    return dataclasses.replace(key, owner=owner) if isinstance(owner, str) and owner else key
+
+
+def new_owner() -> str:
+    """An owner id for a key made through the admin API: random, so never one used before."""
+    return "owner_" + secrets.token_hex(16)
 
 
 def key_store_for(store: Store) -> KeyStore:

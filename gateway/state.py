@@ -98,7 +98,7 @@ async def load_context(call: Call) -> None:
     if isinstance(previous, str):
         context = await _previous_context(call, store, previous)
     elif isinstance(conversation, str):
-        items = await store.all_items(key.id, conversation)
+        items = await store.all_items(key.owner, conversation)
         if items is None:
             raise NotFoundError(
                 f"Conversation with id '{conversation}' not found.",
@@ -133,7 +133,7 @@ async def load_context(call: Call) -> None:
 
 async def _previous_context(call: Call, store: Store, previous: str) -> list[Json]:
     assert call.principal is not None
-    owner = call.principal.id
+    owner = call.principal.owner
     (record,) = await store.get_responses(owner, [previous])
     if record is None:
         raise InvalidRequestError(
@@ -198,7 +198,7 @@ async def _save(call: Call, response: Json) -> None:
     rid = response.get("id")
     if call.store and isinstance(rid, str):
         record = {
-            "owner": call.principal.id,
+            "owner": call.principal.owner,
             "response": response,
             "input": call.input_items,
             "chain": call.chain,
@@ -223,7 +223,7 @@ async def grow_conversation(call: Call, response: Json) -> None:
     assert call.principal is not None
     output = [as_item(item, "output") for item in response.get("output") or []]
     added = await call.deps.store.add_items(
-        call.principal.id,
+        call.principal.owner,
         call.conversation,
         [*call.input_items, *output],
         call.deps.settings.store.response_ttl_s,

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.keystore import new_owner, stored_key
 from tests.conftest import MakeGateway
-from tests.support.configs import ADMIN_KEY, KEY_A, KEY_B
+from tests.support.configs import ADMIN_KEY, KEY_A, KEY_B, base_config, settings_from
 from tests.support.owner_upstream import answer_with_id
 from tests.support.redis_server import RedisServer
 from tests.support.stub import StubUpstream
@@ -186,3 +187,16 @@ async def test_a_key_made_again_under_a_deleted_id_reads_nothing_of_the_old_one(
     mine = await create(gw, new, model="gpt-test", input="fresh")
     assert await status_of(gw, "GET", f"/v1/responses/{mine['id']}", new) == 200
     assert await status_of(gw, "GET", f"/v1/responses/{mine['id']}", KEY_A) == 404
+
+
+def test_owner_ids_of_each_kind_of_key() -> None:
+    # A key from the file owns under its id, so its state outlives a rotated secret.
+    from_file = settings_from(base_config("http://127.0.0.1:9")).keys[0]
+    assert (from_file.id, from_file.owner) == ("team-a", "team-a")
+    # A key made through the admin API owns under the id minted with it.
+    made = stored_key({"id": "k", "owner": "owner_1234", "sha256": "ab" * 32})
+    assert (made.id, made.owner) == ("k", "owner_1234")
+    # One kept from before owner ids existed keeps owning what it stored under its id.
+    legacy = stored_key({"id": "k", "sha256": "ab" * 32})
+    assert legacy.owner == "k"
+    assert new_owner() != new_owner()

@@ -62,7 +62,8 @@ async def submit(
     first = snapshot(call, client_body, rid)
     job = {
         "id": rid,
-        "owner": call.principal.id,
+        "owner": call.principal.owner,
+        "key_id": call.principal.id,
         "body": body,
         "ttl": ttl_s,
         "events_ttl": min(ttl_s, events_ttl_s),

@@ -235,7 +235,7 @@ class JobRun:
             stream=True,
             saved_headers=job["headers"],
         )
-        call.principal = KeySettings(id=job["owner"])
+        call.principal = KeySettings(id=str(job.get("key_id", job["owner"])), owner=job["owner"])
         call.conversation, call.input_items = job["conversation"], job["input_items"]
         return call
 

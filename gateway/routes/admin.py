@@ -20,7 +20,7 @@ from gateway.errors import (
     NotImplementedByGatewayError,
 )
 from gateway.keys import DEPS
-from gateway.keystore import KeyStore, Record, stored_key
+from gateway.keystore import KeyStore, Record, new_owner, stored_key
 from gateway.schemas import SchemaCheck
 
 SECRET_PREFIX: Final = "sk-gw-"
@@ -51,7 +51,7 @@ def _fields() -> tuple[SchemaCheck, frozenset[str]]:
 def render(key: KeySettings, source: str, created_at: int | None = None) -> dict[str, Any]:
     """A key as the admin API shows it: every setting in force, never the secret or its digest."""
     shown = dataclasses.asdict(key)
-    del shown["sha256"]
+    del shown["sha256"], shown["owner"]
     return {
         "object": "gateway.key",
         "id": key.id,
@@ -114,7 +114,12 @@ async def create_key(request: web.Request) -> web.Response:
     if key_id in ring.config_ids:
         raise _taken(key_id)
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-    record = {**fields, "sha256": digest(secret), "created_at": int(time.time())}
+    record = {
+        **fields,
+        "owner": new_owner(),
+        "sha256": digest(secret),
+        "created_at": int(time.time()),
+    }
     if not await store.create(record):
         raise _taken(key_id)
     ring.forget(record["sha256"])

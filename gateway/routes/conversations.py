@@ -57,7 +57,7 @@ def conversation_not_found(conv_id: str) -> NotFoundError:
 
 
 async def _conversation(deps: Deps, key: KeySettings, conv_id: str) -> Json:
-    record = await deps.store.get_conversation(key.id, conv_id)
+    record = await deps.store.get_conversation(key.owner, conv_id)
     if record is None:
         raise conversation_not_found(conv_id)
     conversation: Json = record["conversation"]
@@ -79,9 +79,11 @@ async def create_conversation(request: web.Request) -> web.Response:
         "metadata": metadata,
     }
     ttl = deps.settings.store.response_ttl_s
-    await deps.store.put_conversation(conv_id, {"owner": key.id, "conversation": conversation}, ttl)
+    await deps.store.put_conversation(
+        conv_id, {"owner": key.owner, "conversation": conversation}, ttl
+    )
     if items:
-        await deps.store.add_items(key.id, conv_id, items, ttl, MAX_CONVERSATION_ITEMS)
+        await deps.store.add_items(key.owner, conv_id, items, ttl, MAX_CONVERSATION_ITEMS)
     return json_response(conversation)
 
 
@@ -106,7 +108,9 @@ async def update_conversation(request: web.Request) -> web.Response:
     conversation = await _conversation(deps, key, conv_id)
     conversation["metadata"] = metadata
     await deps.store.put_conversation(
-        conv_id, {"owner": key.id, "conversation": conversation}, deps.settings.store.response_ttl_s
+        conv_id,
+        {"owner": key.owner, "conversation": conversation},
+        deps.settings.store.response_ttl_s,
     )
     return json_response(conversation)
 
@@ -114,7 +118,7 @@ async def update_conversation(request: web.Request) -> web.Response:
 async def delete_conversation(request: web.Request) -> web.Response:
     deps, key = await _caller(request)
     conv_id = request.match_info["conversation_id"]
-    if not await deps.store.delete_conversation(key.id, conv_id):
+    if not await deps.store.delete_conversation(key.owner, conv_id):
         raise conversation_not_found(conv_id)
     return json_response({"id": conv_id, "object": "conversation.deleted", "deleted": True})
 
@@ -131,7 +135,7 @@ async def create_items(request: web.Request) -> web.Response:
     items = _items_param(body, "items")
     await _conversation(deps, key, conv_id)
     if not await deps.store.add_items(
-        key.id, conv_id, items, deps.settings.store.response_ttl_s, MAX_CONVERSATION_ITEMS
+        key.owner, conv_id, items, deps.settings.store.response_ttl_s, MAX_CONVERSATION_ITEMS
     ):
         raise InvalidRequestError(
             f"Conversation '{conv_id}' may hold at most {MAX_CONVERSATION_ITEMS} items.",
@@ -145,7 +149,7 @@ async def list_items(request: web.Request) -> web.Response:
     deps, key = await _caller(request)
     conv_id = request.match_info["conversation_id"]
     after, limit, desc = page_params(request)
-    page = await deps.store.list_items(key.id, conv_id, after=after, limit=limit, desc=desc)
+    page = await deps.store.list_items(key.owner, conv_id, after=after, limit=limit, desc=desc)
     if page is None:
         raise conversation_not_found(conv_id)
     return json_response(list_object(page))
@@ -154,7 +158,7 @@ async def list_items(request: web.Request) -> web.Response:
 async def retrieve_item(request: web.Request) -> web.Response:
     deps, key = await _caller(request)
     conv_id, item_id = request.match_info["conversation_id"], request.match_info["item_id"]
-    item = await deps.store.get_item(key.id, conv_id, item_id)
+    item = await deps.store.get_item(key.owner, conv_id, item_id)
     if item is None:
         await _conversation(deps, key, conv_id)
         raise NotFoundError(
@@ -166,7 +170,7 @@ async def retrieve_item(request: web.Request) -> web.Response:
 async def delete_item(request: web.Request) -> web.Response:
     deps, key = await _caller(request)
     conv_id, item_id = request.match_info["conversation_id"], request.match_info["item_id"]
-    if not await deps.store.delete_item(key.id, conv_id, item_id):
+    if not await deps.store.delete_item(key.owner, conv_id, item_id):
         await _conversation(deps, key, conv_id)
         raise NotFoundError(
             f"Item with id '{item_id}' not found.", param="item_id", code="not_found"

@@ -105,7 +105,7 @@ async def poll_async_job(call: Call, job_id: str) -> web.Response:
     """x-bf-async-id: the job's status while it runs, the whole Response once it has ended."""
     await authenticate(call)
     assert call.principal is not None
-    (record,) = await call.deps.store.get_responses(call.principal.id, [job_id])
+    (record,) = await call.deps.store.get_responses(call.principal.owner, [job_id])
     if record is None:
         raise NotFoundError(
             f"Async job with id '{job_id}' not found.", param="x-bf-async-id", code="not_found"
@@ -121,7 +121,7 @@ async def _stored(request: web.Request) -> Json:
     deps = request.app[DEPS]
     key = await deps.keys.authenticate(request.headers.get("Authorization"))
     rid = request.match_info["response_id"]
-    (record,) = await deps.store.get_responses(key.id, [rid])
+    (record,) = await deps.store.get_responses(key.owner, [rid])
     if record is None:
         raise response_not_found(rid)
     return record
@@ -168,7 +168,7 @@ async def delete_response(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     key = await deps.keys.authenticate(request.headers.get("Authorization"))
     rid = request.match_info["response_id"]
-    if not await deps.store.delete_response(key.id, rid):
+    if not await deps.store.delete_response(key.owner, rid):
         raise response_not_found(rid)
     return json_response({"id": rid, "object": "response", "deleted": True})
 
@@ -177,7 +177,7 @@ async def cancel_response(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     key = await deps.keys.authenticate(request.headers.get("Authorization"))
     rid = request.match_info["response_id"]
-    return json_response(await background.cancel(deps.store, deps.jobs, key.id, rid))
+    return json_response(await background.cancel(deps.store, deps.jobs, key.owner, rid))
 
 
 async def list_input_items(request: web.Request) -> web.Response:
