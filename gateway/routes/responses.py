@@ -9,6 +9,7 @@ from aiohttp import web
 
 from gateway import pipeline
 from gateway.codec import dumps, json_response, parse_object, read_body
+from gateway.config import KeySettings
 from gateway.errors import GatewayError, InvalidRequestError, NotFoundError
 from gateway.jobs import TERMINAL, background
 from gateway.keys import CALL, DEPS, REQUEST_ID
@@ -189,18 +190,16 @@ async def list_input_items(request: web.Request) -> web.Response:
 
 async def count_input_tokens(request: web.Request) -> web.Response:
     """The upstream's count where its API has one; else an estimate of about four characters
-    of the request's text per token (nothing is fetched to run a tokenizer)."""
+    of the request's text per token (nothing is fetched to run a tokenizer). Either counts the
+    input the upstream would get on create: the stored context of a chained request too."""
     deps = request.app[DEPS]
     key = await deps.keys.authenticate(request.headers.get("Authorization"))
     body = parse_object(await read_body(request), request.headers.get("Content-Type", ""))
     deps.validators.input_tokens(body)
+    if body.get("previous_response_id") is not None or body.get("conversation") is not None:
+        body = await _with_context(request, key, body)
     model = body.get("model")
-    # Stored context lives here, not upstream: a request naming it is estimated.
-    if (
-        isinstance(model, str)
-        and model
-        and not (body.get("previous_response_id") or body.get("conversation"))
-    ):
+    if isinstance(model, str) and model:
         _, targets = deps.router.resolve(model, key)
         target, account = pick(targets, deps.router.health)
         count = getattr(target.provider, "count_tokens", None)
@@ -214,3 +213,15 @@ async def count_input_tokens(request: web.Request) -> web.Response:
     }
     tokens = math.ceil(len(dumps(counted)) / 4) if counted else 0
     return json_response({"object": "response.input_tokens", "input_tokens": tokens})
+
+
+async def _with_context(request: web.Request, key: KeySettings, body: Json) -> Json:
+    """The body with its stored context in `input`, loaded as create loads it: a context the
+    caller does not own is not found, exactly as on create."""
+    call = Call(request, request.app[DEPS], request[REQUEST_ID], body=dict(body))
+    call.principal = key
+    await load_context(call)
+    counted = {k: v for k, v in body.items() if k not in ("previous_response_id", "conversation")}
+    if "input" in call.body:
+        counted["input"] = call.body["input"]
+    return counted

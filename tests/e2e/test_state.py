@@ -237,4 +237,7 @@ async def test_input_tokens_forwarded_or_estimated(
     chained = await sdk.responses.input_tokens.count(
         model="gpt-test", input="two", previous_response_id=first.id
     )
-    assert chained.input_tokens != 4242
+    # The stored context is sent along, so the upstream's count covers what create would send.
+    assert chained.input_tokens == 4242
+    assert "previous_response_id" not in stub.last.json
+    assert texts(stub.last.json["input"]) == ["one", first.output_text, "two"]
