@@ -160,8 +160,9 @@ USER_AGENT = "responses-gateway/0.1"
 def upstream_headers(
     call: Call, account: Account, settings: ProviderSettings, forwarded: tuple[str, ...]
 ) -> dict[str, str]:
-    """What an upstream request carries: the account's key, never the caller's, and only the
-    allow-listed client headers (the trace context of the attempt's span when tracing is on)."""
+    """What an upstream request carries: the account's key, never the caller's, only the
+    allow-listed client headers, and the request's trace context (the attempt's span's when
+    tracing is on; otherwise the client's valid traceparent, or the trace the gateway began)."""
     headers = {
         "Content-Type": "application/json",
         "Accept": "text/event-stream" if call.stream else "application/json",
@@ -176,6 +177,13 @@ def upstream_headers(
             headers[name] = value
     if call.trace_headers:
         headers.update(call.trace_headers)
+    else:
+        trace = call.trace
+        headers["traceparent"] = trace.traceparent()
+        # tracestate belongs to the client's trace: it goes only where that trace went.
+        state = incoming.get("tracestate") if trace.from_client else None
+        if state:
+            headers["tracestate"] = state
     headers.update(auth_headers(account, settings))
     return headers
 
