@@ -1,7 +1,8 @@
 """OpenTelemetry tracing: a span per request and per upstream attempt, exported over OTLP.
 
 Off unless an endpoint is configured (`tracing.otlp_endpoint` or OTEL_EXPORTER_OTLP_ENDPOINT):
-then the gateway sends nothing anywhere, and the client's traceparent goes upstream as it came.
+then the gateway exports nothing, and `gateway.traceparent` alone gives each request its trace
+id (the client's valid traceparent goes upstream as it came; without one, a fresh trace).
 """
 
 from __future__ import annotations
