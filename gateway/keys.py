@@ -8,6 +8,7 @@ from aiohttp import web
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway.config import Settings
+from gateway.traceparent import TraceContext
 
 if TYPE_CHECKING:
     from gateway.jobs.worker import WorkerPool
@@ -18,5 +19,6 @@ DEPS: web.AppKey[Deps] = web.AppKey("DEPS")
 WORKERS: web.AppKey[WorkerPool] = web.AppKey("WORKERS")
 DRAINING = web.AppKey("DRAINING", list)  # one element once SIGTERM came: readyz fails
 REQUEST_ID = web.RequestKey("REQUEST_ID", str)
+TRACE = web.RequestKey("TRACE", TraceContext)  # the W3C trace every request has
 CALL: web.RequestKey[Call] = web.RequestKey("CALL")
 SPAN_EXPORTER = web.AppKey("SPAN_EXPORTER", SpanExporter)

@@ -61,7 +61,7 @@ TOKENS = Counter(
     ["model", "token_type"],
 )
 COST = Counter(
-    "gateway_cost_usd_total", "Cost of answered requests, from models[].price.", ["model"]
+    "gateway_cost_usd_total", "Cost of settled requests, from models[].price.", ["model"]
 )
 LIMIT_REFUSALS = Counter(
     "gateway_limit_refusals_total",
@@ -84,6 +84,7 @@ JOBS = Counter(
 # arguments on every call, which showed in the per-request cost.
 _requests: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 _tokens: dict[str, tuple[Any, Any]] = {}
+_costs: dict[str, Any] = {}
 
 
 def count_request(operation: str, model: str, provider: str, status: int, elapsed: float) -> None:
@@ -104,6 +105,16 @@ def count_tokens(model: str, input_tokens: int, output_tokens: int) -> None:
         found = _tokens[model] = (TOKENS.labels(model, "input"), TOKENS.labels(model, "output"))
     found[0].inc(input_tokens)
     found[1].inc(output_tokens)
+
+
+def count_cost(model: str, usd: float) -> None:
+    """A settled request's cost; only priced models (configured names) ever get a label."""
+    if usd <= 0:
+        return
+    found = _costs.get(model)
+    if found is None:
+        found = _costs[model] = COST.labels(model)
+    found.inc(usd)
 
 
 def render() -> tuple[bytes, str]:

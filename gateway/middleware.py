@@ -12,9 +12,10 @@ from aiohttp.typedefs import Handler
 
 from gateway.codec import json_response
 from gateway.errors import GatewayError
-from gateway.keys import CALL, DEPS, REQUEST_ID
+from gateway.keys import CALL, DEPS, REQUEST_ID, TRACE
 from gateway.observability import observe
-from gateway.tracing import mark_error
+from gateway.traceparent import incoming
+from gateway.tracing import mark_error, span_trace
 
 log = logging.getLogger("gateway")
 
@@ -35,6 +36,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     started = time.monotonic()
     rid = request_id(request)
     request[REQUEST_ID] = rid
+    request[TRACE] = incoming(request.headers.get("traceparent"))
     error: BaseException | None = None
     tracing = request.app[DEPS].tracing if DEPS in request.app else None
     try:
@@ -48,6 +50,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             )
             with tracing.request_span(name, request.headers) as span:
                 span.set_attribute("gateway.request_id", rid)
+                request[TRACE] = span_trace(span)
                 response = await handler(request)
                 mark_error(span, response.status)
     except GatewayError as exc:

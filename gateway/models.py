@@ -11,7 +11,9 @@ from aiohttp import web
 
 from gateway.codec import dumps
 from gateway.config import Account, KeySettings, ModelSettings, Settings
+from gateway.keys import TRACE
 from gateway.streaming.drain import OpenStreams
+from gateway.traceparent import TraceContext, incoming
 
 if TYPE_CHECKING:
     from gateway.auth import KeyRing
@@ -114,6 +116,13 @@ class Call:
     def headers(self) -> Mapping[str, str]:
         """The client's request headers (kept with a background job for its later run)."""
         return self.request.headers if self.request is not None else self.saved_headers
+
+    @property
+    def trace(self) -> TraceContext:
+        """The request's trace (a background job's: the one its submission had)."""
+        if self.request is not None and TRACE in self.request:
+            return self.request[TRACE]
+        return incoming(self.headers.get("traceparent"))
 
     @property
     def stateful(self) -> bool:

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateway import metrics
 from gateway.errors import GatewayError, RateLimitError
-from gateway.keys import CALL, REQUEST_ID
+from gateway.keys import CALL, REQUEST_ID, TRACE
 from gateway.models import Call
 
 access = logging.getLogger("gateway.access")
@@ -49,9 +49,7 @@ def setup_logging(level: str, access_log: bool) -> None:
 
 
 def trace_id(request: web.Request) -> str | None:
-    parent = request.headers.get("traceparent", "")
-    parts = parent.split("-")
-    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
+    return request[TRACE].trace_id if TRACE in request else None
 
 
 def observe(request: web.Request, status: int, started: float, error: BaseException | None) -> None:

@@ -90,6 +90,10 @@ async def load_context(call: Call) -> None:
         conversation = conversation.get("id")
     if key.zdr:
         _refuse_state_under_zdr(body, previous, conversation)
+        if body.get("store") is not False:
+            # The API's default is to keep: a ZDR key's request says otherwise explicitly.
+            body["store"] = False
+            call.changed = True
     call.store = body.get("store", not key.zdr) is not False
     if previous is None and conversation is None and not call.store:
         return

@@ -1,7 +1,8 @@
 """OpenTelemetry tracing: a span per request and per upstream attempt, exported over OTLP.
 
 Off unless an endpoint is configured (`tracing.otlp_endpoint` or OTEL_EXPORTER_OTLP_ENDPOINT):
-then the gateway sends nothing anywhere, and the client's traceparent goes upstream as it came.
+then the gateway exports nothing, and `gateway.traceparent` alone gives each request its trace
+id (the client's valid traceparent goes upstream as it came; without one, a fresh trace).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway.config import TracingSettings
+from gateway.traceparent import TraceContext
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -68,3 +70,11 @@ def mark_error(span: trace.Span, status: int) -> None:
     span.set_attribute("http.response.status_code", status)
     if status >= 500:
         span.set_status(Status(StatusCode.ERROR))
+
+
+def span_trace(span: trace.Span) -> TraceContext:
+    """The request's trace as its server span has it (the client's trace id when it sent a
+    valid one), so that the log line and the upstream call name the same trace."""
+    context = span.get_span_context()
+    flags = "01" if context.trace_flags.sampled else "00"
+    return TraceContext(f"{context.trace_id:032x}", flags, f"{context.span_id:016x}")

@@ -45,6 +45,18 @@ def snapshot(call: Call, client_body: Json, response_id: str) -> Json:
     }
 
 
+def _saved_headers(call: Call) -> dict[str, str]:
+    """The client headers the job's upstream calls carry, and the request's trace, so that
+    they join it wherever the job runs."""
+    headers = {k: v for k in FORWARDED_HEADERS if (v := call.headers.get(k)) is not None}
+    trace = call.trace
+    headers["traceparent"] = trace.traceparent()
+    state = call.headers.get("tracestate") if trace.from_client else None
+    if state:
+        headers["tracestate"] = state
+    return headers
+
+
 async def submit(
     call: Call, jobs: JobStore, client_body: Json, ttl_s: int, events_ttl_s: int
 ) -> Json:
@@ -68,7 +80,7 @@ async def submit(
         "ttl": ttl_s,
         "events_ttl": min(ttl_s, events_ttl_s),
         "targets": [[t.provider.name, t.model, t.weight] for t in call.targets],
-        "headers": {k: v for k in FORWARDED_HEADERS if (v := call.headers.get(k)) is not None},
+        "headers": _saved_headers(call),
         "request_id": call.request_id,
         "snapshot": first,
         "conversation": call.conversation,

@@ -23,7 +23,13 @@ from gateway.jobs import TERMINAL, Event, JobStore
 from gateway.limits import Subject
 from gateway.models import Call, Deps, Target, Usage
 from gateway.pipeline.forward import aim
-from gateway.providers.base import UPSTREAM_ERRORS, upstream_failure
+from gateway.providers.base import (
+    UPSTREAM_ERRORS,
+    credentials_failure,
+    refusal_envelope,
+    status_failure,
+    upstream_failure,
+)
 from gateway.routing import pick
 from gateway.state import grow_conversation
 from gateway.store import Json
@@ -256,7 +262,7 @@ class JobRun:
     async def _stream(self, call: Call, target: Target, account: Account) -> None:
         async with target.provider.send(call, target, account) as reply:
             if reply.chunks is None:
-                raise _status_error(reply.status, reply.body, target.provider.name)
+                raise _status_error(reply.status, reply.body, target.provider.name, call.request_id)
             parser = SSEParser()
             while True:
                 try:
@@ -334,13 +340,10 @@ class JobRun:
         )
 
 
-def _status_error(status: int, body: bytes, provider: str) -> GatewayError:
-    try:
-        message = orjson.loads(body)["error"]["message"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        message = body[:300].decode(errors="replace")
-    if status >= 500 or status == 429 or status in (401, 403):
-        return UpstreamError(
-            f"The upstream provider {provider!r} answered HTTP {status}: {message}"
-        )
-    return InvalidRequestError(f"The upstream provider {provider!r} refused the request: {message}")
+def _status_error(status: int, body: bytes, provider: str, request_id: str) -> GatewayError:
+    if status in (401, 403, 407):
+        return credentials_failure(status, provider)
+    if status >= 500 or status == 429:
+        return status_failure(status, body, provider, request_id)
+    envelope = refusal_envelope(status, body, provider, request_id)
+    return InvalidRequestError(envelope["message"], param=envelope["param"], code=envelope["code"])

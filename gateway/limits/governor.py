@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from gateway import metrics
 from gateway.config import Price, Settings
 from gateway.errors import ServiceUnavailableError
 from gateway.limits import usage as accounting
@@ -227,6 +228,7 @@ class Governor:
         ticket.settled = True
         subject, plan = ticket.subject, ticket.plan
         usd = ticket.cost_usd = accounting.cost(subject.price, usage)
+        metrics.count_cost(subject.model, usd)
         now = self.clock()
         done = Settlement(
             record=_record(item, usd, now),

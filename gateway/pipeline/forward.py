@@ -20,7 +20,12 @@ from gateway.errors import (
     UpstreamTimeoutError,
 )
 from gateway.models import Call, Target, Usage
-from gateway.providers.base import Reply
+from gateway.providers.base import (
+    Reply,
+    credentials_failure,
+    refusal_envelope,
+    status_failure,
+)
 from gateway.state import client_view, save
 from gateway.streaming.relay import relay
 
@@ -205,13 +210,9 @@ def answer(call: Call, reply: Reply, headers: dict[str, str]) -> web.Response:
     status = reply.status
     if status in (401, 403, 407):
         # The upstream refused the gateway's own credentials: not the caller's fault.
-        raise UpstreamError(
-            f"The upstream provider {name!r} refused the gateway's credentials (HTTP {status})."
-        )
+        raise credentials_failure(status, name)
     if status >= 500:
-        raise UpstreamError(
-            f"The upstream provider {name!r} failed (HTTP {status}): {_message(reply.body)}"
-        )
+        raise status_failure(status, reply.body, name, call.request_id)
     call.status = status
     if status < 300:
         try:
@@ -226,38 +227,5 @@ def answer(call: Call, reply: Reply, headers: dict[str, str]) -> web.Response:
     for passed in ("retry-after", "retry-after-ms"):
         if passed in reply.headers:
             headers[passed] = reply.headers[passed]
-    if _envelope(reply.body) is None:
-        return raw_json_response(_wrap(reply.body, status), status, headers)
-    return raw_json_response(reply.body, status, headers)
-
-
-def _envelope(body: bytes) -> dict[str, object] | None:
-    try:
-        decoded = loads(body)
-    except ValueError:
-        return None
-    if isinstance(decoded, dict) and isinstance(decoded.get("error"), dict):
-        return decoded
-    return None
-
-
-def _message(body: bytes) -> str:
-    envelope = _envelope(body)
-    if envelope is not None:
-        error = envelope["error"]
-        assert isinstance(error, dict)
-        return str(error.get("message", ""))[:500]
-    return body[:500].decode(errors="replace")
-
-
-def _wrap(body: bytes, status: int) -> bytes:
-    return dumps(
-        {
-            "error": {
-                "message": _message(body) or f"HTTP {status} from the upstream",
-                "type": "invalid_request_error",
-                "param": None,
-                "code": "upstream_error",
-            }
-        }
-    )
+    envelope = refusal_envelope(status, reply.body, name, call.request_id)
+    return raw_json_response(dumps({"error": envelope}), status, headers)

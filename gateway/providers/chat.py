@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from gateway.models import Call, Target
 
 # Client headers that may travel upstream; everything else (Authorization first) stays here.
-FORWARDED_HEADERS = ("traceparent", "tracestate")
+# The trace context is not among them: upstream_headers sends the request's own.
+FORWARDED_HEADERS: tuple[str, ...] = ()
 
 
 class _StreamFault(Exception):

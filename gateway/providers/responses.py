@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from gateway.models import Call, Target
 
 # Client headers that may travel upstream; everything else (Authorization first) stays here.
-FORWARDED_HEADERS = ("traceparent", "tracestate", "openai-beta")
+# The trace context is not among them: upstream_headers sends the request's own.
+FORWARDED_HEADERS = ("openai-beta",)
 # aiohttp warns that bodies above 1 MiB given as bytes block the loop; BytesIO streams them.
 LARGE_BODY = 1024 * 1024
 
@@ -75,9 +76,15 @@ class ResponsesProvider(HTTPProvider):
     def send(self, call: Call, target: Target, account: Account) -> Exchange:
         return Exchange(self, call, account)
 
-    async def count_tokens(self, body: dict[str, Any], model: str, account: Account) -> int | None:
+    async def count_tokens(
+        self, body: dict[str, Any], model: str, account: Account, traceparent: str
+    ) -> int | None:
         """The upstream's own count (POST /responses/input_tokens), or None when it has none."""
-        headers = {"Content-Type": "application/json", **auth_headers(account, self.settings)}
+        headers = {
+            "Content-Type": "application/json",
+            "traceparent": traceparent,
+            **auth_headers(account, self.settings),
+        }
         url = self.settings.base_url + "/responses/input_tokens"
         try:
             async with self.session.post(

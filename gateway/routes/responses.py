@@ -12,7 +12,7 @@ from gateway.codec import dumps, json_response, parse_object, read_body
 from gateway.config import KeySettings
 from gateway.errors import GatewayError, InvalidRequestError, NotFoundError
 from gateway.jobs import TERMINAL, background
-from gateway.keys import CALL, DEPS, REQUEST_ID
+from gateway.keys import CALL, DEPS, REQUEST_ID, TRACE
 from gateway.models import Call
 from gateway.pipeline import Stage
 from gateway.pipeline.auth import authenticate
@@ -203,7 +203,11 @@ async def count_input_tokens(request: web.Request) -> web.Response:
         _, targets = deps.router.resolve(model, key)
         target, account = pick(targets, deps.router.health)
         count = getattr(target.provider, "count_tokens", None)
-        tokens = await count(body, target.model, account) if count is not None else None
+        tokens = (
+            await count(body, target.model, account, request[TRACE].traceparent())
+            if count is not None
+            else None
+        )
         if tokens is not None:
             return json_response({"object": "response.input_tokens", "input_tokens": tokens})
     counted = {

@@ -31,8 +31,9 @@ _UNSUPPORTED: Final = "is not supported by the provider serving this model (Chat
 def to_chat_request(body: Mapping[str, Any], model: str) -> Json:
     """A CreateResponse body as a chat.completions request; what it cannot express is a 400.
 
-    Gateway-side fields (metadata, store, previous_response_id, conversation, background) are
-    left out: the gateway's own stages own them.
+    Gateway-side fields (metadata, previous_response_id, conversation, background) are left
+    out: the gateway's own stages own them. `store: false` travels (zero data retention, or
+    the gateway keeping the state itself): the upstream must keep nothing either.
     """
     if body.get("prompt") is not None:
         raise _unsupported("prompt", f"A stored prompt template {_UNSUPPORTED}.")
@@ -71,6 +72,8 @@ def to_chat_request(body: Mapping[str, Any], model: str) -> Json:
     user = body.get("safety_identifier") or body.get("user")
     if isinstance(user, str) and user:
         chat["user"] = user
+    if body.get("store") is False:
+        chat["store"] = False
     if body.get("stream") is True:
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}

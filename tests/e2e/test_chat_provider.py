@@ -126,6 +126,7 @@ async def test_upstream_gets_a_chat_request_with_the_account_key(
         "model": "mock-model",
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
         "max_completion_tokens": 64,
+        "store": False,  # the gateway keeps the response; the upstream keeps nothing
     }
 
 
