@@ -19,4 +19,5 @@ WORKERS: web.AppKey[WorkerPool] = web.AppKey("WORKERS")
 DRAINING = web.AppKey("DRAINING", list)  # one element once SIGTERM came: readyz fails
 REQUEST_ID = web.RequestKey("REQUEST_ID", str)
 CALL: web.RequestKey[Call] = web.RequestKey("CALL")
+CLIENT_GONE = web.RequestKey("CLIENT_GONE", bool)  # the client hung up before the end
 SPAN_EXPORTER = web.AppKey("SPAN_EXPORTER", SpanExporter)

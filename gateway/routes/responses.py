@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Final
 
@@ -15,7 +16,7 @@ from gateway.keys import CALL, DEPS, REQUEST_ID
 from gateway.models import Call
 from gateway.pipeline import Stage
 from gateway.pipeline.auth import authenticate
-from gateway.pipeline.forward import forward
+from gateway.pipeline.forward import client_left, forward
 from gateway.pipeline.govern import apply_policies
 from gateway.pipeline.limit import admit, settle
 from gateway.pipeline.parse import parse_body
@@ -58,7 +59,11 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     except GatewayError as exc:
         call.status = exc.status
         raise
+    except asyncio.CancelledError:
+        client_left(call)
+        raise
     finally:
+        # Synchronous (handed to the settler): a cancel cannot cut it short.
         if not job:
             settle(call)
 
