@@ -244,6 +244,34 @@ async def test_client_leaving_a_resumed_background_stream_leaves_the_job_running
     assert [x["status"] for x in access.lines].count(499) == 1
 
 
+async def test_client_leaving_a_background_stream_it_created_is_charged_once(
+    make_gateway: MakeGateway, config: dict[str, Any], stub: StubUpstream, access: AccessLines
+) -> None:
+    gateway = await cancelling_gateway(make_gateway, config)
+    stub.behaviour = Behaviour(between_s=0.05)
+    gone = clients_gone()
+    client = RawClient(str(gateway.make_url("")))
+    read = await client.leave(
+        "POST", "/v1/responses", AUTH, {**STREAM, "background": True}, after=b"\n\n"
+    )
+    rid = orjson.loads(read.split(b"data: ", 1)[1].split(b"\n", 1)[0])["response"]["id"]
+    await wait_for(lambda: len(access.lines) == 1)
+    assert (access.lines[0]["status"], access.lines[0]["client_gone"]) == (499, True)
+    assert clients_gone() == gone + 1
+
+    async def status() -> str:
+        found = await gateway.get(f"/v1/responses/{rid}", headers=AUTH)
+        return str((await found.json())["status"])
+
+    async with asyncio.timeout(10):
+        while await status() != "completed":
+            await asyncio.sleep(0.05)
+    # The job charges its run; the request that queued it charges nothing besides (it would
+    # have been settled first: one settler, in order).
+    await wait_for(lambda: len(records(gateway)) >= 1)
+    assert [r["usage"] for r in records(gateway)] == ["reported"]
+
+
 # -- upstreams that fail -------------------------------------------------------------------
 
 

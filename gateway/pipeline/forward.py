@@ -211,9 +211,9 @@ async def _stream(
 def client_left(call: Call) -> None:
     """The request was cancelled because its client hung up: settled as far as it got, with
     the upstream's usage if it came, else the input it was sent."""
-    call.client_gone = True
-    if not call.status:
+    if not call.client_gone:  # a stream has said itself whether its answer had gone out
         call.status = 499
+    call.client_gone = True
     if call.usage is None and call.target is not None:
         call.usage = estimated_usage(call, 0)
 

@@ -50,9 +50,9 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     try:
         await pipeline.run(call, CREATE_RESPONSE)
         if call.async_job or call.body.get("background") is True:
-            answer = await _submit(call)
+            first = await _submit(call)
             job = True  # the job's run settles its own ticket, wherever it runs
-            return answer
+            return await _submitted(call, first)
         response = await forward(call)
         call.status = call.status or response.status
         return response
@@ -68,7 +68,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             settle(call)
 
 
-async def _submit(call: Call) -> web.StreamResponse:
+async def _submit(call: Call) -> Json:
     deps, request = call.deps, call.request
     assert request is not None
     settings = deps.settings
@@ -77,7 +77,14 @@ async def _submit(call: Call) -> web.StreamResponse:
         if call.async_job
         else settings.store.response_ttl_s
     )
-    first = await background.submit(call, deps.jobs, call.body, ttl, settings.jobs.result_ttl_s)
+    return await background.submit(call, deps.jobs, call.body, ttl, settings.jobs.result_ttl_s)
+
+
+async def _submitted(call: Call, first: Json) -> web.StreamResponse:
+    """The answer to a queued job: its id, its first snapshot, or its stream (whose client
+    may leave: the job goes on, and settles its own ticket)."""
+    deps, request = call.deps, call.request
+    assert request is not None
     headers = {"x-request-id": call.request_id}
     if call.async_job:
         headers["x-bf-async-id"] = first["id"]
