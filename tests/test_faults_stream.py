@@ -439,19 +439,10 @@ async def test_sdk_leaving_at_completed_is_charged_logged_and_counted_by_a_proce
                 await stream.close()
                 break
     await asyncio.wait_for(stub.cancelled.wait(), 5)
-    client: Any = redis.from_url(redis_server.url)
-    try:
-
-        async def recorded() -> list[Any]:
-            return list(await client.xrange(f"{prefix}rl:{{limits}}:usage"))
-
-        async with asyncio.timeout(10):
-            while not (await recorded() and access_lines(replica)):
-                await asyncio.sleep(0.02)
-        (entry,) = await recorded()
-        record = {k.decode(): v.decode() for k, v in entry[1].items()}
-    finally:
-        await client.aclose()
+    async with asyncio.timeout(10):
+        while not (await usage_records(redis_server, prefix) and access_lines(replica)):
+            await asyncio.sleep(0.02)
+    (record,) = await usage_records(redis_server, prefix)
     usage = events[-1]["response"]["usage"]
     assert record["usage"] == "reported"
     assert int(record["output_tokens"]) == usage["output_tokens"]
@@ -459,3 +450,35 @@ async def test_sdk_leaving_at_completed_is_charged_logged_and_counted_by_a_proce
     assert (line["status"], line["client_gone"]) == (200, True)
     assert line["output_tokens"] == usage["output_tokens"]
     assert await metric(replica, "gateway_clients_gone_total") == gone + 1
+    assert "Traceback" not in replica.log_path.read_text()
+
+
+async def usage_records(redis_server: RedisServer, prefix: str) -> list[dict[str, str]]:
+    client: Any = redis.from_url(redis_server.url)
+    try:
+        raw = await client.xrange(f"{prefix}rl:{{limits}}:usage")
+    finally:
+        await client.aclose()
+    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in raw]
+
+
+async def test_client_leaving_mid_delta_is_settled_logged_and_counted_by_a_process(
+    served: tuple[Replica, str], redis_server: RedisServer, stub: StubUpstream
+) -> None:
+    replica, prefix = served
+    stub.behaviour = Behaviour(stall_after=7)
+    gone = await metric(replica, "gateway_clients_gone_total")
+    client = RawClient(replica.url)
+    await client.leave("POST", "/v1/responses", AUTH, STREAM, after=b"output_text.delta")
+    await asyncio.wait_for(stub.cancelled.wait(), 5)
+    async with asyncio.timeout(10):
+        while not (await usage_records(redis_server, prefix) and access_lines(replica)):
+            await asyncio.sleep(0.02)
+    (record,) = await usage_records(redis_server, prefix)
+    assert record["usage"] == "estimated"
+    assert int(record["input_tokens"]) > 0
+    assert int(record["output_tokens"]) >= 1
+    (line,) = access_lines(replica)
+    assert (line["status"], line["client_gone"], line["usage_estimated"]) == (499, True, True)
+    assert await metric(replica, "gateway_clients_gone_total") == gone + 1
+    assert "Traceback" not in replica.log_path.read_text()

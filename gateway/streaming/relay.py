@@ -163,7 +163,7 @@ class StreamTap:
         assert self._fields is not None
         response.update(self._fields)
         name = events[0].event
-        return encode_event(orjson.dumps(event), name)[:-1].rstrip(b"\n")
+        return encode_event(orjson.dumps(event), name)[:-2]  # the gap after it is kept
 
     def failure_frame(self, error: GatewayError) -> bytes:
         """The terminal frame that replaces an end the upstream never sent."""
