@@ -167,6 +167,28 @@ async def test_client_leaving_mid_delta_is_charged_the_output_it_was_sent(
     assert line["output_tokens"] == int(record["output_tokens"])
 
 
+async def test_client_leaving_gives_back_the_unused_token_reservation_at_once(
+    make_gateway: MakeGateway, config: dict[str, Any], stub: StubUpstream, access: AccessLines
+) -> None:
+    config["auth"]["keys"][0]["tpm"] = 100_000
+    gateway = await cancelling_gateway(make_gateway, config)
+    stub.behaviour = Behaviour(stall_after=7)
+    client = RawClient(str(gateway.make_url("")))
+    await client.leave("POST", "/v1/responses", AUTH, STREAM, after=b"output_text.delta")
+    await settled(gateway, access)
+    (record,) = records(gateway)
+    assert int(record["total_tokens"]) < int(record["estimated_tokens"])
+    stub.behaviour = Behaviour()
+    raw = orjson.dumps(JSON)
+    after = await gateway.post(
+        "/v1/responses", data=raw, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    # Only what the departed request used is still counted, beside this one's reservation.
+    reserved = len(raw) // 4 + 1024
+    expected = 100_000 - int(record["total_tokens"]) - reserved
+    assert after.headers["x-ratelimit-remaining-tokens"] == str(expected)
+
+
 async def test_client_leaving_after_completed_is_charged_the_reported_usage(
     make_gateway: MakeGateway,
     config: dict[str, Any],
