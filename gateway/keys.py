@@ -21,4 +21,5 @@ DRAINING = web.AppKey("DRAINING", list)  # one element once SIGTERM came: readyz
 REQUEST_ID = web.RequestKey("REQUEST_ID", str)
 TRACE = web.RequestKey("TRACE", TraceContext)  # the W3C trace every request has
 CALL: web.RequestKey[Call] = web.RequestKey("CALL")
+CLIENT_GONE = web.RequestKey("CLIENT_GONE", bool)  # the client hung up before the end
 SPAN_EXPORTER = web.AppKey("SPAN_EXPORTER", SpanExporter)

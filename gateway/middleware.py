@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -12,7 +13,7 @@ from aiohttp.typedefs import Handler
 
 from gateway.codec import json_response
 from gateway.errors import GatewayError
-from gateway.keys import CALL, DEPS, REQUEST_ID, TRACE
+from gateway.keys import CALL, CLIENT_GONE, DEPS, REQUEST_ID, TRACE
 from gateway.observability import observe
 from gateway.traceparent import incoming
 from gateway.tracing import mark_error, span_trace
@@ -58,6 +59,13 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = json_response(exc.envelope(), exc.status, exc.response_headers())
     except web.HTTPException as exc:
         response = _http_exception(request, exc)
+    except asyncio.CancelledError:
+        # The client hung up (aiohttp cancels the handler): logged and counted all the same.
+        request[CLIENT_GONE] = True
+        call = request.get(CALL)
+        observe(request, call.status if call is not None and call.status else 499, started, None)
+        request.pop(CALL, None)
+        raise
     except Exception as exc:
         error = exc
         log.exception("unhandled error", extra={"request_id": rid})

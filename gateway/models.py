@@ -55,6 +55,7 @@ class Usage:
     input_tokens: int = 0
     cached_tokens: int = 0
     output_tokens: int = 0
+    estimated: bool = False  # the gateway's estimate: the answer ended without its usage
 
     @property
     def total_tokens(self) -> int:

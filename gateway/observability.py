@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateway import metrics
 from gateway.errors import GatewayError, RateLimitError
-from gateway.keys import CALL, REQUEST_ID, TRACE
+from gateway.keys import CALL, CLIENT_GONE, REQUEST_ID, TRACE
 from gateway.models import Call
 
 access = logging.getLogger("gateway.access")
@@ -58,6 +58,11 @@ def observe(request: web.Request, status: int, started: float, error: BaseExcept
     handler = request.match_info.handler
     operation = getattr(handler, "__name__", "unknown")
     call: Call | None = request.get(CALL)
+    gone = request.get(CLIENT_GONE, False) or (call is not None and call.client_gone)
+    if gone:
+        metrics.CLIENTS_GONE.inc()
+        if call is not None and call.status:
+            status = call.status  # 499, or 200 when the whole answer had gone out
     model = provider = ""
     if call is not None:
         model = call.route.name if call.route else _bounded(call.model, call)
@@ -75,7 +80,10 @@ def observe(request: web.Request, status: int, started: float, error: BaseExcept
     if operation in _QUIET:
         return
     if not access.disabled and access.isEnabledFor(logging.INFO):
-        access.info("request", extra=_fields(request, call, operation, status, elapsed, error))
+        fields = _fields(request, call, operation, status, elapsed, error)
+        if gone:
+            fields["client_gone"] = True
+        access.info("request", extra=fields)
 
 
 def _bounded(model: str, call: Call) -> str:
@@ -114,10 +122,11 @@ def _fields(
             stream=call.stream,
             provider=call.target.provider.name if call.target else None,
             upstream_model=call.target.model if call.target else None,
-            client_gone=call.client_gone or None,
         )
         if call.usage is not None:
             fields.update(
                 input_tokens=call.usage.input_tokens, output_tokens=call.usage.output_tokens
             )
+            if call.usage.estimated:
+                fields["usage_estimated"] = True
     return {k: v for k, v in fields.items() if v is not None}

@@ -173,11 +173,18 @@ def _has_reasoning(body: Json, context: list[Json]) -> bool:
     return body.get("reasoning") is not None or any(i.get("type") == "reasoning" for i in context)
 
 
+def client_fields(call: Call) -> Json:
+    """The fields of a Response the gateway answers for, not the stateless upstream."""
+    return {
+        "store": call.store,
+        "previous_response_id": call.previous,
+        "conversation": {"id": call.conversation} if call.conversation else None,
+    }
+
+
 def client_view(call: Call, response: Json) -> Json:
     """The response as the client asked for it, not as the stateless upstream saw it."""
-    response["store"] = call.store
-    response["previous_response_id"] = call.previous
-    response["conversation"] = {"id": call.conversation} if call.conversation else None
+    response.update(client_fields(call))
     return response
 
 

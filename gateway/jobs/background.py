@@ -14,6 +14,7 @@ from aiohttp import web
 from gateway.echo import echo
 from gateway.errors import InvalidRequestError, NotFoundError
 from gateway.jobs import TERMINAL, Event, JobStore
+from gateway.keys import CLIENT_GONE
 from gateway.models import Call
 from gateway.providers.responses import FORWARDED_HEADERS
 from gateway.state import new_id
@@ -121,6 +122,9 @@ async def follow(
     handle = streams.enter()
     try:
         return await _follow(response, store, jobs, job_id, after)
+    except ConnectionResetError:
+        request[CLIENT_GONE] = True  # the job goes on; its client may resume again
+        return response
     except asyncio.CancelledError:
         if not handle.absorb():
             raise
@@ -151,27 +155,24 @@ async def _follow(
     response: web.StreamResponse, store: Store, jobs: JobStore, job_id: str, after: int
 ) -> web.StreamResponse:
     cursor: Any = None
-    try:
-        while True:
-            events, cursor = await jobs.read_events(job_id, cursor, block_ms=1000)
-            for event in events:
-                if event.seq <= after:
-                    continue
-                after = event.seq
-                await response.write(_frame(event))
-                if event.kind in ENDS:
-                    await response.write_eof()
-                    return response
-            if not events and await jobs.status(job_id) in TERMINAL:
-                # The outcome was written without its event (a job cancelled while queued,
-                # or whose replica died): end the stream from the record.
-                events, cursor = await jobs.read_events(job_id, cursor, block_ms=0)
-                if not any(e.kind in ENDS and e.seq > after for e in events):
-                    await response.write(await _closing_frame(store, jobs, job_id, after + 1))
-                    await response.write_eof()
-                    return response
-    except ConnectionResetError:
-        return response
+    while True:
+        events, cursor = await jobs.read_events(job_id, cursor, block_ms=1000)
+        for event in events:
+            if event.seq <= after:
+                continue
+            after = event.seq
+            await response.write(_frame(event))
+            if event.kind in ENDS:
+                await response.write_eof()
+                return response
+        if not events and await jobs.status(job_id) in TERMINAL:
+            # The outcome was written without its event (a job cancelled while queued,
+            # or whose replica died): end the stream from the record.
+            events, cursor = await jobs.read_events(job_id, cursor, block_ms=0)
+            if not any(e.kind in ENDS and e.seq > after for e in events):
+                await response.write(await _closing_frame(store, jobs, job_id, after + 1))
+                await response.write_eof()
+                return response
 
 
 def _frame(event: Event) -> bytes:

@@ -324,7 +324,7 @@ def _record(item: SettleItem, usd: float, now: float) -> dict[str, str]:
         "output_tokens": str(u.output_tokens),
         "total_tokens": str(u.total_tokens),
         "estimated_tokens": str(ticket.estimated_tokens),
-        "usage": "none" if usage is None else "reported",
+        "usage": "none" if usage is None else "estimated" if usage.estimated else "reported",
         "cost_usd": repr(usd),
         "latency_ms": f"{latency_ms:.1f}",
         "status": str(status),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import time
@@ -20,14 +21,15 @@ from gateway.errors import (
     UpstreamTimeoutError,
 )
 from gateway.models import Call, Target, Usage
+from gateway.pipeline.limit import estimated_usage
 from gateway.providers.base import (
     Reply,
     credentials_failure,
     refusal_envelope,
     status_failure,
 )
-from gateway.state import client_view, save
-from gateway.streaming.relay import relay
+from gateway.state import client_fields, client_view, save
+from gateway.streaming.relay import StreamTap, relay
 
 
 async def forward(call: Call) -> web.StreamResponse:
@@ -175,22 +177,50 @@ async def _stream(
     assert call.request is not None
     assert call.target is not None
     assert reply.chunks is not None
-    response, tap, stayed = await relay(
-        call.request,
-        reply.chunks,
-        call.target.provider.name,
-        headers,
-        call.deps.streams,
-        on_terminal=(lambda final: save(call, client_view(call, final))) if call.stateful else None,
-    )
-    call.status, call.client_gone = 200, not stayed
+    # The client sees the gateway's view of the Response (`store` and the state it chained
+    # on) in every lifecycle event, as it is kept, not the stateless upstream's.
+    tap = StreamTap(client_fields(call) if call.stateful else None)
+    stayed: bool | None = None  # None: the relay raised before the stream began
+    try:
+        response, _, stayed = await relay(
+            call.request,
+            reply.chunks,
+            call.target.provider.name,
+            headers,
+            call.deps.streams,
+            on_terminal=(
+                (lambda final: save(call, client_view(call, final))) if call.stateful else None
+            ),
+            tap=tap,
+        )
+    except asyncio.CancelledError:
+        stayed = False
+        raise
+    finally:
+        # However the stream ended, a cancel (its client left) included: what it used.
+        call.response = tap.response
+        call.usage = Usage.from_response(call.response)
+        if call.usage is None and (tap.created is not None or stayed is False):
+            call.usage = estimated_usage(call, tap.deltas)
+        if stayed is not None:
+            # A client that left after its terminal event had the whole answer.
+            call.status = 200 if stayed or tap.delivered else 499
+            call.client_gone = not stayed
     if tap.first_chunk_at is not None and tap.first_write_at is not None:
         metrics.TTFB.labels(call.target.provider.name).observe(tap.first_write_at - call.started)
         # What the gateway adds: before the upstream call, and between its first chunk and ours.
         call.overhead_s = (sent - call.started) + (tap.first_write_at - tap.first_chunk_at)
-    call.response = tap.response
-    call.usage = Usage.from_response(call.response)
     return response
+
+
+def client_left(call: Call) -> None:
+    """The request was cancelled because its client hung up: settled as far as it got, with
+    the upstream's usage if it came, else the input it was sent."""
+    if not call.client_gone:  # a stream has said itself whether its answer had gone out
+        call.status = 499
+    call.client_gone = True
+    if call.usage is None and call.target is not None:
+        call.usage = estimated_usage(call, 0)
 
 
 async def _answer(call: Call, reply: Reply, headers: dict[str, str]) -> web.Response:

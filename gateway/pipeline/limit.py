@@ -16,7 +16,7 @@ from typing import Final
 from gateway.errors import PermissionDeniedError
 from gateway.limits import Governor, Subject
 from gateway.limits.governor import SettleItem
-from gateway.models import Call
+from gateway.models import Call, Usage
 
 log = logging.getLogger("gateway.limits")
 
@@ -48,6 +48,14 @@ def estimate(call: Call) -> int:
     limit = call.body.get("max_output_tokens")
     output = limit if isinstance(limit, int) and limit > 0 else DEFAULT_OUTPUT_TOKENS
     return len(call.raw) // 4 + output
+
+
+def estimated_usage(call: Call, output_tokens: int) -> Usage:
+    """What an answer that ended without the upstream's usage is charged: the input it sent
+    (a quarter of its bytes, as admitted) and the output it relayed."""
+    return Usage(
+        input_tokens=len(call.upstream_body()) // 4, output_tokens=output_tokens, estimated=True
+    )
 
 
 async def admit(call: Call) -> None:

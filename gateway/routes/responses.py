@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Final
 
@@ -16,7 +17,7 @@ from gateway.keys import CALL, DEPS, REQUEST_ID, TRACE
 from gateway.models import Call
 from gateway.pipeline import Stage
 from gateway.pipeline.auth import authenticate
-from gateway.pipeline.forward import forward
+from gateway.pipeline.forward import client_left, forward
 from gateway.pipeline.govern import apply_policies
 from gateway.pipeline.limit import admit, settle
 from gateway.pipeline.parse import parse_body
@@ -50,21 +51,25 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     try:
         await pipeline.run(call, CREATE_RESPONSE)
         if call.async_job or call.body.get("background") is True:
-            answer = await _submit(call)
+            first = await _submit(call)
             job = True  # the job's run settles its own ticket, wherever it runs
-            return answer
+            return await _submitted(call, first)
         response = await forward(call)
         call.status = call.status or response.status
         return response
     except GatewayError as exc:
         call.status = exc.status
         raise
+    except asyncio.CancelledError:
+        client_left(call)
+        raise
     finally:
+        # Synchronous (handed to the settler): a cancel cannot cut it short.
         if not job:
             settle(call)
 
 
-async def _submit(call: Call) -> web.StreamResponse:
+async def _submit(call: Call) -> Json:
     deps, request = call.deps, call.request
     assert request is not None
     settings = deps.settings
@@ -73,7 +78,14 @@ async def _submit(call: Call) -> web.StreamResponse:
         if call.async_job
         else settings.store.response_ttl_s
     )
-    first = await background.submit(call, deps.jobs, call.body, ttl, settings.jobs.result_ttl_s)
+    return await background.submit(call, deps.jobs, call.body, ttl, settings.jobs.result_ttl_s)
+
+
+async def _submitted(call: Call, first: Json) -> web.StreamResponse:
+    """The answer to a queued job: its id, its first snapshot, or its stream (whose client
+    may leave: the job goes on, and settles its own ticket)."""
+    deps, request = call.deps, call.request
+    assert request is not None
     headers = {"x-request-id": call.request_id}
     if call.async_job:
         headers["x-bf-async-id"] = first["id"]

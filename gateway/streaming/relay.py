@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -14,7 +15,7 @@ from gateway import metrics
 from gateway.errors import GatewayError, ServiceUnavailableError, UpstreamError
 from gateway.providers.base import UPSTREAM_ERRORS, upstream_failure
 from gateway.streaming.drain import OpenStreams, StreamHandle
-from gateway.streaming.sse import SSEEvent, SSEParser, event_type
+from gateway.streaming.sse import SSEEvent, SSEParser, encode_event, event_type
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -26,40 +27,56 @@ SHUTTING_DOWN = ServiceUnavailableError(
     code="gateway_shutdown",
 )
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# The events that carry the whole Response; the gateway restates its own fields in them.
+LIFECYCLE = frozenset({"response.created", "response.in_progress", *TERMINAL})
 # The events the tap keeps, by their `event:` line; a false alarm (the words in a delta's
 # text) only costs parsing that one frame.
-_NAMES = tuple(
-    b"event: " + name.encode() for name in ("response.created", *sorted(TERMINAL), "error")
-)
+_NAMES = tuple(b"event: " + name.encode() for name in (*sorted(LIFECYCLE), "error"))
+# What ends the `type` of every delta event (output text, arguments, reasoning...): counted,
+# never parsed, to estimate the output of a stream that ended without its usage. A quote in
+# a delta's text is escaped, so the text cannot fake it.
+_DELTA = b'.delta"'
+_FRAME_GAP = re.compile(rb"(?:\r\n|\r|\n)(?:\r\n|\r|\n)")
 
 
 class StreamTap:
     """Watches the frames going by: holds back a partial frame, keeps the lifecycle events.
 
-    Only the frames are split (bytes.find); the JSON of `response.created` and of the terminal
-    event is decoded, no delta event ever is.
+    Only the frames are split (bytes.find); the JSON of the lifecycle events (`response.created`,
+    `response.in_progress`, the terminal event) is decoded, no delta event ever is. With
+    `fields`, the lifecycle events go out with those fields of their Response restated (the
+    gateway's view, e.g. `store`); every other frame goes out byte for byte.
     """
 
     __slots__ = (
+        "_fields",
         "_held",
         "_last",
         "_last_chunk",
         "_parser",
+        "_prev",
+        "_restate",
         "created",
+        "delivered",
+        "deltas",
         "error_sent",
         "first_chunk_at",
         "first_write_at",
         "terminal",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, fields: dict[str, Any] | None = None) -> None:
         self._parser = SSEParser()
         self._held = b""
-        self._last = b""
+        self._last = self._prev = b""
         self._last_chunk: bytes | None = None
+        self._fields = fields or None
+        self._restate = False
         self.created: bytes | None = None
         self.terminal: dict[str, Any] | None = None
         self.error_sent = False
+        self.deltas = 0  # delta events sent on: about one output token each
+        self.delivered = False  # the terminal event was written to the client
         self.first_chunk_at: float | None = None
         self.first_write_at: float | None = None
 
@@ -74,6 +91,7 @@ class StreamTap:
             # Whole named, LF-framed frames (how OpenAI and vLLM stream): only the frames
             # named like a lifecycle or error event are parsed; deltas go out unlooked-at.
             self._last_chunk = chunk
+            self.deltas += chunk.count(_DELTA)
             for marker in _NAMES:
                 at = chunk.find(marker)
                 while at >= 0:
@@ -82,39 +100,82 @@ class StreamTap:
                     for event in SSEParser().feed(chunk[0 if before < 0 else before + 2 : end]):
                         self._see(event)
                     at = chunk.find(marker, end)
-            return chunk
+            return self._restated(chunk)
         self._last_chunk = None
         for event in self._parser.feed(chunk):
             self._see(event)
-            self._last = event.data
+            self._prev, self._last = self._last, event.data
         data = self._held + chunk if self._held else chunk
-        if self._parser.at_boundary:
+        if not self._parser.at_boundary:
+            cut = _frame_end(data)
+            self._held = data[cut:]
+            data = data[:cut]
+        else:
             self._held = b""
-            return data
-        cut = _frame_end(data)
-        self._held = data[cut:]
-        return data[:cut]
+        self.deltas += data.count(_DELTA)
+        return self._restated(data)
 
     def _see(self, event: SSEEvent) -> None:
         kind = event_type(event)
         if kind == "response.created":
             self.created = event.data
+            self._restate = self._fields is not None
         elif kind in TERMINAL:
-            self.terminal = _object(event.data)
+            # A terminal event that is not a Response (invalid JSON) ends nothing: the
+            # stream is then ended as one the upstream cut.
+            terminal = _object(event.data)
+            if isinstance(terminal.get("response"), dict):
+                self.terminal = terminal
+                if self._fields is not None:
+                    terminal["response"].update(self._fields)
+                    self._restate = True
+        elif kind == "response.in_progress":
+            self._restate = self._fields is not None
         elif kind == "error":
             self.error_sent = True
 
+    def _restated(self, out: bytes) -> bytes:
+        """`out` with the gateway's fields put into its lifecycle events (rare: about three
+        frames a stream; the chunks of deltas in between are never looked at)."""
+        if not self._restate:
+            return out
+        self._restate = False
+        assert self._fields is not None
+        pieces: list[bytes] = []
+        start = 0
+        for gap in _FRAME_GAP.finditer(out):
+            frame = out[start : gap.start()]
+            pieces += (self._restate_frame(frame), gap.group())
+            start = gap.end()
+        pieces.append(out[start:])
+        return b"".join(pieces)
+
+    def _restate_frame(self, frame: bytes) -> bytes:
+        if b"response." not in frame:
+            return frame
+        events = SSEParser().feed(frame + b"\n\n")
+        if len(events) != 1 or event_type(events[0]) not in LIFECYCLE:
+            return frame
+        event = _object(events[0].data)
+        response = event.get("response")
+        if not isinstance(response, dict):
+            return frame
+        assert self._fields is not None
+        response.update(self._fields)
+        name = events[0].event
+        return encode_event(orjson.dumps(event), name)[:-2]  # the gap after it is kept
+
     def failure_frame(self, error: GatewayError) -> bytes:
         """The terminal frame that replaces an end the upstream never sent."""
+        recent = [self._prev, self._last]
         if self._last_chunk is not None:
-            events = SSEParser().feed(self._last_chunk)
-            if events:
-                self._last = events[-1].data
+            recent = [e.data for e in SSEParser().feed(self._last_chunk)]
+        sequence = next((n for n in map(_sequence, reversed(recent)) if n is not None), None)
         code = error.code or "upstream_error"
         if self.created is None:
             payload: dict[str, Any] = {
                 "type": "error",
-                "sequence_number": _sequence(self._last) + 1 if self._last else 0,
+                "sequence_number": 0 if sequence is None else sequence + 1,
                 "error": {
                     "type": error.error_type,
                     "code": code,
@@ -127,11 +188,12 @@ class StreamTap:
             }
             return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
         response = dict(_object(self.created).get("response") or {})
+        response.update(self._fields or {})
         response.update(status="failed", error={"code": code, "message": error.message})
         self.terminal = {"type": "response.failed", "response": response}
         payload = {
             "type": "response.failed",
-            "sequence_number": _sequence(self._last) + 1,
+            "sequence_number": 0 if sequence is None else sequence + 1,
             "response": response,
         }
         return b"event: response.failed\ndata: " + orjson.dumps(payload) + b"\n\n"
@@ -151,13 +213,15 @@ async def relay(
     headers: dict[str, str],
     streams: OpenStreams,
     on_terminal: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    tap: StreamTap | None = None,
 ) -> tuple[web.StreamResponse, StreamTap, bool]:
     """Relay to the end; answers the response, the tap, and whether the client stayed.
 
     `on_terminal` sees the final response before its event goes out, so that a client that
-    chains on it at once finds it stored.
+    chains on it at once finds it stored. A caller that passes its own `tap` can still read
+    what went by when the relay is cancelled (its client left).
     """
-    tap = StreamTap()
+    tap = tap or StreamTap()
     # The first chunk is awaited before the 200 goes out, so that an upstream that fails at
     # once is still answered with a plain HTTP error the SDKs type and retry.
     try:
@@ -205,6 +269,8 @@ async def _pipe(
                     await response.write(out)
                     if tap.first_write_at is None:
                         tap.first_write_at = clock()
+                    if tap.terminal is not None:
+                        tap.delivered = True
                 try:
                     chunk = await anext(chunks)
                 except StopAsyncIteration:
@@ -229,9 +295,9 @@ async def _pipe(
             if on_terminal is not None and tap.response is not None:
                 await on_terminal(tap.response)
             await response.write(frame)
+            tap.delivered = True
         await response.write_eof()
     except ConnectionResetError:
-        metrics.CLIENTS_GONE.inc()
         return False
     finally:
         metrics.OPEN_STREAMS.dec()
@@ -252,6 +318,6 @@ def _object(data: bytes) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _sequence(data: bytes) -> int:
-    number = _object(data).get("sequence_number")
-    return number if isinstance(number, int) else 0
+def _sequence(data: bytes) -> int | None:
+    number = _object(data).get("sequence_number") if data else None
+    return number if isinstance(number, int) and not isinstance(number, bool) else None
