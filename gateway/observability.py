@@ -14,6 +14,7 @@ from gateway import metrics
 from gateway.errors import GatewayError, RateLimitError
 from gateway.keys import CALL, REQUEST_ID
 from gateway.models import Call
+from gateway.redact import RedactingFilter, guard_library_loggers, printable, redact
 
 access = logging.getLogger("gateway.access")
 
@@ -24,28 +25,53 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys
 
 
 class JSONFormatter(logging.Formatter):
+    """One JSON object a line, whatever the record holds: secrets redacted, text that is not
+    UTF-8 escaped, and a record that cannot be rendered still becomes a valid line."""
+
     def format(self, record: logging.LogRecord) -> str:
+        try:
+            return self._format(record)
+        except Exception:
+            return orjson.dumps(
+                {
+                    "ts": round(record.created, 3),
+                    "level": record.levelname.lower(),
+                    "logger": printable(record.name),
+                    "msg": "unformattable log record",
+                }
+            ).decode()
+
+    def _format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD:
-                line[key] = value
+                line[key] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(line, default=str).decode()
+            line["exc"] = redact(self.formatException(record.exc_info))
+        elif record.exc_text:
+            line["exc"] = redact(record.exc_text)
+        try:
+            return orjson.dumps(line, default=str).decode()
+        except TypeError:
+            # A lone surrogate (bytes a client sent that are not UTF-8) is not valid JSON text.
+            clean = {k: printable(v) if isinstance(v, str) else v for k, v in line.items()}
+            return orjson.dumps(clean, default=lambda v: printable(str(v))).decode()
 
 
 def setup_logging(level: str, access_log: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter())
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     access.disabled = not access_log
+    guard_library_loggers()
 
 
 def trace_id(request: web.Request) -> str | None:

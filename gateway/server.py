@@ -8,6 +8,7 @@ import logging
 import multiprocessing
 import signal
 from http import HTTPStatus
+from typing import Any, cast
 
 import orjson
 import uvloop
@@ -16,7 +17,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from gateway.app import create_app
-from gateway.config import Settings
+from gateway.config import ServerSettings, Settings
 from gateway.keys import DEPS, DRAINING, WORKERS
 from gateway.observability import setup_logging
 
@@ -24,7 +25,51 @@ log = logging.getLogger("gateway")
 
 
 class _EnvelopeRequestHandler(RequestHandler):
-    """Answers what never reaches a handler (a malformed request line, a bad header) as JSON."""
+    """One client connection: answers what never reaches a handler (a malformed request line,
+    a bad header) as JSON without logging the bytes the client sent, closes a connection that
+    has not sent a whole request head within `header_timeout_s`, and marks one opened past
+    `max_connections` so that its requests are refused."""
+
+    __slots__ = ("_head_timer", "over_limit")
+
+    over_limit: bool
+    _head_timer: asyncio.TimerHandle | None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        server = cast(_EnvelopeServer, self._manager)
+        self.over_limit = server.open_connections >= server.max_connections
+        self._head_timer = None
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        before = self._request_count
+        super().data_received(data)
+        if self._request_count != before:
+            self._cancel_head_timer()
+        elif self._head_timer is None and self._waiter is not None and not self._force_close:
+            # Between requests (no handler running) these bytes start the next request's head.
+            self._arm_head_timer()
+
+    def _arm_head_timer(self) -> None:
+        server = self._manager
+        if isinstance(server, _EnvelopeServer) and server.header_timeout_s > 0:
+            self._head_timer = self._loop.call_later(server.header_timeout_s, self._head_late)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if self._waiter is not None and not self._messages:
+            log.debug("closing a connection that sent no whole request head in time")
+            self.force_close()
 
     def handle_error(
         self,
@@ -33,7 +78,15 @@ class _EnvelopeRequestHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        resp = super().handle_error(request, status, exc, message)
+        # aiohttp's own handler logs the exception, whose text quotes the raw request bytes,
+        # credentials included: only the kind of error is logged here.
+        kind = type(exc).__name__ if exc is not None else "error"
+        if status >= 500:
+            log.error("error answering a request from %s: %s", request.remote, kind)
+        else:
+            log.info("unparsable HTTP request from %s: %s", request.remote, kind)
+        if request.writer.output_size > 0:
+            raise ConnectionError("the answer had started: no error answer can follow")
         reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
         text = "The request could not be parsed as HTTP." if status == 400 else reason
         body = {
@@ -46,19 +99,38 @@ class _EnvelopeRequestHandler(RequestHandler):
         }
         out = web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
         out.force_close()
-        del resp
         return out
 
 
 class _EnvelopeServer(web.Server):
+    header_timeout_s: float
+    max_connections: int
+    open_connections: int
+
     def __call__(self) -> RequestHandler:
         return _EnvelopeRequestHandler(self, loop=self._loop, **self._kwargs)
 
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        self.open_connections += 1
+        super().connection_made(handler, transport)
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        self.open_connections -= 1
+        super().connection_lost(handler, exc)
+
 
 class GatewayRunner(web.AppRunner):
+    def __init__(self, app: web.Application, settings: ServerSettings, **kwargs: Any) -> None:
+        super().__init__(app, keepalive_timeout=settings.keepalive_timeout_s, **kwargs)
+        self._server_settings = settings
+
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         server.__class__ = _EnvelopeServer
+        edge = cast(_EnvelopeServer, server)
+        edge.header_timeout_s = self._server_settings.header_timeout_s
+        edge.max_connections = self._server_settings.max_connections
+        edge.open_connections = 0
         return server
 
 
@@ -77,6 +149,7 @@ async def drain(runner: web.AppRunner, app: web.Application, grace_s: float) -> 
 def make_runner(app: web.Application, settings: Settings) -> GatewayRunner:
     return GatewayRunner(
         app,
+        settings.server,
         access_log=None,
         handler_cancellation=True,
         shutdown_timeout=settings.server.shutdown_grace_s,

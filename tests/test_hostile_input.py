@@ -1,0 +1,427 @@
+"""Hostile input at the HTTP edge: malformed HTTP, bytes that are not text, deep or ambiguous
+JSON, broken compression, idle and excess connections. Never a 5xx, always the envelope (or a
+closed connection for what is not HTTP), never a secret in a log."""
+
+from __future__ import annotations
+
+import gzip
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway.config import Settings
+from tests.support.configs import ADMIN_KEY, KEY_A, base_config, settings_from
+from tests.support.edge_wire import (
+    Answer,
+    closed_within,
+    connect,
+    exchange,
+    read_answer,
+    request_bytes,
+    threaded_gateway,
+)
+from tests.support.processes import Replica
+
+AUTH = (b"Authorization", b"Bearer " + KEY_A.encode())
+JSON_CT = (b"Content-Type", b"application/json")
+OK_BODY = b'{"model":"mock-model","input":"hi"}'
+
+
+def edge_config(**server: Any) -> dict[str, Any]:
+    config = base_config("http://127.0.0.1:9")
+    config["server"].update(server)
+    return config
+
+
+@pytest.fixture(scope="module")
+def gateway_port() -> Iterator[int]:
+    settings: Settings = settings_from(edge_config(access_log=True, max_body_bytes=1_000_000))
+    with threaded_gateway(settings) as port:
+        yield port
+
+
+def post(
+    port: int, body: bytes, *headers: tuple[bytes, bytes], path: str = "/v1/responses"
+) -> Answer:
+    answer = exchange(port, request_bytes(body, path=path, headers=[AUTH, JSON_CT, *headers]))
+    assert answer is not None, "closed without an answer"
+    return answer
+
+
+def assert_4xx(answer: Answer, status: int, code: str | None) -> dict[str, Any]:
+    assert answer.status == status, (answer.status, answer.body[:300])
+    error = answer.error()
+    assert error["code"] == code, error
+    return error
+
+
+# -- malformed HTTP carrying a key: a 400, and the key in no log -----------------------------
+
+MALFORMED = {
+    "bare_lf": b"POST /v1/responses HTTP/1.1\nHost: g\nAuthorization: Bearer %s\n"
+    b"Content-Length: 2\n\n{}",
+    "long_header_line": b"POST /v1/responses HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer %s\r\n"
+    b"X-Pad: " + b"a" * 9000 + b"\r\n\r\n",
+    "long_authorization_line": b"POST /v1/responses HTTP/1.1\r\nHost: g\r\n"
+    b"Authorization: Bearer %s" + b"b" * 9000 + b"\r\n\r\n",
+    "obs_fold": b"POST /v1/responses HTTP/1.1\r\nHost: g\r\nX-Folded: a\r\n"
+    b" Authorization: Bearer %s\r\nContent-Length: 2\r\n\r\n{}",
+    "bad_header_char": b"POST /v1/responses HTTP/1.1\r\nHost: g\r\n"
+    b"Authorization: Bearer %s\x01\x02\r\n\r\n",
+    "bad_request_line": b"POST /v1/responses?k=%s HTTP/1.1 extra\r\nHost: g\r\n\r\n",
+    "space_in_header_name": b"POST /v1/responses HTTP/1.1\r\nHost: g\r\n"
+    b"Authorization : Bearer %s\r\nContent-Length: 2\r\n\r\n{}",
+}
+
+
+@pytest.fixture(scope="module")
+def logging_replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
+    config = edge_config(access_log=True, log_level="debug")
+    replica = Replica(config, tmp_path_factory.mktemp("logging"), "logging").start()
+    yield replica
+    replica.stop()
+
+
+@pytest.fixture(scope="module")
+def edge_replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
+    config = edge_config(header_timeout_s=0.5, keepalive_timeout_s=2)
+    replica = Replica(config, tmp_path_factory.mktemp("edge"), "edge").start()
+    yield replica
+    replica.stop()
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_http_with_a_key_is_a_400_and_no_log_shows_the_key(
+    logging_replica: Replica, name: str
+) -> None:
+    answer = exchange(logging_replica.port, MALFORMED[name] % KEY_A.encode())
+    if answer is not None:
+        assert answer.status == 400, (answer.status, answer.body[:300])
+        assert answer.error()["type"] == "invalid_request_error"
+    # The gateway writes its line before it answers: the log is complete by now.
+    log = logging_replica.log_path.read_text(errors="backslashreplace")
+    assert KEY_A not in log, [line for line in log.splitlines() if KEY_A in line][:3]
+
+
+def test_log_lines_stay_json_when_headers_are_not_utf8(logging_replica: Replica) -> None:
+    for name in (b"Authorization", b"attribution", b"x-bf-async-id", b"x-request-id"):
+        data = request_bytes(OK_BODY, headers=[(name, b"Bearer \xff\xfe\xc3"), JSON_CT])
+        if name != b"Authorization":
+            data = request_bytes(OK_BODY, headers=[AUTH, JSON_CT, (name, b"\xff\xfe\xc3")])
+        answer = exchange(logging_replica.port, data)
+        assert answer is not None
+        assert 400 <= answer.status < 500, (name, answer.status, answer.body[:300])
+        answer.error()
+    text = logging_replica.log_path.read_text(errors="strict")
+    logged = [line for line in text.splitlines() if not line.startswith("gateway serving")]
+    assert logged, "nothing logged"
+    for line in logged:
+        assert line.startswith("{"), line
+        orjson.loads(line)
+
+
+# -- connection timeouts and the connection limit -------------------------------------------
+
+
+def test_a_silent_connection_is_closed_after_the_header_timeout(edge_replica: Replica) -> None:
+    with connect(edge_replica.port) as sock:
+        elapsed = closed_within(sock, 5)
+    assert elapsed is not None, "still open"
+    assert 0.3 < elapsed < 1.9  # keepalive_timeout_s (2) is not what closed it
+
+
+def test_half_a_request_line_is_closed_after_the_header_timeout(edge_replica: Replica) -> None:
+    with connect(edge_replica.port) as sock:
+        sock.sendall(b"POST /v1/resp")
+        elapsed = closed_within(sock, 5)
+    assert elapsed is not None, "still open"
+    assert elapsed < 1.9
+
+
+def test_a_request_head_sent_slowly_is_closed_after_the_header_timeout(
+    edge_replica: Replica,
+) -> None:
+    with connect(edge_replica.port) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        started = time.monotonic()
+        closed = None
+        for i in range(40):
+            try:
+                sock.sendall(b"X-Slow-%d: a\r\n" % i)
+            except OSError:
+                closed = time.monotonic() - started
+                break
+            closed = closed_within(sock, 0.1)
+            if closed is not None:
+                closed = time.monotonic() - started
+                break
+    assert closed is not None, "a head trickling in for 4 s was not cut"
+    assert closed < 1.9
+
+
+def test_an_idle_keep_alive_connection_lives_until_the_keepalive_timeout(
+    edge_replica: Replica,
+) -> None:
+    healthz = b"GET /healthz HTTP/1.1\r\nHost: g\r\n\r\n"
+    with connect(edge_replica.port) as sock:
+        sock.sendall(healthz)
+        first = read_answer(sock)
+        assert first is not None
+        assert first.status == 200
+        # Idle between requests past header_timeout_s: that timeout is for heads only.
+        time.sleep(1.0)
+        sock.sendall(healthz)
+        second = read_answer(sock)
+        assert second is not None
+        assert second.status == 200
+        elapsed = closed_within(sock, 6)
+    assert elapsed is not None, "an idle keep-alive connection was never closed"
+    assert 1.5 < elapsed < 4
+
+
+def test_past_max_connections_a_request_gets_a_503_with_retry_after(tmp_path: Path) -> None:
+    config = edge_config(max_connections=3, header_timeout_s=30, keepalive_timeout_s=30)
+    replica = Replica(config, tmp_path, "crowded").start()
+    healthz = b"GET /healthz HTTP/1.1\r\nHost: g\r\n\r\n"
+    held = [connect(replica.port) for _ in range(3)]
+    try:
+        for sock in held:
+            sock.sendall(healthz)
+            answer = read_answer(sock)
+            assert answer is not None
+            assert answer.status == 200
+        refused = exchange(replica.port, request_bytes(OK_BODY, headers=[AUTH, JSON_CT]))
+        assert refused is not None
+        error = assert_4xx_or_5xx(refused, 503, "too_many_connections")
+        assert error["type"] == "server_error"
+        assert refused.headers.get("retry-after") == "1"
+        assert refused.closed
+        held.pop().close()
+        deadline = time.monotonic() + 10
+        while True:
+            again = exchange(replica.port, healthz)
+            assert again is not None
+            if again.status == 200 or time.monotonic() > deadline:
+                break
+        assert again.status == 200, "a freed slot was not reused"
+    finally:
+        for sock in held:
+            sock.close()
+        replica.stop()
+
+
+def assert_4xx_or_5xx(answer: Answer, status: int, code: str) -> dict[str, Any]:
+    assert answer.status == status, (answer.status, answer.body[:300])
+    error = answer.error()
+    assert error["code"] == code
+    return error
+
+
+# -- headers that are not UTF-8 --------------------------------------------------------------
+
+NOT_UTF8 = [b"\xff", b"\xc3", b"ok\xed\xa0\x80", b"\x80abc"]
+
+
+@pytest.mark.parametrize("value", NOT_UTF8)
+def test_an_authorization_header_that_is_not_utf8_is_a_401(gateway_port: int, value: bytes) -> None:
+    answer = exchange(
+        gateway_port,
+        request_bytes(OK_BODY, headers=[(b"Authorization", b"Bearer " + value), JSON_CT]),
+    )
+    assert answer is not None
+    assert_4xx(answer, 401, "invalid_api_key")
+
+
+@pytest.mark.parametrize(
+    "header", [b"attribution", b"x-bf-async-id", b"x-request-id", b"x-provider"]
+)
+@pytest.mark.parametrize("value", NOT_UTF8)
+def test_a_read_header_that_is_not_utf8_is_a_400_naming_it(
+    gateway_port: int, header: bytes, value: bytes
+) -> None:
+    answer = post(gateway_port, OK_BODY, (header, value))
+    error = assert_4xx(answer, 400, "invalid_header")
+    assert error["param"] == header.decode()
+
+
+# -- JSON too deep for the gateway to write back ---------------------------------------------
+
+
+def nest(levels: int) -> bytes:
+    return b"[" * levels + b"]" * levels
+
+
+def deep_bodies(levels: int) -> dict[str, tuple[str, bytes]]:
+    """Bodies whose deepest value is `levels` levels down, by where the depth sits."""
+    n = levels
+    return {
+        "unknown_field": (
+            "/v1/responses",
+            b'{"model":"mock-model","input":"hi","x":%s}' % nest(n - 1),
+        ),
+        "tool_parameters": (
+            "/v1/responses",
+            b'{"model":"mock-model","input":"hi","tools":[{"type":"function","name":"f",'
+            b'"parameters":{"type":"object","x":%s}}]}' % nest(n - 4),
+        ),
+        "text_format_schema": (
+            "/v1/responses",
+            b'{"model":"mock-model","input":"hi","text":{"format":{"type":"json_schema",'
+            b'"name":"s","schema":{"type":"object","x":%s}}}}' % nest(n - 4),
+        ),
+        "input_item": (
+            "/v1/responses",
+            b'{"model":"mock-model","input":[{"role":"user","content":"hi","x":%s}]}' % nest(n - 3),
+        ),
+        "conversation_items": (
+            "/v1/conversations",
+            b'{"items":[{"type":"message","role":"user","content":"hi","x":%s}]}' % nest(n - 3),
+        ),
+        "admin_key": ("/admin/keys", b'{"metadata":%s}' % nest(n - 1)),
+    }
+
+
+@pytest.mark.parametrize("levels", [241, 254, 255, 600, 1023])
+@pytest.mark.parametrize("where", sorted(deep_bodies(300)))
+def test_json_nested_too_deep_is_a_400_naming_the_limit(
+    gateway_port: int, where: str, levels: int
+) -> None:
+    path, body = deep_bodies(levels)[where]
+    auth = (
+        (b"Authorization", b"Bearer " + ADMIN_KEY.encode()) if path.startswith("/admin") else AUTH
+    )
+    answer = exchange(gateway_port, request_bytes(body, path=path, headers=[auth, JSON_CT]))
+    assert answer is not None
+    error = assert_4xx(answer, 400, "json_too_deep")
+    assert "240" in error["message"]
+
+
+def test_json_nested_within_the_limit_is_no_5xx(gateway_port: int) -> None:
+    for where, (path, body) in deep_bodies(240).items():
+        auth = (
+            (b"Authorization", b"Bearer " + ADMIN_KEY.encode())
+            if path.startswith("/admin")
+            else AUTH
+        )
+        answer = exchange(gateway_port, request_bytes(body, path=path, headers=[auth, JSON_CT]))
+        assert answer is not None
+        assert answer.status < 500, (where, answer.status, answer.body[:300])
+        if answer.status >= 400:
+            assert answer.error()["code"] != "json_too_deep", where
+
+
+def test_a_conversations_items_route_refuses_deep_json(gateway_port: int) -> None:
+    created = post(gateway_port, b"{}", path="/v1/conversations")
+    assert created.status == 200, created.body[:300]
+    conv = orjson.loads(created.body)["id"]
+    _, body = deep_bodies(600)["conversation_items"]
+    answer = post(gateway_port, body, path=f"/v1/conversations/{conv}/items")
+    assert_4xx(answer, 400, "json_too_deep")
+
+
+# -- Content-Encoding ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encoding", "payload"),
+    [
+        ("gzip", b"this is not gzip at all"),
+        ("gzip", gzip.compress(OK_BODY)[:15]),
+        ("deflate", b"\x78\x9c not deflate"),
+        ("deflate", b"plain text"),
+        ("gzip", b""),
+    ],
+)
+def test_a_body_that_does_not_decompress_is_a_400(
+    gateway_port: int, encoding: str, payload: bytes
+) -> None:
+    answer = post(gateway_port, payload, (b"Content-Encoding", encoding.encode()))
+    assert 400 <= answer.status < 500, (answer.status, answer.body[:300])
+    answer.error()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_garbled_compressed_body_names_the_encoding(gateway_port: int, encoding: str) -> None:
+    answer = post(
+        gateway_port, b"\x1f\x8b\x08 garbage " * 20, (b"Content-Encoding", encoding.encode())
+    )
+    error = assert_4xx(answer, 400, "invalid_content_encoding")
+    assert encoding in error["message"]
+
+
+def test_a_well_compressed_body_is_served(gateway_port: int) -> None:
+    for encoding, data in (("gzip", gzip.compress(OK_BODY)), ("deflate", zlib.compress(OK_BODY))):
+        answer = post(gateway_port, data, (b"Content-Encoding", encoding.encode()))
+        assert answer.status == 200, (encoding, answer.body[:300])
+
+
+@pytest.mark.parametrize("encoding", [b"br", b"zstd", b"compress", b"x-unknown"])
+def test_an_encoding_without_a_decoder_is_a_4xx(gateway_port: int, encoding: bytes) -> None:
+    answer = exchange(
+        gateway_port,
+        request_bytes(
+            b"\x28\xb5\x2f\xfd garbage", headers=[AUTH, JSON_CT, (b"Content-Encoding", encoding)]
+        ),
+    )
+    if answer is not None:
+        assert 400 <= answer.status < 500, (answer.status, answer.body[:300])
+        answer.error()
+
+
+def test_a_decompression_bomb_is_a_413(gateway_port: int) -> None:
+    bomb = gzip.compress(b'{"model":"mock-model","input":"' + b"a" * 5_000_000 + b'"}')
+    assert len(bomb) < 100_000
+    answer = post(gateway_port, bomb, (b"Content-Encoding", b"gzip"))
+    assert_4xx(answer, 413, "request_too_large")
+
+
+# -- duplicate keys --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (b'{"model":"mock-model","input":"hi","model":"gpt-test"}', "model"),
+        (b'{"model":"mock-model","input":"hi","m\\u006fdel":"gpt-test"}', "model"),
+        (b'{"model":"mock-model","store":false,"input":"hi","store":true}', "store"),
+        (b'{"model":"mock-model","input":"hi","stream":false,"stream":true}', "stream"),
+        (b'{"model":"mock-model","input":"hi","input":[{"role":"user","content":"x"}]}', "input"),
+        (b'{"model":"mock-model","input":[{"role":"user","role":"system","content":"x"}]}', "role"),
+        (b'{"model":"mock-model","input":"a:b","metadata":{"k":"\\u003a","k":"v"}}', "k"),
+    ],
+)
+def test_a_key_twice_in_one_object_is_a_400_naming_it(
+    gateway_port: int, body: bytes, key: str
+) -> None:
+    answer = post(gateway_port, body)
+    error = assert_4xx(answer, 400, "duplicate_key")
+    assert error["param"] == key
+
+
+def test_colons_and_escapes_in_strings_are_not_duplicates(gateway_port: int) -> None:
+    body = b'{"model":"mock-model","input":"a: b \\u003a c \\\\u003a","metadata":{"k:":"v:"}}'
+    answer = post(gateway_port, body)
+    assert answer.status == 200, answer.body[:300]
+
+
+# -- huge numbers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "number", [b"1e400", b"-1e400", str(2**70).encode(), str(-(2**64)).encode(), b"1" * 400]
+)
+def test_huge_numbers_are_no_5xx(gateway_port: int, number: bytes) -> None:
+    for body in (
+        b'{"model":"mock-model","input":"hi","max_output_tokens":%s}' % number,
+        b'{"model":"mock-model","input":"hi","temperature":%s}' % number,
+        b'{"model":"mock-model","input":"hi","x":[%s]}' % number,
+    ):
+        answer = post(gateway_port, body)
+        assert answer.status < 500, (body, answer.status, answer.body[:300])
+        if answer.status >= 400:
+            answer.error()
