@@ -17,6 +17,7 @@ from gateway.limits import Governor
 from gateway.middleware import gateway_middleware
 from gateway.models import Deps
 from gateway.pipeline.limit import Settler
+from gateway.redact import guard_library_loggers
 from gateway.providers import build_providers
 from gateway.routes import setup_routes
 from gateway.routing import Router
@@ -73,6 +74,7 @@ def _tracing(app: web.Application) -> Tracing | None:
 
 def create_app(settings: Settings, span_exporter: SpanExporter | None = None) -> web.Application:
     """The gateway; `span_exporter` replaces OTLP export (tests look at the spans)."""
+    guard_library_loggers()
     app = web.Application(
         middlewares=[gateway_middleware], client_max_size=settings.server.max_body_bytes
     )
