@@ -5,6 +5,8 @@ closed connection for what is not HTTP), never a secret in a log."""
 from __future__ import annotations
 
 import gzip
+import json
+import socket
 import time
 import zlib
 from collections.abc import Iterator
@@ -13,9 +15,11 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gateway.config import Settings
-from tests.support.configs import ADMIN_KEY, KEY_A, base_config, settings_from
+from tests.support.configs import ADMIN_KEY, KEY_A, SECRETS, base_config, settings_from
+from tests.support.edge_logguard import LogGuard
 from tests.support.edge_wire import (
     Answer,
     closed_within,
@@ -425,3 +429,155 @@ def test_huge_numbers_are_no_5xx(gateway_port: int, number: bytes) -> None:
         assert answer.status < 500, (body, answer.status, answer.body[:300])
         if answer.status >= 400:
             answer.error()
+
+
+# -- properties: whatever arrives, no 5xx, the envelope, no key in a log -----------------------
+
+PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+
+READ_HEADERS = [
+    b"Authorization",
+    b"attribution",
+    b"x-request-id",
+    b"x-provider",
+    b"x-tfy-provider-name",
+    b"x-bf-async",
+    b"x-bf-async-id",
+    b"x-bf-async-job-result-ttl",
+    b"x-bf-extra-fields",
+    b"traceparent",
+    b"Content-Type",
+    b"Content-Encoding",
+    b"Content-Length",
+    b"Transfer-Encoding",
+    b"Connection",
+    b"Expect",
+]
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=15,
+)
+NUMBERS = st.sampled_from(
+    [b"1e400", b"-1e400", b"1e-400", str(2**70).encode(), str(-(2**64)).encode(), b"1" * 500, b"-0"]
+)
+
+
+@pytest.fixture(scope="module")
+def local_guard() -> Iterator[LogGuard]:
+    guard = LogGuard(secrets=lambda: SECRETS, files=[])
+    guard.install()
+    yield guard
+    guard.uninstall()
+
+
+def assert_sane(answer: Answer | None, sent: bytes) -> None:
+    """A closed connection (what is not HTTP), or an answer that is no 5xx and, when an
+    error, the envelope."""
+    if answer is None:
+        return
+    assert answer.status < 500, (answer.status, answer.body[:300], sent[:300])
+    if answer.status >= 400:
+        answer.error()
+
+
+def assert_no_key_logged(guard: LogGuard) -> None:
+    found = guard.findings()
+    assert not found, [str(f) for f in found[:3]]
+
+
+def test_any_header_name_and_value_gets_no_5xx(gateway_port: int, local_guard: LogGuard) -> None:
+    @PROPERTY
+    @given(
+        name=st.sampled_from(READ_HEADERS) | st.binary(min_size=1, max_size=40),
+        value=st.binary(max_size=200) | st.binary(min_size=8000, max_size=9000),
+        keep_auth=st.booleans(),
+    )
+    def check(name: bytes, value: bytes, keep_auth: bool) -> None:
+        headers = [AUTH, JSON_CT] if keep_auth else [JSON_CT]
+        data = request_bytes(OK_BODY, headers=[*headers, (name, value)])
+        assert_sane(exchange(gateway_port, data), data)
+
+    check()
+    assert_no_key_logged(local_guard)
+
+
+def body_strategy() -> st.SearchStrategy[tuple[bytes, bytes | None]]:
+    base = st.fixed_dictionaries(
+        {"model": st.sampled_from(["mock-model", "mock/x", "nope"])},
+        optional={"input": st.text(max_size=20) | JSON, "tools": JSON, "text": JSON, "x": JSON},
+    )
+
+    @st.composite
+    def build(draw: st.DrawFn) -> tuple[bytes, bytes | None]:
+        body = json.dumps(draw(base)).encode()
+        if draw(st.booleans()):  # a key again, maybe one governance reads
+            key = draw(st.sampled_from(["model", "store", "stream", "input", "x"]))
+            body = body[:-1] + b',"%s":%s}' % (key.encode(), json.dumps(draw(JSON)).encode())
+        if draw(st.booleans()):
+            depth = draw(st.integers(0, 1100))
+            body = body[:-1] + b',"deep":%s}' % nest(depth)
+        if draw(st.booleans()):
+            body = body[:-1] + b',"n":%s}' % draw(NUMBERS)
+        encoding = draw(st.sampled_from([None, b"gzip", b"deflate", b"br", b"zstd", b"identity"]))
+        if encoding == b"gzip":
+            body = draw(st.sampled_from([gzip.compress(body), gzip.compress(body)[:10], body]))
+        elif encoding == b"deflate":
+            body = draw(st.sampled_from([zlib.compress(body), b"\x78\x9c" + body, body]))
+        return body, encoding
+
+    return build()
+
+
+def test_any_body_gets_no_5xx(gateway_port: int, local_guard: LogGuard) -> None:
+    @PROPERTY
+    @given(sent=body_strategy())
+    def check(sent: tuple[bytes, bytes | None]) -> None:
+        body, encoding = sent
+        extra = [(b"Content-Encoding", encoding)] if encoding else []
+        data = request_bytes(body, headers=[AUTH, JSON_CT, *extra])
+        assert_sane(exchange(gateway_port, data), data)
+
+    check()
+    assert_no_key_logged(local_guard)
+
+
+@st.composite
+def mutated_request(draw: st.DrawFn) -> bytes:
+    data = bytearray(request_bytes(OK_BODY, headers=[AUTH, JSON_CT]))
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(data)))
+        kind = draw(st.sampled_from(["replace", "insert", "delete"]))
+        chunk = draw(
+            st.binary(min_size=1, max_size=8)
+            | st.sampled_from([b"\n", b"\r", b"\r\n ", b"\x00", b":", b"\xff", b"a" * 9000])
+        )
+        if kind == "replace":
+            data[at : at + len(chunk)] = chunk
+        elif kind == "insert":
+            data[at:at] = chunk
+        else:
+            del data[at : at + draw(st.integers(1, 20))]
+    return bytes(data)
+
+
+def test_any_mangled_request_gets_no_5xx_and_logs_no_key(
+    gateway_port: int, local_guard: LogGuard
+) -> None:
+    @PROPERTY
+    @given(data=mutated_request())
+    def check(data: bytes) -> None:
+        # A mangled Content-Length may leave the server waiting for more: end the request.
+        with connect(gateway_port, timeout=3) as sock:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            try:
+                answer = read_answer(sock)
+            except (ConnectionResetError, TimeoutError):
+                answer = None
+        assert_sane(answer, data)
+
+    check()
+    assert_no_key_logged(local_guard)

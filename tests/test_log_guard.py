@@ -123,6 +123,7 @@ async def test_aiohttp_own_runner_logs_no_key_for_a_malformed_request() -> None:
     guard.install(logging.getLogger("aiohttp.server"))
     try:
         data = b"POST /v1/responses HTTP/1.1\nAuthorization: Bearer %s\x01\n\n" % KEY_A.encode()
+        assert server.port is not None
         answer = await asyncio.to_thread(exchange, server.port, data)
     finally:
         guard.uninstall(logging.getLogger("aiohttp.server"))
