@@ -50,7 +50,7 @@ class JSONFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD:
-                line[key] = redact(value) if isinstance(value, str) else value
+                line[key] = _scrub(value)
         if record.exc_info:
             line["exc"] = redact(self.formatException(record.exc_info))
         elif record.exc_text:
@@ -61,6 +61,19 @@ class JSONFormatter(logging.Formatter):
             # A lone surrogate (bytes a client sent that are not UTF-8) is not valid JSON text.
             clean = {k: printable(v) if isinstance(v, str) else v for k, v in line.items()}
             return orjson.dumps(clean, default=lambda v: printable(str(v))).decode()
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    """`value` (an extra field) with every string in it redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if depth > 8:
+        return "..."
+    if isinstance(value, dict):
+        return {str(k): _scrub(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub(v, depth + 1) for v in value]
+    return value
 
 
 def setup_logging(level: str, access_log: bool) -> None:

@@ -17,7 +17,8 @@ MASK: Final = "[REDACTED]"
 # A credential-bearing header up to the end of its line: a real CR/LF, an escaped one in a
 # repr (`\r`, `\n`), or the quote closing the repr.
 _HEADER = re.compile(
-    r"(?i)\b(authorization|proxy-authorization|x-api-key|api-key|cookie|set-cookie)"
+    r"(?i)\b(authorization|proxy-authorization|x-api-key|api[-_]key|cookie|set-cookie"
+    r"|access_token|refresh_token|client_secret|password)"
     r"""(['"]?\s*[:=,]\s*['"]?)(?:(?!\\r|\\n)[^\r\n'"])+"""
 )
 _PATTERNS: Final = (
@@ -25,9 +26,13 @@ _PATTERNS: Final = (
     (re.compile(r"\bsk-[A-Za-z0-9_\-]{4,}"), "sk-" + MASK),
     (re.compile(r"\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*"), MASK),
     (re.compile(r"openai-insecure-api-key\.[^\s,'\"]+"), "openai-insecure-api-key." + MASK),
+    # A password in a URL (redis://user:secret@host).
+    (re.compile(r"(\w://[^\s/@:'\"]*:)[^\s/@'\"]+@"), r"\1" + MASK + "@"),
 )
 # A cheap test first: most log texts hold none of these.
-_SUSPECT = re.compile(r"(?i)authorization|api-key|cookie|bearer|basic|sk-|eyJ")
+_SUSPECT = re.compile(
+    r"(?i)authorization|api[-_]key|cookie|bearer|basic|sk-|eyJ|token|secret|password|@"
+)
 
 
 def redact(text: str) -> str:

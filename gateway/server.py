@@ -13,6 +13,7 @@ from typing import Any, cast
 import orjson
 import uvloop
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -78,23 +79,30 @@ class _EnvelopeRequestHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        # aiohttp's own handler logs the exception, whose text quotes the raw request bytes,
-        # credentials included: only the kind of error is logged here.
+        # aiohttp's own handler logs a parse error's text, which quotes the raw request bytes,
+        # credentials included: only the kind of error is logged for those.
         kind = type(exc).__name__ if exc is not None else "error"
         if status >= 500:
-            log.error("error answering a request from %s: %s", request.remote, kind)
+            log.error("error answering a request from %s: %s", request.remote, kind, exc_info=exc)
         else:
             log.info("unparsable HTTP request from %s: %s", request.remote, kind)
         if request.writer.output_size > 0:
             raise ConnectionError("the answer had started: no error answer can follow")
         reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
         text = "The request could not be parsed as HTTP." if status == 400 else reason
+        code = None
+        if isinstance(exc, ContentEncodingError):
+            text = (
+                "The gateway cannot decode the request's Content-Encoding: "
+                "send gzip, deflate or an uncompressed body."
+            )
+            code = "invalid_content_encoding"
         body = {
             "error": {
                 "message": text,
                 "type": "invalid_request_error" if status < 500 else "server_error",
                 "param": None,
-                "code": None,
+                "code": code,
             }
         }
         out = web.Response(status=status, body=orjson.dumps(body), content_type="application/json")

@@ -364,17 +364,21 @@ def test_a_well_compressed_body_is_served(gateway_port: int) -> None:
         assert answer.status == 200, (encoding, answer.body[:300])
 
 
-@pytest.mark.parametrize("encoding", [b"br", b"zstd", b"compress", b"x-unknown"])
-def test_an_encoding_without_a_decoder_is_a_4xx(gateway_port: int, encoding: bytes) -> None:
-    answer = exchange(
-        gateway_port,
-        request_bytes(
-            b"\x28\xb5\x2f\xfd garbage", headers=[AUTH, JSON_CT, (b"Content-Encoding", encoding)]
-        ),
-    )
-    if answer is not None:
-        assert 400 <= answer.status < 500, (answer.status, answer.body[:300])
-        answer.error()
+@pytest.mark.parametrize(
+    ("encoding", "code"),
+    [
+        (b"br", "invalid_content_encoding"),
+        (b"zstd", "invalid_content_encoding"),
+        # Codings aiohttp does not know leave the body as sent: here not JSON.
+        (b"compress", "invalid_json"),
+        (b"x-unknown", "invalid_json"),
+    ],
+)
+def test_an_encoding_without_a_decoder_is_a_400(
+    gateway_port: int, encoding: bytes, code: str
+) -> None:
+    answer = post(gateway_port, b"\x28\xb5\x2f\xfd garbage", (b"Content-Encoding", encoding))
+    assert_4xx(answer, 400, code)
 
 
 def test_a_decompression_bomb_is_a_413(gateway_port: int) -> None:

@@ -132,3 +132,13 @@ async def test_aiohttp_own_runner_logs_no_key_for_a_malformed_request() -> None:
     assert answer.status == 400
     assert guard.lines, "aiohttp logged nothing: the case was not exercised"
     assert guard.findings() == []
+
+
+def test_extra_fields_of_any_shape_are_redacted() -> None:
+    record = logging.LogRecord("gateway", logging.INFO, __file__, 1, "upstream call", None, None)
+    record.headers = {"Authorization": f"Bearer {KEY_A}", "n": 1, "nested": [f"key {KEY_A}"]}
+    record.url = f"redis://:{UPSTREAM_KEY}@redis:6379/0"
+    line = JSONFormatter().format(record)
+    assert KEY_A not in line
+    assert UPSTREAM_KEY not in line
+    assert orjson.loads(line)["headers"]["n"] == 1
