@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gateway.config import Settings
+from gateway.errors import ConfigError
 from tests.support.configs import ADMIN_KEY, KEY_A, SECRETS, base_config, settings_from
 from tests.support.edge_logguard import LogGuard
 from tests.support.edge_wire import (
@@ -93,7 +94,7 @@ def logging_replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replic
 
 @pytest.fixture(scope="module")
 def edge_replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
-    config = edge_config(header_timeout_s=0.5, keepalive_timeout_s=2)
+    config = edge_config(header_timeout_s=0.5, keepalive_timeout_s=4)
     replica = Replica(config, tmp_path_factory.mktemp("edge"), "edge").start()
     yield replica
     replica.stop()
@@ -136,7 +137,7 @@ def test_a_silent_connection_is_closed_after_the_header_timeout(edge_replica: Re
     with connect(edge_replica.port) as sock:
         elapsed = closed_within(sock, 5)
     assert elapsed is not None, "still open"
-    assert 0.3 < elapsed < 1.9  # keepalive_timeout_s (2) is not what closed it
+    assert 0.3 < elapsed < 3  # keepalive_timeout_s (4) is not what closed it
 
 
 def test_half_a_request_line_is_closed_after_the_header_timeout(edge_replica: Replica) -> None:
@@ -144,7 +145,7 @@ def test_half_a_request_line_is_closed_after_the_header_timeout(edge_replica: Re
         sock.sendall(b"POST /v1/resp")
         elapsed = closed_within(sock, 5)
     assert elapsed is not None, "still open"
-    assert elapsed < 1.9
+    assert elapsed < 3
 
 
 def test_a_request_head_sent_slowly_is_closed_after_the_header_timeout(
@@ -154,7 +155,7 @@ def test_a_request_head_sent_slowly_is_closed_after_the_header_timeout(
         sock.sendall(b"GET /healthz HTTP/1.1\r\n")
         started = time.monotonic()
         closed = None
-        for i in range(40):
+        for i in range(80):
             try:
                 sock.sendall(b"X-Slow-%d: a\r\n" % i)
             except OSError:
@@ -164,8 +165,8 @@ def test_a_request_head_sent_slowly_is_closed_after_the_header_timeout(
             if closed is not None:
                 closed = time.monotonic() - started
                 break
-    assert closed is not None, "a head trickling in for 4 s was not cut"
-    assert closed < 1.9
+    assert closed is not None, "a head trickling in for 8 s was not cut"
+    assert closed < 3
 
 
 def test_an_idle_keep_alive_connection_lives_until_the_keepalive_timeout(
@@ -183,9 +184,9 @@ def test_an_idle_keep_alive_connection_lives_until_the_keepalive_timeout(
         second = read_answer(sock)
         assert second is not None
         assert second.status == 200
-        elapsed = closed_within(sock, 6)
+        elapsed = closed_within(sock, 10)
     assert elapsed is not None, "an idle keep-alive connection was never closed"
-    assert 1.5 < elapsed < 4
+    assert 3 < elapsed < 8
 
 
 def test_past_max_connections_a_request_gets_a_503_with_retry_after(tmp_path: Path) -> None:
@@ -224,6 +225,21 @@ def assert_4xx_or_5xx(answer: Answer, status: int, code: str) -> dict[str, Any]:
     error = answer.error()
     assert error["code"] == code
     return error
+
+
+def test_connection_settings_have_their_defaults_and_are_checked() -> None:
+    server = settings_from(base_config("http://127.0.0.1:9")).server
+    assert (server.header_timeout_s, server.keepalive_timeout_s, server.max_connections) == (
+        10,
+        75,
+        10000,
+    )
+    bad = edge_config(header_timeout_s=0, keepalive_timeout_s=-1, max_connections=0)
+    with pytest.raises(ConfigError) as info:
+        settings_from(bad)
+    problems = "\n".join(info.value.problems)
+    for name in ("header_timeout_s", "keepalive_timeout_s", "max_connections"):
+        assert f"server.{name}" in problems, problems
 
 
 # -- headers that are not UTF-8 --------------------------------------------------------------
