@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import multiprocessing
+import resource
 import signal
 from http import HTTPStatus
 from typing import Any, cast
@@ -164,9 +165,30 @@ def make_runner(app: web.Application, settings: Settings) -> GatewayRunner:
     )
 
 
+def raise_fd_limit(max_connections: int) -> int:
+    """Lifts the soft open-file limit towards what `max_connections` clients (and as many
+    upstream connections) need, so the connection limit answers 503 before accept() fails;
+    returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * max_connections + 256
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft != resource.RLIM_INFINITY and soft < max_connections + 256:
+        log.warning(
+            "the open-file limit (%d) is below server.max_connections (%d): raise `ulimit -n`"
+            " or lower max_connections, or clients past the limit are refused unanswered",
+            soft,
+            max_connections,
+        )
+    return soft
+
+
 async def serve(settings: Settings, host: str, port: int, *, reuse_port: bool, banner: str) -> None:
     """Serve until SIGTERM or SIGINT, then drain: /readyz fails at once, new connections are
     refused after `shutdown_delay_s`, open requests get `shutdown_grace_s` to finish."""
+    raise_fd_limit(settings.server.max_connections)
     app = create_app(settings)
     runner = make_runner(app, settings)
     await runner.setup()

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import resource
 import socket
+import subprocess
+import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -30,7 +33,7 @@ from tests.support.edge_wire import (
     request_bytes,
     threaded_gateway,
 )
-from tests.support.processes import Replica
+from tests.support.processes import ROOT, Replica
 
 AUTH = (b"Authorization", b"Bearer " + KEY_A.encode())
 JSON_CT = (b"Content-Type", b"application/json")
@@ -601,3 +604,20 @@ def test_any_mangled_request_gets_no_5xx_and_logs_no_key(
 
     check()
     assert_no_key_logged(local_guard)
+
+
+def test_the_open_file_limit_is_raised_for_max_connections() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY:
+        assert hard >= 2256, "this machine's hard limit is too low for the test"
+    script = (
+        "import resource\n"
+        "_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "from gateway.server import raise_fd_limit\n"
+        "print(raise_fd_limit(1000), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["2256", "2256"], out
