@@ -14,7 +14,7 @@ from gateway import metrics
 from gateway.errors import GatewayError, RateLimitError
 from gateway.keys import CALL, REQUEST_ID
 from gateway.models import Call
-from gateway.redact import RedactingFilter, guard_library_loggers, printable, redact
+from gateway.redact import RedactingFilter, guard_library_loggers, printable, redact, suspect
 
 access = logging.getLogger("gateway.access")
 
@@ -46,34 +46,42 @@ class JSONFormatter(logging.Formatter):
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": redact(record.getMessage()),
+            "msg": record.getMessage(),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD:
-                line[key] = _scrub(value)
+                line[key] = value
         if record.exc_info:
-            line["exc"] = redact(self.formatException(record.exc_info))
+            line["exc"] = self.formatException(record.exc_info)
         elif record.exc_text:
-            line["exc"] = redact(record.exc_text)
-        try:
-            return orjson.dumps(line, default=str).decode()
-        except TypeError:
-            # A lone surrogate (bytes a client sent that are not UTF-8) is not valid JSON text.
-            clean = {k: printable(v) if isinstance(v, str) else v for k, v in line.items()}
-            return orjson.dumps(clean, default=lambda v: printable(str(v))).decode()
+            line["exc"] = record.exc_text
+        text = _dumps(line)
+        # One look at the whole line; only a suspect one is redacted field by field.
+        return _dumps(_scrub(line)) if suspect(text) else text
+
+
+def _dumps(line: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(line, default=str).decode()
+    except TypeError:
+        # A lone surrogate (bytes a client sent that are not UTF-8) is not valid JSON text.
+        clean = {k: printable(v) if isinstance(v, str) else v for k, v in line.items()}
+        return orjson.dumps(clean, default=lambda v: printable(str(v))).decode()
 
 
 def _scrub(value: Any, depth: int = 0) -> Any:
-    """`value` (an extra field) with every string in it redacted."""
+    """`value` (a field of a log line) with every text in it redacted."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
     if isinstance(value, str):
         return redact(value)
     if depth > 8:
         return "..."
     if isinstance(value, dict):
-        return {str(k): _scrub(v, depth + 1) for k, v in value.items()}
+        return {redact(str(k)): _scrub(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_scrub(v, depth + 1) for v in value]
-    return value
+    return redact(str(value))
 
 
 def setup_logging(level: str, access_log: bool) -> None:
