@@ -14,7 +14,7 @@ from typing import Any, cast
 import orjson
 import uvloop
 from aiohttp import web
-from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -72,6 +72,15 @@ class _EnvelopeRequestHandler(RequestHandler):
         if self._waiter is not None and not self._messages:
             log.debug("closing a connection that sent no whole request head in time")
             self.force_close()
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        exc = kw.get("exc_info")
+        if isinstance(exc, HttpProcessingError | web.RequestPayloadError):
+            # The rest of a body that failed to decode, read after the 400 went out: the
+            # client's fault, already answered.
+            log.debug("dropped the rest of a broken request body: %s", type(exc).__name__)
+            return
+        super().log_exception(*args, **kw)
 
     def handle_error(
         self,

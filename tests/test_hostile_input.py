@@ -133,6 +133,22 @@ def test_log_lines_stay_json_when_headers_are_not_utf8(logging_replica: Replica)
         orjson.loads(line)
 
 
+def test_a_broken_compressed_body_is_answered_without_a_traceback(
+    logging_replica: Replica,
+) -> None:
+    data = request_bytes(
+        b"\x1f\x8b\x08 garbage " * 50, headers=[AUTH, JSON_CT, (b"Content-Encoding", b"gzip")]
+    )
+    answer = exchange(logging_replica.port, data)
+    assert answer is not None
+    assert_4xx(answer, 400, "invalid_content_encoding")
+    # The next answer is written after any line about the broken one.
+    assert exchange(logging_replica.port, b"GET /healthz HTTP/1.1\r\nHost: g\r\n\r\n")
+    logged = logging_replica.log_path.read_text(errors="backslashreplace")
+    errors = [line for line in logged.splitlines() if '"level":"error"' in line]
+    assert not errors, errors[:2]
+
+
 # -- connection timeouts and the connection limit -------------------------------------------
 
 
