@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.http import HttpVersion11
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway.auth import KeyRing
@@ -18,6 +19,7 @@ from gateway.middleware import gateway_middleware
 from gateway.models import Deps
 from gateway.pipeline.limit import Settler
 from gateway.providers import build_providers
+from gateway.redact import guard_library_loggers
 from gateway.routes import setup_routes
 from gateway.routing import Router
 from gateway.schemas import load_validators
@@ -73,6 +75,7 @@ def _tracing(app: web.Application) -> Tracing | None:
 
 def create_app(settings: Settings, span_exporter: SpanExporter | None = None) -> web.Application:
     """The gateway; `span_exporter` replaces OTLP export (tests look at the spans)."""
+    guard_library_loggers()
     app = web.Application(
         middlewares=[gateway_middleware], client_max_size=settings.server.max_body_bytes
     )
@@ -82,4 +85,16 @@ def create_app(settings: Settings, span_exporter: SpanExporter | None = None) ->
     app[DRAINING] = []
     app.cleanup_ctx.append(_resources)
     setup_routes(app, settings)
+    for route in app.router.routes():
+        route._expect_handler = _expect
     return app
+
+
+async def _expect(request: web.Request) -> None:
+    """`Expect: 100-continue` lets the client send its body. Any other expectation is
+    ignored (RFC 9110 allows it): aiohttp's own handler answered those with a plain-text
+    417, and with a 500 when the header was not text, before the middleware could help."""
+    expect = request.headers.get("Expect", "")
+    if request.version == HttpVersion11 and expect.lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0

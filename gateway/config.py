@@ -34,6 +34,9 @@ class ServerSettings:
     mounts: tuple[str, ...] = DEFAULT_MOUNTS
     shutdown_delay_s: float = 2.0
     shutdown_grace_s: float = 25.0
+    header_timeout_s: float = 10.0  # a connection without a whole request head by then is closed
+    keepalive_timeout_s: float = 75.0  # an idle keep-alive connection is closed after this
+    max_connections: int = 10000  # per process; past it new requests get a 503
     log_level: str = "info"
     access_log: bool = True
     print_snippet: bool = False  # show an SDK snippet with a key written in the file (demos)
@@ -281,6 +284,9 @@ class _Builder:
                 mounts=tuple(m.rstrip("/") for m in server.get("mounts", DEFAULT_MOUNTS)),
                 shutdown_delay_s=server.get("shutdown_delay_s", _SERVER.shutdown_delay_s),
                 shutdown_grace_s=server.get("shutdown_grace_s", _SERVER.shutdown_grace_s),
+                header_timeout_s=server.get("header_timeout_s", _SERVER.header_timeout_s),
+                keepalive_timeout_s=server.get("keepalive_timeout_s", _SERVER.keepalive_timeout_s),
+                max_connections=server.get("max_connections", _SERVER.max_connections),
                 log_level=server.get("log_level", _SERVER.log_level),
                 access_log=server.get("access_log", _SERVER.access_log),
                 print_snippet=server.get("print_snippet", _SERVER.print_snippet),

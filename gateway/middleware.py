@@ -12,7 +12,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.codec import json_response
-from gateway.errors import GatewayError
+from gateway.errors import (
+    AuthenticationError,
+    GatewayError,
+    InvalidRequestError,
+    ServiceUnavailableError,
+)
 from gateway.keys import CALL, CLIENT_GONE, DEPS, REQUEST_ID, TRACE
 from gateway.observability import observe
 from gateway.traceparent import incoming
@@ -21,6 +26,21 @@ from gateway.tracing import mark_error, span_trace
 log = logging.getLogger("gateway")
 
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+
+# The request headers the gateway reads; each must be text (UTF-8) to mean anything.
+_READ_HEADERS = (
+    "authorization",
+    "attribution",
+    "x-request-id",
+    "x-provider",
+    "x-tfy-provider-name",
+    "x-bf-async",
+    "x-bf-async-id",
+    "x-bf-async-job-result-ttl",
+    "x-bf-extra-fields",
+    "traceparent",
+    "tracestate",
+)
 
 
 def request_id(request: web.Request) -> str:
@@ -35,12 +55,20 @@ def request_id(request: web.Request) -> str:
 @web.middleware
 async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.monotonic()
+    over_limit: bool = getattr(request.protocol, "over_limit", False)
     rid = request_id(request)
     request[REQUEST_ID] = rid
     request[TRACE] = incoming(request.headers.get("traceparent"))
     error: BaseException | None = None
     tracing = request.app[DEPS].tracing if DEPS in request.app else None
     try:
+        if over_limit:
+            raise ServiceUnavailableError(
+                "The gateway has too many open connections; retry shortly.",
+                code="too_many_connections",
+                headers={"retry-after": "1"},
+            )
+        check_headers(request)
         if tracing is None:
             response = await handler(request)
         else:
@@ -57,6 +85,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     except GatewayError as exc:
         error = exc
         response = json_response(exc.envelope(), exc.status, exc.response_headers())
+        if over_limit:
+            response.force_close()
     except web.HTTPException as exc:
         response = _http_exception(request, exc)
     except asyncio.CancelledError:
@@ -87,6 +117,29 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     # instead of the cyclic GC (whose pauses showed in the p99).
     request.pop(CALL, None)
     return response
+
+
+def check_headers(request: web.Request) -> None:
+    """A header the gateway reads whose bytes are not UTF-8 (aiohttp hands them over as lone
+    surrogates) is the client's error: 401 for Authorization, 400 naming the header else."""
+    headers = request.headers
+    for name in _READ_HEADERS:
+        value = headers.get(name)
+        if value is None or value.isascii():
+            continue
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            if name == "authorization":
+                raise AuthenticationError(
+                    "The Authorization header is not valid UTF-8 text: "
+                    "send 'Bearer <your gateway key>'."
+                ) from None
+            raise InvalidRequestError(
+                f"The {name} header is not valid UTF-8 text.",
+                param=name,
+                code="invalid_header",
+            ) from None
 
 
 def _http_exception(request: web.Request, exc: web.HTTPException) -> web.StreamResponse:

@@ -14,6 +14,7 @@ from gateway import metrics
 from gateway.errors import GatewayError, RateLimitError
 from gateway.keys import CALL, CLIENT_GONE, REQUEST_ID, TRACE
 from gateway.models import Call
+from gateway.redact import RedactingFilter, guard_library_loggers, printable, redact, suspect
 
 access = logging.getLogger("gateway.access")
 
@@ -24,7 +25,23 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys
 
 
 class JSONFormatter(logging.Formatter):
+    """One JSON object a line, whatever the record holds: secrets redacted, text that is not
+    UTF-8 escaped, and a record that cannot be rendered still becomes a valid line."""
+
     def format(self, record: logging.LogRecord) -> str:
+        try:
+            return self._format(record)
+        except Exception:
+            return orjson.dumps(
+                {
+                    "ts": round(record.created, 3),
+                    "level": record.levelname.lower(),
+                    "logger": printable(record.name),
+                    "msg": "unformattable log record",
+                }
+            ).decode()
+
+    def _format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
@@ -36,16 +53,46 @@ class JSONFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exc"] = record.exc_text
+        text = _dumps(line)
+        # One look at the whole line; only a suspect one is redacted field by field.
+        return _dumps(_scrub(line)) if suspect(text) else text
+
+
+def _dumps(line: dict[str, Any]) -> str:
+    try:
         return orjson.dumps(line, default=str).decode()
+    except TypeError:
+        # A lone surrogate (bytes a client sent that are not UTF-8) is not valid JSON text.
+        clean = {k: printable(v) if isinstance(v, str) else v for k, v in line.items()}
+        return orjson.dumps(clean, default=lambda v: printable(str(v))).decode()
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    """`value` (a field of a log line) with every text in it redacted."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return redact(value)
+    if depth > 8:
+        return "..."
+    if isinstance(value, dict):
+        return {redact(str(k)): _scrub(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub(v, depth + 1) for v in value]
+    return redact(str(value))
 
 
 def setup_logging(level: str, access_log: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter())
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     access.disabled = not access_log
+    guard_library_loggers()
 
 
 def trace_id(request: web.Request) -> str | None:

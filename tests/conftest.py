@@ -12,10 +12,33 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from gateway.app import create_app
 from tests.support.configs import KEY_A, base_config, settings_from
+from tests.support.edge_logguard import LogGuard
 from tests.support.redis_server import RedisServer
 from tests.support.stub import StubUpstream
 
 MakeGateway = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+# Everything logged during the run, in process and by gateway processes, is searched for the
+# tests' secrets at the end; one hit fails the run.
+LOG_GUARD = LogGuard()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    LOG_GUARD.install()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    LOG_GUARD.uninstall()
+    findings = LOG_GUARD.findings()
+    if not findings:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = ["a secret was logged:", *(f"  {f}" for f in findings[:20])]
+    if reporter is not None:
+        reporter.write_sep("=", "log guard", red=True)
+        for line in lines:
+            reporter.write_line(line)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

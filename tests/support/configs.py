@@ -13,6 +13,8 @@ KEY_B = "sk-team-b-0123456789"
 UPSTREAM_KEY = "sk-upstream-secret-42"
 ADMIN_KEY = "sk-admin-0123456789"
 ENV = {"UP_KEY": UPSTREAM_KEY, "GATEWAY_ADMIN_KEY": ADMIN_KEY}
+# Every credential the tests use: no log line may show one (tests/support/edge_logguard.py).
+SECRETS = (KEY_A, KEY_B, UPSTREAM_KEY, ADMIN_KEY)
 
 
 def base_config(upstream_url: str, store_url: str = "memory://") -> dict[str, Any]:

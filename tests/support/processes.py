@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from tests.support.configs import ENV
+from tests.support.edge_logguard import watch_file
 from tests.support.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +30,7 @@ class Replica:
         self.port = free_port()
         self.config_path = workdir / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
-        self.log_path = workdir / f"{name}.log"
+        self.log_path = watch_file(workdir / f"{name}.log")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
