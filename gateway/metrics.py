@@ -71,12 +71,19 @@ LIMIT_REFUSALS = Counter(
 UPSTREAM_ERRORS = Counter(
     "gateway_upstream_errors_total", "Upstream failures, by kind.", ["provider", "kind"]
 )
-REDIS_ERRORS = Counter("gateway_redis_errors_total", "Calls to Redis that failed or timed out.")
+REDIS_ERRORS = Counter(
+    "gateway_redis_errors_total",
+    "Calls to Redis that failed, timed out or were refused, by operation.",
+    ["operation"],
+)
 CLIENTS_GONE = Counter(
     "gateway_clients_gone_total", "Clients that left before the end of a stream."
 )
 JOBS = Counter(
-    "gateway_jobs_total", "Background and async jobs, by what happened to them.", ["event"]
+    "gateway_jobs_total",
+    "Background and async jobs, by what happened to them: submitted, retried, and how they "
+    "ended (completed, incomplete, failed, cancelled).",
+    ["event"],
 )
 
 
@@ -104,6 +111,14 @@ def count_tokens(model: str, input_tokens: int, output_tokens: int) -> None:
         found = _tokens[model] = (TOKENS.labels(model, "input"), TOKENS.labels(model, "output"))
     found[0].inc(input_tokens)
     found[1].inc(output_tokens)
+
+
+def redis_error(operation: str) -> None:
+    REDIS_ERRORS.labels(operation).inc()
+
+
+def job(event: str) -> None:
+    JOBS.labels(event).inc()
 
 
 def render() -> tuple[bytes, str]:

@@ -11,6 +11,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from gateway import metrics
 from gateway.echo import echo
 from gateway.errors import InvalidRequestError, NotFoundError
 from gateway.jobs import TERMINAL, Event, JobStore
@@ -76,6 +77,7 @@ async def submit(
         "ticket": _saved_ticket(call),
     }
     await jobs.enqueue(rid, job, first, ttl_s)
+    metrics.job("submitted")
     return first
 
 
@@ -190,7 +192,8 @@ async def cancel(store: Store, jobs: JobStore, owner: str, job_id: str) -> Json:
     job = await jobs.get_job(job_id)
     if job is not None:
         cancelled = {**record["response"], "status": "cancelled"}
-        await jobs.write(job_id, "cancelled", cancelled, int(job["ttl"]))
+        if await jobs.write(job_id, "cancelled", cancelled, int(job["ttl"])):
+            metrics.job("cancelled")
         (record,) = await store.get_responses(owner, [job_id])
         assert record is not None
     response: Json = record["response"]

@@ -28,6 +28,9 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise ServiceUnavailableError when the store cannot be reached."""
 
+    async def check_writable(self) -> None:
+        """Raise ServiceUnavailableError when a call failed lately and a write still fails."""
+
     # Stored responses: {"owner", "response", "input": [items], "chain": [ancestor ids]}.
     async def put_response(self, response_id: str, record: Json, ttl_s: int) -> None: ...
 

@@ -28,6 +28,9 @@ class MemoryStore:
     async def ping(self) -> None:
         return None
 
+    async def check_writable(self) -> None:
+        return None
+
     async def put_response(self, response_id: str, record: Json, ttl_s: int) -> None:
         self._responses[response_id] = (self.clock() + ttl_s, record)
 

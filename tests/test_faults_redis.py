@@ -1,0 +1,208 @@
+"""Redis as a failing dependency: killed, restarted empty, paused, slow and full.
+
+Each test runs its own redis-server (tests/support/redis_faults.py) and breaks it for real;
+the client is the official SDK or plain HTTP, and every test looks at what the client got,
+what was kept, and what was logged or counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.support.configs import ADMIN_KEY, KEY_A
+from tests.support.processes import Replica
+from tests.support.redis_faults import FaultyRedis, eventually, metric
+from tests.support.stub import StubUpstream
+
+Client = TestClient[Any, Any]
+AUTH = {"Authorization": f"Bearer {KEY_A}"}
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture
+def faulty() -> Iterator[FaultyRedis]:
+    server = FaultyRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()  # resumes a paused server first
+
+
+@pytest.fixture
+def on_faulty(config: dict[str, Any], faulty: FaultyRedis) -> dict[str, Any]:
+    config["store"] = {"url": faulty.url, "prefix": "f:"}
+    config["auth"]["keys"][0]["rpm"] = 1000
+    return config
+
+
+@pytest.fixture
+async def gw(make_gateway: Any, on_faulty: dict[str, Any]) -> Client:
+    gateway: Client = await make_gateway(on_faulty)
+    return gateway
+
+
+@pytest.fixture
+async def sdk_gw(gw: Client) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(
+        base_url=str(gw.make_url("/v1")), api_key=KEY_A, max_retries=0
+    ) as client:
+        yield client
+
+
+async def finished(client: openai.AsyncOpenAI, rid: str, timeout_s: float = 10) -> Any:
+    """Poll a background response until it leaves queued/in_progress."""
+    found: list[Any] = []
+
+    async def done() -> bool:
+        found[:] = [await client.responses.retrieve(rid)]
+        return found[0].status not in ("queued", "in_progress")
+
+    await eventually(done, timeout_s, 0.05)
+    return found[0]
+
+
+def frames(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """An SSE body as (event name, JSON data) pairs."""
+    out = []
+    for block in raw.replace(b"\r\n", b"\n").split(b"\n\n"):
+        name, data = "", b""
+        for line in block.split(b"\n"):
+            if line.startswith(b"event: "):
+                name = line[7:].decode()
+            elif line.startswith(b"data: "):
+                data += line[6:]
+        if data:
+            out.append((name, orjson.loads(data)))
+    return out
+
+
+async def stored_responses(faulty: FaultyRedis) -> list[bytes]:
+    return [k for k in faulty.keys("f:resp:*")]
+
+
+# --- Restarted empty: every structure the gateway made once comes back by itself ------------
+
+
+async def test_background_job_completes_after_redis_restarts_empty(
+    on_faulty: dict[str, Any], faulty: FaultyRedis, stub: StubUpstream, tmp_path: Path
+) -> None:
+    replica = Replica(on_faulty, tmp_path, "replica").start()
+    try:
+        async with openai.AsyncOpenAI(
+            base_url=f"{replica.url}/v1", api_key=KEY_A, max_retries=2
+        ) as client:
+            first = await client.responses.create(model="gpt-test", input="one", background=True)
+            assert (await finished(client, first.id)).status == "completed"
+            faulty.restart_empty()
+            # The SDK retries the 503 a stale connection may cause once.
+            second = await client.responses.create(model="gpt-test", input="two", background=True)
+            final = await finished(client, second.id)
+            assert final.status == "completed"
+            assert "two" in final.output_text
+            ready = await asyncio.to_thread(_get, f"{replica.url}/readyz")
+            assert ready[0] == 200
+        assert faulty.groups("f:jobs:{queue}") == ["workers"]
+    finally:
+        replica.stop()
+    assert "NOGROUP" not in replica.log_path.read_text()
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+async def test_flushall_and_script_flush_leave_every_feature_working(
+    gw: Client, sdk_gw: openai.AsyncOpenAI, faulty: FaultyRedis
+) -> None:
+    """The jobs group, the Lua scripts (limits, store, keys, jobs) and every key come back."""
+    made = await gw.post("/admin/keys", json={"id": "made-before"}, headers=ADMIN)
+    assert made.status == 201
+    kept = await sdk_gw.responses.create(model="gpt-test", input="kept")
+    job = await sdk_gw.responses.create(model="gpt-test", input="job", background=True)
+    assert (await finished(sdk_gw, job.id)).status == "completed"
+    faulty.command("FLUSHALL")
+    faulty.command("SCRIPT", "FLUSH")
+
+    raw = await sdk_gw.responses.with_raw_response.create(model="gpt-test", input="after")
+    assert raw.headers["x-ratelimit-remaining-requests"] == "999"  # shared limits, from zero
+    after = raw.parse()
+    chained = await sdk_gw.responses.create(
+        model="gpt-test", input="chained", previous_response_id=after.id
+    )
+    assert chained.status == "completed"
+    with pytest.raises(openai.BadRequestError):  # what FLUSHALL removed is gone, truthfully
+        await sdk_gw.responses.create(model="gpt-test", input="x", previous_response_id=kept.id)
+    again = await sdk_gw.responses.create(model="gpt-test", input="job two", background=True)
+    assert (await finished(sdk_gw, again.id)).status == "completed"
+    made = await gw.post("/admin/keys", json={"id": "made-after"}, headers=ADMIN)
+    assert made.status == 201
+    secret = (await made.json())["key"]
+    models = await gw.get("/v1/models", headers={"Authorization": f"Bearer {secret}"})
+    assert models.status == 200
+    ready = await gw.get("/readyz")
+    assert ready.status == 200
+
+
+async def test_readyz_follows_redis_down_and_back(gw: Client, faulty: FaultyRedis) -> None:
+    assert (await gw.get("/readyz")).status == 200
+    faulty.kill()
+    down = await gw.get("/readyz")
+    assert down.status == 503
+    assert (await down.json())["status"] == "unavailable"
+    faulty.start()  # empty: no consumer group either
+
+    async def ready() -> bool:
+        return (await gw.get("/readyz")).status == 200
+
+    await eventually(ready, 5)
+    # Ready means the job queue can be read: its consumer group is there again.
+    assert faulty.groups("f:jobs:{queue}") == ["workers"]
+    with faulty.paused():
+        assert (await gw.get("/readyz")).status == 503
+    await eventually(ready, 5)
+
+
+# --- Metrics: jobs and Redis errors are counted ---------------------------------------------
+
+
+async def test_jobs_and_redis_errors_are_counted(
+    gw: Client, sdk_gw: openai.AsyncOpenAI, faulty: FaultyRedis
+) -> None:
+    before = (await (await gw.get("/metrics")).read()).decode()
+    job = await sdk_gw.responses.create(model="gpt-test", input="counted", background=True)
+    assert (await finished(sdk_gw, job.id)).status == "completed"
+    queued = await sdk_gw.responses.create(model="gpt-test", input="cancel", background=True)
+    await sdk_gw.responses.cancel(queued.id)
+    faulty.kill()
+    gone = await gw.get(f"/v1/responses/{job.id}", headers=AUTH)
+    assert gone.status == 503
+    after = (await (await gw.get("/metrics")).read()).decode()
+
+    def moved(name: str, **labels: str) -> float:
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    assert moved("gateway_jobs_total", event="submitted") == 2
+    assert moved("gateway_jobs_total", event="completed") >= 1
+    assert (
+        moved("gateway_jobs_total", event="completed")
+        + moved("gateway_jobs_total", event="cancelled")
+        == 2
+    )
+    assert moved("gateway_redis_errors_total", operation="get_responses") >= 1
+    assert moved("gateway_redis_errors_total") >= 1
