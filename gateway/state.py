@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import orjson
 
-from gateway.errors import GatewayError, InvalidRequestError, NotFoundError
+from gateway.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
 from gateway.models import Call
 from gateway.store import Json, Store
 
@@ -24,6 +27,11 @@ _ID_PREFIX: Final = {
     "item_reference": "ref",
 }
 _GATEWAY_MADE_IDS: Final = frozenset({"user", "system", "developer"})
+# A save that fails is tried again for this long at most (and not past the request's
+# deadline), from SAVE_FIRST_WAIT_S doubling to SAVE_MAX_WAIT_S between tries.
+SAVE_WITHIN_S: Final = 2.0
+SAVE_FIRST_WAIT_S: Final = 0.05
+SAVE_MAX_WAIT_S: Final = 0.5
 
 
 def new_id(prefix: str) -> str:
@@ -94,6 +102,10 @@ async def load_context(call: Call) -> None:
     if previous is None and conversation is None and not call.store:
         return
     store = call.deps.store
+    if call.store:
+        # A store known to be failing answers 503 before the upstream is paid for an answer
+        # that could not be kept (a chained turn reads the store, and fails the same way).
+        await store.check_writable()
     context: list[Json] = []
     if isinstance(previous, str):
         context = await _previous_context(call, store, previous)
@@ -180,21 +192,14 @@ def client_view(call: Call, response: Json) -> Json:
 async def save(call: Call, response: Json) -> None:
     """Keep the answered response and grow its conversation, before the client sees the end.
 
-    A failure here is logged, not raised: the client still gets the answer it paid for.
+    A store that fails is tried again, briefly; if it still fails, ServiceUnavailableError
+    (503 store_unavailable): the client is never told that a response was kept when it was
+    not. (A write that timed out may still land: then it was kept after all, unused.)
     """
-    try:
-        await _save(call, response)
-    except GatewayError as exc:
-        log.warning(
-            "could not keep response %s: %s",
-            response.get("id"),
-            exc.message,
-            extra={"request_id": call.request_id},
-        )
-
-
-async def _save(call: Call, response: Json) -> None:
     assert call.principal is not None
+    now = time.monotonic()
+    deadline = call.started + call.deps.settings.routing.deadline_s
+    until = now + min(SAVE_WITHIN_S, max(deadline - now, SAVE_MAX_WAIT_S))
     rid = response.get("id")
     if call.store and isinstance(rid, str):
         record = {
@@ -203,8 +208,31 @@ async def _save(call: Call, response: Json) -> None:
             "input": call.input_items,
             "chain": call.chain,
         }
-        await call.deps.store.put_response(rid, record, call.deps.settings.store.response_ttl_s)
-    await grow_conversation(call, response)
+        ttl = call.deps.settings.store.response_ttl_s
+        await _retried(call, rid, until, lambda: call.deps.store.put_response(rid, record, ttl))
+    # Each step is retried on its own: a put that failed never grows the conversation twice.
+    await _retried(call, rid, until, lambda: grow_conversation(call, response))
+
+
+async def _retried(
+    call: Call, rid: object, until: float, step: Callable[[], Awaitable[None]]
+) -> None:
+    wait = SAVE_FIRST_WAIT_S
+    while True:
+        try:
+            await step()
+            return
+        except ServiceUnavailableError as exc:
+            if time.monotonic() + wait > until:
+                log.warning(
+                    "could not keep response %s: %s",
+                    rid,
+                    exc.message,
+                    extra={"request_id": call.request_id},
+                )
+                raise
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, SAVE_MAX_WAIT_S)
 
 
 async def grow_conversation(call: Call, response: Json) -> None:

@@ -8,6 +8,7 @@ what was kept, and what was logged or counted.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from aiohttp.test_utils import TestClient
 from tests.support.configs import ADMIN_KEY, KEY_A
 from tests.support.processes import Replica
 from tests.support.redis_faults import FaultyRedis, eventually, metric
-from tests.support.stub import StubUpstream
+from tests.support.stub import Behaviour, StubUpstream
 
 Client = TestClient[Any, Any]
 AUTH = {"Authorization": f"Bearer {KEY_A}"}
@@ -206,3 +207,116 @@ async def test_jobs_and_redis_errors_are_counted(
     )
     assert moved("gateway_redis_errors_total", operation="get_responses") >= 1
     assert moved("gateway_redis_errors_total") >= 1
+
+
+# --- A stored response is never claimed when it was not kept ------------------------------
+
+
+async def upstream_called(stub: StubUpstream, count: int = 1) -> None:
+    async def called() -> bool:
+        return len(stub.requests) >= count
+
+    await eventually(called, 5, 0.01)
+
+
+async def test_json_save_that_keeps_failing_is_503_not_a_false_store_true(
+    gw: Client, faulty: FaultyRedis, stub: StubUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub.behaviour = Behaviour(delay_s=0.3)
+    body = {"model": "gpt-test", "input": "keep me"}
+    sent = asyncio.ensure_future(gw.post("/v1/responses", json=body, headers=AUTH))
+    await upstream_called(stub)
+    with faulty.paused(), caplog.at_level(logging.WARNING, logger="gateway.state"):
+        resp = await sent
+        error = (await resp.json())["error"]
+    assert resp.status == 503
+    assert error["code"] == "store_unavailable"
+    assert resp.headers["retry-after"] == "1"
+    # (The writes that timed out were in Redis's socket buffer: they may land on SIGCONT.)
+    assert any("could not keep response" in r.getMessage() for r in caplog.records)
+
+
+async def test_json_save_retried_through_a_short_pause_is_kept(
+    sdk_gw: openai.AsyncOpenAI, faulty: FaultyRedis, stub: StubUpstream
+) -> None:
+    stub.behaviour = Behaviour(delay_s=0.3)
+    sent = asyncio.ensure_future(sdk_gw.responses.create(model="gpt-test", input="keep me"))
+    await upstream_called(stub)
+    faulty.pause()
+    await asyncio.sleep(0.6)  # the fault: Redis hangs for 0.6 s, then answers again
+    faulty.resume()
+    first = await sent
+    assert first.to_dict()["store"] is True
+    chained = await sdk_gw.responses.create(
+        model="gpt-test", input="and then", previous_response_id=first.id
+    )
+    assert chained.status == "completed"
+
+
+async def test_stream_whose_save_fails_ends_failed_and_not_stored(
+    gw: Client, faulty: FaultyRedis, stub: StubUpstream
+) -> None:
+    stub.behaviour = Behaviour(between_s=0.05)
+    body = {"model": "gpt-test", "input": "stream me", "stream": True}
+    resp = await gw.post("/v1/responses", json=body, headers=AUTH)
+    assert resp.status == 200
+    first = await resp.content.readuntil(b"\n\n")  # response.created: the stream is under way
+    with faulty.paused():
+        raw = first + await resp.read()
+    events = frames(raw)
+    kind, last = events[-1]
+    assert kind == "response.failed"
+    assert last["type"] == "response.failed"
+    assert last["response"]["status"] == "failed"
+    assert last["response"]["store"] is False
+    assert last["response"]["error"]["code"] == "store_unavailable"
+    assert last["response"]["usage"]["total_tokens"] > 0  # what was spent, for the accounting
+    assert not [k for k, _ in events if k == "response.completed"]
+    assert [e["sequence_number"] for _, e in events] == list(range(len(events)))
+
+
+async def test_store_known_down_is_503_before_the_upstream_is_called(
+    gw: Client, faulty: FaultyRedis, stub: StubUpstream
+) -> None:
+    faulty.kill()
+    seen = await gw.get("/v1/responses/resp_1", headers=AUTH)  # the store is found down
+    assert seen.status == 503
+    for stream in (False, True):
+        body = {"model": "gpt-test", "input": "keep me", "stream": stream}
+        resp = await gw.post("/v1/responses", json=body, headers=AUTH)
+        assert resp.status == 503
+        assert resp.headers["retry-after"] == "1"
+        assert (await resp.json())["error"]["code"] == "store_unavailable"
+    assert stub.requests == []
+    unstored = {"model": "gpt-test", "input": "keep nothing", "store": False}
+    assert (await gw.post("/v1/responses", json=unstored, headers=AUTH)).status == 200
+    faulty.start()
+    again = await gw.post("/v1/responses", json={"model": "gpt-test", "input": "x"}, headers=AUTH)
+    assert again.status == 200
+    assert len(await stored_responses(faulty)) == 1
+
+
+async def test_full_redis_refuses_stored_responses_and_serves_reads(
+    gw: Client, sdk_gw: openai.AsyncOpenAI, faulty: FaultyRedis, stub: StubUpstream
+) -> None:
+    kept = await sdk_gw.responses.create(model="gpt-test", input="before")
+    faulty.fill()
+    try:
+        with pytest.raises(openai.InternalServerError) as refused:
+            await sdk_gw.responses.create(model="gpt-test", input="while full")
+        assert refused.value.status_code == 503
+        assert refused.value.code == "store_unavailable"
+        calls = len(stub.requests)
+        with pytest.raises(openai.InternalServerError):  # known full: the upstream is spared
+            await sdk_gw.responses.create(model="gpt-test", input="still full")
+        assert len(stub.requests) == calls
+        with pytest.raises(openai.InternalServerError):
+            await sdk_gw.responses.create(model="gpt-test", input="job", background=True)
+        assert (await sdk_gw.responses.retrieve(kept.id)).status == "completed"
+        unstored = await sdk_gw.responses.create(model="gpt-test", input="x", store=False)
+        assert unstored.status == "completed"
+    finally:
+        faulty.unfill()
+    after = await sdk_gw.responses.create(model="gpt-test", input="after")
+    assert after.to_dict()["store"] is True
+    assert len(await stored_responses(faulty)) == 2

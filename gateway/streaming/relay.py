@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -136,6 +138,20 @@ class StreamTap:
         }
         return b"event: response.failed\ndata: " + orjson.dumps(payload) + b"\n\n"
 
+    def unkept(self, out: bytes, error: GatewayError) -> bytes:
+        """`out` with its terminal frame replaced by `response.failed`: the upstream's final
+        response (its output and usage) with status failed, `error`, and store false."""
+        assert self.terminal is not None
+        response = dict(self.response or {})
+        response.update(
+            status="failed",
+            store=False,
+            error={"code": error.code or "server_error", "message": error.message},
+        )
+        self.terminal = {**self.terminal, "type": "response.failed", "response": response}
+        frame = b"event: response.failed\ndata: " + orjson.dumps(self.terminal) + b"\n\n"
+        return without_terminal(out) + frame
+
     @property
     def response(self) -> dict[str, Any] | None:
         if self.terminal is None:
@@ -199,7 +215,10 @@ async def _pipe(
             while True:
                 out = tap.feed(chunk)
                 if on_terminal is not None and tap.response is not None:
-                    await on_terminal(tap.response)
+                    try:
+                        await on_terminal(tap.response)
+                    except GatewayError as exc:  # not kept: the end must not say it was
+                        out = tap.unkept(out, exc)
                     on_terminal = None
                 if out:
                     await response.write(out)
@@ -227,7 +246,8 @@ async def _pipe(
             )
             frame = tap.failure_frame(failure)
             if on_terminal is not None and tap.response is not None:
-                await on_terminal(tap.response)
+                with contextlib.suppress(GatewayError):  # the frame already says failed
+                    await on_terminal(tap.response)
             await response.write(frame)
         await response.write_eof()
     except ConnectionResetError:
@@ -236,6 +256,20 @@ async def _pipe(
     finally:
         metrics.OPEN_STREAMS.dec()
     return True
+
+
+_FRAME_END = re.compile(rb"(?:\r\n|\r|\n)(?:\r\n|\r|\n)")
+
+
+def without_terminal(data: bytes) -> bytes:
+    """Complete SSE frames, less the terminal ones."""
+    kept, start = [], 0
+    for end in _FRAME_END.finditer(data):
+        frame = data[start : end.end()]
+        start = end.end()
+        if not any(event_type(e) in TERMINAL for e in SSEParser().feed(frame)):
+            kept.append(frame)
+    return b"".join(kept) + data[start:]
 
 
 def _frame_end(data: bytes) -> int:
