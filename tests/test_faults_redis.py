@@ -320,3 +320,20 @@ async def test_full_redis_refuses_stored_responses_and_serves_reads(
     after = await sdk_gw.responses.create(model="gpt-test", input="after")
     assert after.to_dict()["store"] is True
     assert len(await stored_responses(faulty)) == 2
+
+
+async def test_background_stream_ends_with_an_error_event_when_redis_dies(
+    gw: Client, faulty: FaultyRedis, stub: StubUpstream
+) -> None:
+    stub.behaviour = Behaviour(between_s=0.1)
+    body = {"model": "gpt-test", "input": "follow me", "stream": True, "background": True}
+    resp = await gw.post("/v1/responses", json=body, headers=AUTH)
+    assert resp.status == 200
+    first = await resp.content.readuntil(b"\n\n")
+    faulty.kill()
+    async with asyncio.timeout(10):
+        events = frames(first + await resp.read())
+    kind, last = events[-1]
+    assert kind == "error"
+    assert last["code"] == "store_unavailable"
+    assert last["error"]["code"] == "store_unavailable"

@@ -129,6 +129,8 @@ class WorkerPool:
             if self.running:
                 try:
                     await self.jobs.heartbeat(self.consumer, list(self.running))
+                except GatewayError as exc:
+                    log.warning("job heartbeat failed: %s", exc.message)
                 except Exception:
                     log.exception("job heartbeat failed")
 
