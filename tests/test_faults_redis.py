@@ -18,6 +18,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.keys import DEPS
 from tests.support.configs import ADMIN_KEY, KEY_A
 from tests.support.processes import Replica
 from tests.support.redis_faults import FaultyRedis, eventually, metric
@@ -212,6 +213,22 @@ async def test_jobs_and_redis_errors_are_counted(
 # --- A stored response is never claimed when it was not kept ------------------------------
 
 
+async def charged(gw: Client, faulty: FaultyRedis, status: str) -> list[dict[str, str]]:
+    """The usage records of that status, wherever the settlement went: the shared stream in
+    Redis, or this process's (limits fall back to it while Redis fails)."""
+    found: list[dict[str, str]] = []
+
+    async def settled() -> bool:
+        shared = faulty.command("XRANGE", "f:rl:{limits}:usage", "-", "+")
+        records = [{k.decode(): v.decode() for k, v in f.items()} for _, f in shared]
+        records += list(gw.app[DEPS].governor.memory.stream)
+        found[:] = [r for r in records if r["status"] == status]
+        return bool(found)
+
+    await eventually(settled, 5)
+    return found
+
+
 async def upstream_called(stub: StubUpstream, count: int = 1) -> None:
     async def called() -> bool:
         return len(stub.requests) >= count
@@ -234,6 +251,8 @@ async def test_json_save_that_keeps_failing_is_503_not_a_false_store_true(
     assert resp.headers["retry-after"] == "1"
     # (The writes that timed out were in Redis's socket buffer: they may land on SIGCONT.)
     assert any("could not keep response" in r.getMessage() for r in caplog.records)
+    (record,) = await charged(gw, faulty, "503")  # the upstream's answer was paid for
+    assert int(record["total_tokens"]) > 0
 
 
 async def test_json_save_retried_through_a_short_pause_is_kept(
@@ -273,6 +292,8 @@ async def test_stream_whose_save_fails_ends_failed_and_not_stored(
     assert last["response"]["usage"]["total_tokens"] > 0  # what was spent, for the accounting
     assert not [k for k, _ in events if k == "response.completed"]
     assert [e["sequence_number"] for _, e in events] == list(range(len(events)))
+    (record,) = await charged(gw, faulty, "200")
+    assert record["total_tokens"] == str(last["response"]["usage"]["total_tokens"])
 
 
 async def test_store_known_down_is_503_before_the_upstream_is_called(
@@ -337,3 +358,112 @@ async def test_background_stream_ends_with_an_error_event_when_redis_dies(
     assert kind == "error"
     assert last["code"] == "store_unavailable"
     assert last["error"]["code"] == "store_unavailable"
+
+
+# --- The failure matrix: each fault under each kind of request ------------------------------
+
+STORE_DOWN = "503 store_unavailable"
+STREAM_UNKEPT = "200 response.failed store_unavailable"
+# Killed and paused: once the gateway has noticed (a probe, or its job queue's reads), a
+# stored create is refused before the upstream is called. The request that notices first
+# is the one in test_json_save_that_keeps_failing_... and test_stream_whose_save_fails_...
+MATRIX = {
+    "killed": {
+        "json": STORE_DOWN,
+        "stream": STORE_DOWN,
+        "background": STORE_DOWN,
+        "retrieve": STORE_DOWN,
+    },
+    "restarted_empty": {
+        "json": "200 completed",
+        "stream": "200 response.completed",
+        "background": "200 queued, then completed",
+        "retrieve": "404 not_found",
+    },
+    "paused": {
+        "json": STORE_DOWN,
+        "stream": STORE_DOWN,
+        "background": STORE_DOWN,
+        "retrieve": STORE_DOWN,
+    },
+    "slow": {  # answers within the gateway's Redis timeout
+        "json": "200 completed",
+        "stream": "200 response.completed",
+        "background": "200 queued, then completed",
+        "retrieve": "200 completed",
+    },
+    "full": {
+        "json": STORE_DOWN,
+        "stream": STREAM_UNKEPT,
+        "background": STORE_DOWN,
+        "retrieve": "200 completed",
+    },
+}
+
+
+async def outcome(gw: Client, mode: str, kept: str) -> str:
+    """What the client got, in a few words: status, then code, status or last event."""
+    if mode == "retrieve":
+        resp = await gw.get(f"/v1/responses/{kept}", headers=AUTH)
+        body = await resp.json()
+        return f"{resp.status} {(body.get('error') or body).get('code', body.get('status'))}"
+    body = {"model": "gpt-test", "input": f"a {mode} request"}
+    body |= {"stream": True} if mode == "stream" else {}
+    body |= {"background": True} if mode == "background" else {}
+    resp = await gw.post("/v1/responses", json=body, headers=AUTH)
+    if resp.status != 200:
+        error = (await resp.json())["error"]
+        assert resp.headers["retry-after"] == "1"
+        return f"{resp.status} {error['code']}"
+    if mode == "stream":
+        kind, last = frames(await resp.read())[-1]
+        error = last.get("response", {}).get("error") or {}
+        return " ".join(filter(None, ["200", kind, error.get("code")]))
+    answer = await resp.json()
+    if mode == "json":
+        return f"200 {answer['status']}"
+    url = f"/v1/responses/{answer['id']}"
+
+    async def done() -> bool:
+        found = await (await gw.get(url, headers=AUTH)).json()
+        answer["status"] = found["status"]
+        return found["status"] not in ("queued", "in_progress")
+
+    await eventually(done, 10)
+    return f"200 queued, then {answer['status']}"
+
+
+@pytest.mark.parametrize("mode", ["json", "stream", "background", "retrieve"])
+@pytest.mark.parametrize("fault", list(MATRIX))
+async def test_failure_matrix(
+    gw: Client, faulty: FaultyRedis, stub: StubUpstream, fault: str, mode: str
+) -> None:
+    made = await gw.post("/v1/responses", json={"model": "gpt-test", "input": "x"}, headers=AUTH)
+    kept = (await made.json())["id"]
+    sleeper = None
+    if fault == "killed":
+        faulty.kill()
+        assert (await gw.get("/readyz")).status == 503
+    elif fault == "restarted_empty":
+        faulty.restart_empty()
+    elif fault == "paused":
+        faulty.pause()
+        assert (await gw.get("/readyz")).status == 503
+    elif fault == "slow":
+        sleeper = faulty.slow(0.1)
+    else:
+        faulty.fill()
+    try:
+        got = await outcome(gw, mode, kept)
+    finally:
+        if fault == "killed":
+            faulty.start()
+        faulty.resume()
+        if sleeper is not None:
+            sleeper.join()
+        if fault == "full":
+            faulty.unfill()
+    assert got == MATRIX[fault][mode]
+    # Recovery needs no restart: once Redis is back, the same request works.
+    again = await gw.post("/v1/responses", json={"model": "gpt-test", "input": "y"}, headers=AUTH)
+    assert again.status == 200

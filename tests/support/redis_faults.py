@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -55,6 +56,12 @@ class FaultyRedis(RedisServer):
             yield
         finally:
             self.resume()
+
+    def slow(self, seconds: float) -> threading.Thread:
+        """`DEBUG SLEEP`: the server answers nothing for `seconds`, from now (join the thread)."""
+        sleeper = threading.Thread(target=self.command, args=("DEBUG", "SLEEP", seconds))
+        sleeper.start()
+        return sleeper
 
     def fill(self) -> None:
         """Full, as deploy/ runs it: `noeviction`, so every write is refused with OOM."""
