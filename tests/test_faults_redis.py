@@ -144,6 +144,12 @@ async def test_flushall_and_script_flush_leave_every_feature_working(
     raw = await sdk_gw.responses.with_raw_response.create(model="gpt-test", input="after")
     assert raw.headers["x-ratelimit-remaining-requests"] == "999"  # shared limits, from zero
     after = raw.parse()
+
+    async def settled_in_redis() -> bool:  # the pipelined settlement loaded its script again
+        return int(faulty.command("XLEN", "f:rl:{limits}:usage")) >= 1
+
+    await eventually(settled_in_redis, 5)
+    assert not gw.app[DEPS].governor.memory.stream
     chained = await sdk_gw.responses.create(
         model="gpt-test", input="chained", previous_response_id=after.id
     )
