@@ -171,7 +171,8 @@ async def relay(
     """Relay to the end; answers the response, the tap, and whether the client stayed.
 
     `on_terminal` sees the final response before its event goes out, so that a client that
-    chains on it at once finds it stored.
+    chains on it at once finds it stored; if it raises a GatewayError (the response could not
+    be kept), the terminal event goes out as `response.failed` with that error instead.
     """
     tap = StreamTap()
     # The first chunk is awaited before the 200 goes out, so that an upstream that fails at
