@@ -154,6 +154,10 @@ async def test_flushall_and_script_flush_leave_every_feature_working(
         model="gpt-test", input="chained", previous_response_id=after.id
     )
     assert chained.status == "completed"
+    conv = await sdk_gw.conversations.create()
+    await sdk_gw.responses.create(model="gpt-test", input="in it", conversation=conv.id)
+    items = [i async for i in sdk_gw.conversations.items.list(conv.id)]
+    assert len(items) == 2
     with pytest.raises(openai.BadRequestError):  # what FLUSHALL removed is gone, truthfully
         await sdk_gw.responses.create(model="gpt-test", input="x", previous_response_id=kept.id)
     again = await sdk_gw.responses.create(model="gpt-test", input="job two", background=True)
