@@ -105,7 +105,9 @@ async def load_context(call: Call) -> None:
     if call.store:
         # A store known to be failing answers 503 before the upstream is paid for an answer
         # that could not be kept (a chained turn reads the store, and fails the same way).
-        await store.check_writable()
+        # Limits that just fell back to this process suspect the same Redis.
+        fell_back = call.ticket is not None and call.ticket.backend == "memory"
+        await store.check_writable(suspect=fell_back)
     context: list[Json] = []
     if isinstance(previous, str):
         context = await _previous_context(call, store, previous)

@@ -327,6 +327,18 @@ async def test_store_known_down_is_503_before_the_upstream_is_called(
     assert len(await stored_responses(faulty)) == 1
 
 
+async def test_limits_that_fell_back_spare_the_upstream_a_response_it_cannot_keep(
+    make_gateway: Any, on_faulty: dict[str, Any], faulty: FaultyRedis, stub: StubUpstream
+) -> None:
+    on_faulty["jobs"] = {"workers": 0}  # nothing else reads Redis: this request finds it down
+    gw = await make_gateway(on_faulty)
+    faulty.kill()
+    resp = await gw.post("/v1/responses", json={"model": "gpt-test", "input": "x"}, headers=AUTH)
+    assert resp.status == 503
+    assert (await resp.json())["error"]["code"] == "store_unavailable"
+    assert stub.requests == []
+
+
 async def test_full_redis_refuses_stored_responses_and_serves_reads(
     gw: Client, sdk_gw: openai.AsyncOpenAI, faulty: FaultyRedis, stub: StubUpstream
 ) -> None:

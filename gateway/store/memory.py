@@ -28,7 +28,7 @@ class MemoryStore:
     async def ping(self) -> None:
         return None
 
-    async def check_writable(self) -> None:
+    async def check_writable(self, suspect: bool = False) -> None:
         return None
 
     async def put_response(self, response_id: str, record: Json, ttl_s: int) -> None:

@@ -106,10 +106,10 @@ class RedisStore:
         async with self.guard("ping"):
             await self.client.ping()
 
-    async def check_writable(self) -> None:
-        """After a failure, one small write decides whether the store keeps again (a full
-        Redis answers reads and PING but refuses every write)."""
-        if self.failed_at is None:
+    async def check_writable(self, suspect: bool = False) -> None:
+        """After a failure (or when the caller `suspect`s one), one small write decides
+        whether the store keeps (a full Redis answers reads and PING but refuses writes)."""
+        if self.failed_at is None and not suspect:
             return
         async with self.guard("check_writable", write=True):
             await self.client.set(self.key("health", "write"), b"1", px=60_000)
