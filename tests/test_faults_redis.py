@@ -306,6 +306,25 @@ async def test_stream_whose_save_fails_ends_failed_and_not_stored(
     assert record["total_tokens"] == str(last["response"]["usage"]["total_tokens"])
 
 
+async def test_stream_on_a_full_redis_ends_failed_and_not_stored(
+    make_gateway: Any, on_faulty: dict[str, Any], faulty: FaultyRedis
+) -> None:
+    del on_faulty["auth"]["keys"][0]["rpm"]  # no limits: nothing finds Redis full beforehand
+    gw = await make_gateway(on_faulty)
+    faulty.fill()
+    try:
+        body = {"model": "gpt-test", "input": "stream me", "stream": True}
+        resp = await gw.post("/v1/responses", json=body, headers=AUTH)
+        assert resp.status == 200
+        kind, last = frames(await resp.read())[-1]
+    finally:
+        faulty.unfill()
+    assert kind == "response.failed"
+    assert last["response"]["store"] is False
+    assert last["response"]["error"]["code"] == "store_unavailable"
+    assert await stored_responses(faulty) == []  # refused writes never land
+
+
 async def test_store_known_down_is_503_before_the_upstream_is_called(
     gw: Client, faulty: FaultyRedis, stub: StubUpstream
 ) -> None:
@@ -385,10 +404,10 @@ async def test_background_stream_ends_with_an_error_event_when_redis_dies(
 # --- The failure matrix: each fault under each kind of request ------------------------------
 
 STORE_DOWN = "503 store_unavailable"
-STREAM_UNKEPT = "200 response.failed store_unavailable"
-# Killed and paused: once the gateway has noticed (a probe, or its job queue's reads), a
-# stored create is refused before the upstream is called. The request that notices first
-# is the one in test_json_save_that_keeps_failing_... and test_stream_whose_save_fails_...
+# Once the gateway has noticed (a probe, its job queue's reads, or the key's limits failing
+# over in the same request), a stored create is refused before the upstream is called. A
+# store that fails only after the upstream answered: test_json_save_that_keeps_failing_...
+# and test_stream_whose_save_fails_...
 MATRIX = {
     "killed": {
         "json": STORE_DOWN,
@@ -416,7 +435,7 @@ MATRIX = {
     },
     "full": {
         "json": STORE_DOWN,
-        "stream": STREAM_UNKEPT,
+        "stream": STORE_DOWN,
         "background": STORE_DOWN,
         "retrieve": "200 completed",
     },
