@@ -115,7 +115,9 @@ async def test_background_job_completes_after_redis_restarts_empty(
         assert faulty.groups("f:jobs:{queue}") == ["workers"]
     finally:
         replica.stop()
-    assert "NOGROUP" not in replica.log_path.read_text()
+    logged = replica.log_path.read_text()
+    assert "NOGROUP" not in logged
+    assert "consumer group was missing" in logged
 
 
 def _get(url: str) -> tuple[int, bytes]:
