@@ -27,8 +27,9 @@ _ID_PREFIX: Final = {
     "item_reference": "ref",
 }
 _GATEWAY_MADE_IDS: Final = frozenset({"user", "system", "developer"})
-# A save that fails is tried again for this long at most (and not past the request's
-# deadline), from SAVE_FIRST_WAIT_S doubling to SAVE_MAX_WAIT_S between tries.
+# A save that fails is tried again for SAVE_WITHIN_S at most, and not past the request's
+# deadline (though for SAVE_MAX_WAIT_S at least), waiting SAVE_FIRST_WAIT_S between tries
+# at first, doubling up to SAVE_MAX_WAIT_S.
 SAVE_WITHIN_S: Final = 2.0
 SAVE_FIRST_WAIT_S: Final = 0.05
 SAVE_MAX_WAIT_S: Final = 0.5
