@@ -510,3 +510,22 @@ async def test_failure_matrix(
     # Recovery needs no restart: once Redis is back, the same request works.
     again = await gw.post("/v1/responses", json={"model": "gpt-test", "input": "y"}, headers=AUTH)
     assert again.status == 200
+
+
+async def test_a_job_running_when_redis_restarts_empty_is_gone_and_the_queue_goes_on(
+    gw: Client, sdk_gw: openai.AsyncOpenAI, faulty: FaultyRedis, stub: StubUpstream
+) -> None:
+    stub.behaviour = Behaviour(between_s=0.05)
+    running = await sdk_gw.responses.create(model="gpt-test", input="lost", background=True)
+
+    async def started() -> bool:
+        return (await sdk_gw.responses.retrieve(running.id)).status == "in_progress"
+
+    await eventually(started, 5)
+    faulty.restart_empty()
+    with pytest.raises(openai.NotFoundError):  # its record went with Redis's data
+        await sdk_gw.responses.retrieve(running.id)
+    stub.behaviour = Behaviour()
+    after = await sdk_gw.responses.create(model="gpt-test", input="next", background=True)
+    assert (await finished(sdk_gw, after.id)).status == "completed"
+    assert faulty.keys(f"f:resp:{{{running.id}}}") == []  # the old run wrote nothing back
