@@ -12,7 +12,7 @@ import orjson
 from gateway.config import KeySettings, key_from_fields
 from gateway.errors import ConflictError
 from gateway.store import Store
-from gateway.store.redis import RedisStore, guard
+from gateway.store.redis import RedisStore
 
 # {"id", "owner", "sha256", "created_at", <the auth.keys[] fields it was given>}; never the
 # secret. `owner` is minted with the key and never changes; records made before it existed
@@ -140,6 +140,7 @@ class RedisKeyStore:
 
     def __init__(self, store: RedisStore) -> None:
         self._client = store.client
+        self._guard = store.guard
         self._keys = [store.key("key", "keys"), store.key("key", "keys", ":digests")]
         self._create = store.client.register_script(_CREATE)
         self._find = store.client.register_script(_FIND)
@@ -148,16 +149,16 @@ class RedisKeyStore:
 
     async def create(self, record: Record) -> bool:
         args = [record["id"], record["sha256"], orjson.dumps(record)]
-        async with guard():
+        async with self._guard("create_key", write=True):
             return int(await self._create(self._keys, args)) == 1
 
     async def find(self, sha256: str) -> Record | None:
-        async with guard():
+        async with self._guard("find_key"):
             raw = await self._find(self._keys, [sha256])
         return None if raw is None else _decoded(raw)
 
     async def _raw(self, key_id: str) -> bytes | str | None:
-        async with guard():
+        async with self._guard("get_key"):
             raw: bytes | str | None = await self._client.hget(self._keys[0], key_id)
         return raw
 
@@ -166,7 +167,7 @@ class RedisKeyStore:
         return None if raw is None else _decoded(raw)
 
     async def all(self) -> list[Record]:
-        async with guard():
+        async with self._guard("list_keys"):
             values = await self._client.hvals(self._keys[0])
         return _ordered([_decoded(raw) for raw in values])
 
@@ -176,14 +177,14 @@ class RedisKeyStore:
             if raw is None:
                 return None
             record = change(_decoded(raw))
-            async with guard():
+            async with self._guard("update_key", write=True):
                 done = await self._replace(self._keys, [key_id, raw, orjson.dumps(record)])
             if int(done) == 1:
                 return record
         raise ConflictError(f"Key '{key_id}' kept changing while it was updated; try again.")
 
     async def delete(self, key_id: str) -> Record | None:
-        async with guard():
+        async with self._guard("delete_key", write=True):
             raw = await self._delete(self._keys, [key_id])
         return None if raw is None else _decoded(raw)
 

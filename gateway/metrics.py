@@ -71,12 +71,19 @@ LIMIT_REFUSALS = Counter(
 UPSTREAM_ERRORS = Counter(
     "gateway_upstream_errors_total", "Upstream failures, by kind.", ["provider", "kind"]
 )
-REDIS_ERRORS = Counter("gateway_redis_errors_total", "Calls to Redis that failed or timed out.")
+REDIS_ERRORS = Counter(
+    "gateway_redis_errors_total",
+    "Calls to Redis that failed, timed out or were refused, by operation.",
+    ["operation"],
+)
 CLIENTS_GONE = Counter(
     "gateway_clients_gone_total", "Clients that left before the end of a stream."
 )
 JOBS = Counter(
-    "gateway_jobs_total", "Background and async jobs, by what happened to them.", ["event"]
+    "gateway_jobs_total",
+    "Background and async jobs, by what happened to them: submitted, retried, and how they "
+    "ended (completed, incomplete, failed, cancelled).",
+    ["event"],
 )
 
 
@@ -115,6 +122,14 @@ def count_cost(model: str, usd: float) -> None:
     if found is None:
         found = _costs[model] = COST.labels(model)
     found.inc(usd)
+
+
+def redis_error(operation: str) -> None:
+    REDIS_ERRORS.labels(operation).inc()
+
+
+def job(event: str) -> None:
+    JOBS.labels(event).inc()
 
 
 def render() -> tuple[bytes, str]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
-from typing import Any, Final
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
 
 import orjson
 
-from gateway.errors import GatewayError, InvalidRequestError, NotFoundError
+from gateway.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
 from gateway.models import Call
 from gateway.store import Json, Store
 
@@ -24,6 +27,13 @@ _ID_PREFIX: Final = {
     "item_reference": "ref",
 }
 _GATEWAY_MADE_IDS: Final = frozenset({"user", "system", "developer"})
+# A save that fails is tried again for SAVE_WITHIN_S at most, and not past the request's
+# deadline (though for SAVE_MAX_WAIT_S at least), waiting SAVE_FIRST_WAIT_S between tries
+# at first, doubling up to SAVE_MAX_WAIT_S.
+SAVE_WITHIN_S: Final = 2.0
+SAVE_FIRST_WAIT_S: Final = 0.05
+SAVE_MAX_WAIT_S: Final = 0.5
+T = TypeVar("T")
 
 
 def new_id(prefix: str) -> str:
@@ -98,6 +108,12 @@ async def load_context(call: Call) -> None:
     if previous is None and conversation is None and not call.store:
         return
     store = call.deps.store
+    if call.store:
+        # A store known to be failing answers 503 before the upstream is paid for an answer
+        # that could not be kept (a chained turn reads the store, and fails the same way).
+        # Limits that just fell back to this process suspect the same Redis.
+        fell_back = call.ticket is not None and call.ticket.backend == "memory"
+        await store.check_writable(suspect=fell_back)
     context: list[Json] = []
     if isinstance(previous, str):
         context = await _previous_context(call, store, previous)
@@ -191,21 +207,14 @@ def client_view(call: Call, response: Json) -> Json:
 async def save(call: Call, response: Json) -> None:
     """Keep the answered response and grow its conversation, before the client sees the end.
 
-    A failure here is logged, not raised: the client still gets the answer it paid for.
+    A store that fails is tried again, briefly; if it still fails, ServiceUnavailableError
+    (503 store_unavailable): the client is never told that a response was kept when it was
+    not. (A write that timed out may still land: then it was kept after all, unused.)
     """
-    try:
-        await _save(call, response)
-    except GatewayError as exc:
-        log.warning(
-            "could not keep response %s: %s",
-            response.get("id"),
-            exc.message,
-            extra={"request_id": call.request_id},
-        )
-
-
-async def _save(call: Call, response: Json) -> None:
     assert call.principal is not None
+    now = time.monotonic()
+    deadline = call.started + call.deps.settings.routing.deadline_s
+    until = now + min(SAVE_WITHIN_S, max(deadline - now, SAVE_MAX_WAIT_S))
     rid = response.get("id")
     if call.store and isinstance(rid, str):
         record = {
@@ -215,7 +224,10 @@ async def _save(call: Call, response: Json) -> None:
             "chain": call.chain,
         }
         ttl = call.deps.settings.store.response_ttl_s
-        if not await call.deps.store.put_response(rid, record, ttl):
+        kept = await _retried(
+            call, rid, until, lambda: call.deps.store.put_response(rid, record, ttl)
+        )
+        if not kept:
             # The upstream reused an id the gateway already keeps: that record stays untouched,
             # and the answer says this one was not kept.
             response["store"] = False
@@ -224,7 +236,26 @@ async def _save(call: Call, response: Json) -> None:
                 rid,
                 extra={"request_id": call.request_id},
             )
-    await grow_conversation(call, response)
+    # Each step is retried on its own: a put that failed never grows the conversation twice.
+    await _retried(call, rid, until, lambda: grow_conversation(call, response))
+
+
+async def _retried(call: Call, rid: object, until: float, step: Callable[[], Awaitable[T]]) -> T:
+    wait = SAVE_FIRST_WAIT_S
+    while True:
+        try:
+            return await step()
+        except ServiceUnavailableError as exc:
+            if time.monotonic() + wait > until:
+                log.warning(
+                    "could not keep response %s: %s",
+                    rid,
+                    exc.message,
+                    extra={"request_id": call.request_id},
+                )
+                raise
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, SAVE_MAX_WAIT_S)
 
 
 async def grow_conversation(call: Call, response: Json) -> None:

@@ -22,6 +22,9 @@ class Event:
 
 
 class JobStore(Protocol):
+    async def check(self) -> None:
+        """Raise ServiceUnavailableError when jobs can be neither queued nor taken."""
+
     async def enqueue(self, job_id: str, job: Json, response: Json, ttl_s: int) -> None:
         """Keep the job and its first snapshot (status queued), then queue it."""
 

@@ -11,8 +11,9 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from gateway import metrics
 from gateway.echo import echo
-from gateway.errors import InvalidRequestError, NotFoundError
+from gateway.errors import GatewayError, InvalidRequestError, NotFoundError
 from gateway.jobs import TERMINAL, Event, JobStore
 from gateway.keys import CLIENT_GONE
 from gateway.models import Call
@@ -90,6 +91,7 @@ async def submit(
         "ticket": _saved_ticket(call),
     }
     await jobs.enqueue(rid, job, first, ttl_s)
+    metrics.job("submitted")
     return first
 
 
@@ -128,21 +130,26 @@ async def follow(
     except asyncio.CancelledError:
         if not handle.absorb():
             raise
+        # Drained: the job goes on elsewhere; say where to pick the stream up again.
+        ending = _error_frame("gateway_shutdown", "This gateway replica is shutting down", job_id)
+    except GatewayError as exc:
+        # The store failed under a stream already under way: end it with the reason, as an
+        # event (the headers are sent); the job itself runs on once the store is back.
+        ending = _error_frame(exc.code or "server_error", exc.message.rstrip("."), job_id)
     finally:
         streams.leave(handle)
-    # Drained: the job goes on elsewhere; say where to pick the stream up again.
     with contextlib.suppress(ConnectionResetError):
-        await response.write(_resume_error(job_id))
+        await response.write(ending)
         await response.write_eof()
     return response
 
 
-def _resume_error(job_id: str) -> bytes:
+def _error_frame(code: str, reason: str, job_id: str) -> bytes:
     message = (
-        f"This gateway replica is shutting down; resume the stream with GET "
+        f"{reason}; resume the stream with GET "
         f"/responses/{job_id}?stream=true&starting_after=<last sequence_number>."
     )
-    error = {"type": "server_error", "code": "gateway_shutdown", "message": message, "param": None}
+    error = {"type": "server_error", "code": code, "message": message, "param": None}
     payload = {
         "type": "error",
         "error": error,
@@ -204,7 +211,8 @@ async def cancel(store: Store, jobs: JobStore, owner: str, job_id: str) -> Json:
     job = await jobs.get_job(job_id)
     if job is not None:
         cancelled = {**record["response"], "status": "cancelled"}
-        await jobs.write(job_id, "cancelled", cancelled, int(job["ttl"]))
+        if await jobs.write(job_id, "cancelled", cancelled, int(job["ttl"])):
+            metrics.job("cancelled")
         (record,) = await store.get_responses(owner, [job_id])
         assert record is not None
     response: Json = record["response"]

@@ -21,6 +21,9 @@ class MemoryJobs:
         self._events: dict[str, list[Event]] = {}
         self._changed: dict[str, asyncio.Event] = {}
 
+    async def check(self) -> None:
+        return None
+
     async def enqueue(self, job_id: str, job: Json, response: Json, ttl_s: int) -> None:
         self._jobs[job_id] = job
         self._status[job_id] = response["status"]

@@ -7,16 +7,20 @@ consumer stops heartbeating is claimed by another). `job:{id}` holds the job and
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 from redis.exceptions import ResponseError
 
 from gateway.jobs import Event
 from gateway.store import Json
-from gateway.store.redis import RedisStore, guard
+from gateway.store.redis import RedisStore
 
 GROUP = "workers"
+T = TypeVar("T")
+log = logging.getLogger("gateway.jobs")
 
 # KEYS: job hash, response record. ARGV: status, response JSON, ttl.
 _WRITE = """
@@ -65,8 +69,36 @@ class RedisJobs:
                 raise
         self._group_ready = True
 
+    async def _grouped(self, command: Callable[[], Awaitable[T]]) -> T:
+        """A consumer-group command. A Redis that restarted empty (or was flushed) has lost
+        the group: make it again and retry, instead of failing with NOGROUP forever."""
+        await self._ensure_group()
+        try:
+            return await command()
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+        log.warning("the job queue's consumer group was missing (Redis lost its data); made again")
+        self._group_ready = False
+        await self._ensure_group()
+        return await command()
+
+    async def check(self) -> None:
+        """Ready: the queue's consumer group is there (made again if Redis lost it). Read-only
+        while it is there, so a full Redis that still serves jobs stays ready."""
+        async with self.store.guard("check_jobs"):
+            try:
+                groups = await self.client.xinfo_groups(self.queue)
+            except ResponseError as exc:
+                if "no such key" not in str(exc).lower():
+                    raise
+                groups = []
+            if not any(_text(g.get("name")) == GROUP for g in groups):
+                self._group_ready = False
+                await self._ensure_group()
+
     async def enqueue(self, job_id: str, job: Json, response: Json, ttl_s: int) -> None:
-        async with guard():
+        async with self.store.guard("enqueue", write=True):
             await self._ensure_group()
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.hset(
@@ -101,46 +133,52 @@ class RedisJobs:
         return ids
 
     async def take(self, consumer: str, count: int, block_ms: int) -> list[str]:
-        async with guard():
-            await self._ensure_group()
-            found = await self.store.blocking.xreadgroup(
-                GROUP, consumer, {self.queue: ">"}, count=count, block=block_ms
+        async with self.store.guard("take_jobs"):
+            found = await self._grouped(
+                lambda: self.store.blocking.xreadgroup(
+                    GROUP, consumer, {self.queue: ">"}, count=count, block=block_ms
+                )
             )
         return self._remember(found[0][1]) if found else []
 
     async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[str]:
-        async with guard():
-            await self._ensure_group()
+        async with self.store.guard("reclaim_jobs"):
             # Redis 6.2 answers [cursor, entries]; 7 adds the ids of deleted entries.
-            answer = await self.client.xautoclaim(
-                self.queue, GROUP, consumer, min_idle_time=min_idle_ms, count=count
+            answer = await self._grouped(
+                lambda: self.client.xautoclaim(
+                    self.queue, GROUP, consumer, min_idle_time=min_idle_ms, count=count
+                )
             )
         return self._remember(answer[1])
 
     async def heartbeat(self, consumer: str, job_ids: list[str]) -> None:
         entries = [self._entries[j] for j in job_ids if j in self._entries]
         if entries:
-            async with guard():
-                await self.client.xclaim(self.queue, GROUP, consumer, 0, entries, justid=True)
+            async with self.store.guard("heartbeat_jobs"):
+                await self._grouped(
+                    lambda: self.client.xclaim(self.queue, GROUP, consumer, 0, entries, justid=True)
+                )
 
     async def release(self, consumer: str, job_id: str) -> None:
         entry = self._entries.pop(job_id, None)
         if entry is not None:
-            async with guard():
+            async with self.store.guard("release_job"):
                 # An idle time far past any lease: the next reclaim anywhere takes it.
-                await self.client.xclaim(
-                    self.queue, GROUP, consumer, 0, [entry], idle=10**9, justid=True
+                await self._grouped(
+                    lambda: self.client.xclaim(
+                        self.queue, GROUP, consumer, 0, [entry], idle=10**9, justid=True
+                    )
                 )
 
     async def done(self, job_id: str) -> None:
         entry = self._entries.pop(job_id, None)
         if entry is not None:
-            async with guard():
-                await self.client.xack(self.queue, GROUP, entry)
+            async with self.store.guard("job_done"):
+                await self._grouped(lambda: self.client.xack(self.queue, GROUP, entry))
                 await self.client.xdel(self.queue, entry)
 
     async def get_job(self, job_id: str) -> Json | None:
-        async with guard():
+        async with self.store.guard("get_job"):
             raw = await self.client.hget(self._job(job_id), "job")
         if raw is None:
             return None
@@ -148,16 +186,16 @@ class RedisJobs:
         return job
 
     async def start_attempt(self, job_id: str, ttl_s: int) -> int:
-        async with guard():
+        async with self.store.guard("start_job", write=True):
             return int(await self._start([self._job(job_id), self._events(job_id)], [ttl_s]))
 
     async def status(self, job_id: str) -> str | None:
-        async with guard():
+        async with self.store.guard("job_status"):
             raw = await self.client.hget(self._job(job_id), "status")
         return raw.decode() if raw is not None else None
 
     async def write(self, job_id: str, status: str, response: Json, ttl_s: int) -> bool:
-        async with guard():
+        async with self.store.guard("write_job", write=True):
             record = await self.client.get(self.store.key("resp", job_id))
             if record is None:
                 return False
@@ -173,7 +211,10 @@ class RedisJobs:
         if not events:
             return
         key = self._events(job_id)
-        async with guard(), self.client.pipeline(transaction=False) as pipe:
+        async with (
+            self.store.guard("append_events", write=True),
+            self.client.pipeline(transaction=False) as pipe,
+        ):
             for event in events:
                 pipe.xadd(key, {"seq": event.seq, "data": event.data, "kind": event.kind})
             pipe.expire(key, ttl_s)
@@ -181,7 +222,7 @@ class RedisJobs:
 
     async def read_events(self, job_id: str, cursor: Any, block_ms: int) -> tuple[list[Event], Any]:
         key = self._events(job_id)
-        async with guard():
+        async with self.store.guard("read_events"):
             if cursor is None:
                 entries = await self.client.xrange(key, "-", "+")
                 if entries or not block_ms:
@@ -190,6 +231,10 @@ class RedisJobs:
             found = await self.store.blocking.xread({key: cursor}, block=block_ms or None)
         entries = found[0][1] if found else []
         return _events(entries), entries[-1][0] if entries else cursor
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _events(entries: list[Any]) -> list[Event]:

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import orjson
 
+from gateway import metrics
 from gateway.config import Account, KeySettings, Price, key_from_fields
 from gateway.errors import (
     GatewayError,
@@ -134,6 +135,8 @@ class WorkerPool:
             if self.running:
                 try:
                     await self.jobs.heartbeat(self.consumer, list(self.running))
+                except GatewayError as exc:
+                    log.warning("job heartbeat failed: %s", exc.message)
                 except Exception:
                     log.exception("job heartbeat failed")
 
@@ -147,6 +150,9 @@ class WorkerPool:
             await self.jobs.done(job_id)
         except asyncio.CancelledError:
             raise
+        except GatewayError as exc:
+            # The store failed: the job stays pending, and runs again once its lease lapses.
+            log.warning("job %s stopped, to run again: %s", job_id, exc.message)
         except Exception:
             log.exception("job %s crashed", job_id)
         finally:
@@ -187,6 +193,7 @@ class JobRun:
                     await self._fail(exc)
                     return
                 log.warning("job %s attempt %d failed: %s", self.job_id, attempt, exc.message)
+                metrics.job("retried")
                 await asyncio.sleep(min(0.5 * attempt, 2))
 
     async def _watched(self, work: Any) -> None:
@@ -314,9 +321,9 @@ class JobRun:
         return {**response, **{k: self.snapshot[k] for k in keep if k in self.snapshot}}
 
     async def _finish(self, call: Call, final: Json) -> None:
-        if await self.jobs.write(
-            self.job_id, str(final.get("status", "completed")), final, self.ttl
-        ):
+        status = str(final.get("status", "completed"))
+        if await self.jobs.write(self.job_id, status, final, self.ttl):
+            metrics.job(status if status in TERMINAL else "completed")
             await grow_conversation(call, final)
 
     async def _fail(self, error: GatewayError, prefix: str = "") -> None:
@@ -326,6 +333,7 @@ class JobRun:
             "error": {"code": error.code or "server_error", "message": prefix + error.message},
         }
         if await self.jobs.write(self.job_id, "failed", failed, self.ttl):
+            metrics.job("failed")
             await self._log_end("response.failed", failed)
 
     async def _cancelled_response(self) -> Json:

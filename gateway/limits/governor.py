@@ -136,6 +136,7 @@ class Governor:
         charges = [Charge(b, *self._periods.window(b.period, now)) for b in plan.budgets]
         lease_id, memory = ticket.lease_id, self.memory
         reply, ticket.backend = await self._run(
+            "admit",
             lambda r: r.admit(plan, amounts, charges, lease_id),
             lambda: memory.admit(plan, amounts, charges, lease_id),
         )
@@ -179,7 +180,7 @@ class Governor:
             return
         # While Redis is down the lease runs out by itself; nothing better to do.
         with contextlib.suppress(ServiceUnavailableError):
-            await self._run(lambda r: r.renew(leases, lease_id), _nothing)
+            await self._run("renew", lambda r: r.renew(leases, lease_id), _nothing)
 
     async def settle(
         self,
@@ -219,7 +220,7 @@ class Governor:
                 await memory.settle(done.accounting())
 
         try:
-            await self._run(lambda r: r.settle_many(shared), in_memory)
+            await self._run("settle", lambda r: r.settle_many(shared), in_memory)
         except ServiceUnavailableError:
             self.lost_settlements += len(shared)
 
@@ -260,6 +261,7 @@ class Governor:
                 async with asyncio.timeout(max(1.0, self.timeout_s * 4)):  # many days
                     found = await self.redis.day_totals(days)
             except (RedisError, OSError) as exc:
+                metrics.redis_error("usage_report")
                 raise unavailable() from exc
         return accounting.report(days, found, project, group_by)
 
@@ -268,6 +270,7 @@ class Governor:
 
     async def _run(
         self,
+        operation: str,
         on_redis: Callable[[RedisLimiter], Awaitable[T]],
         on_memory: Callable[[], Awaitable[T]],
     ) -> tuple[T, str]:
@@ -280,6 +283,7 @@ class Governor:
             try:  # RedisLimiter bounds each round trip by timeout_s itself
                 result = await on_redis(self.redis)
             except (RedisError, OSError) as exc:  # asyncio's TimeoutError is an OSError
+                metrics.redis_error(operation)
                 self._failed(exc)
             else:
                 if self._outage:

@@ -1,4 +1,5 @@
-"""/healthz: the process is up. /readyz: what it depends on answers, and it is not draining."""
+"""/healthz: the process is up. /readyz: what it depends on answers (the store, and the job
+queue there), and it is not draining."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     if request.app[DRAINING]:
         return json_response({"status": "draining"}, 503)
-    store = request.app[DEPS].store
+    deps = request.app[DEPS]
+    store = deps.store
     try:
         await store.ping()
+        await deps.jobs.check()
     except GatewayError as exc:
         return json_response(
             {"status": "unavailable", "store": store.kind, "reason": exc.message}, 503

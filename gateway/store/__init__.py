@@ -28,6 +28,10 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise ServiceUnavailableError when the store cannot be reached."""
 
+    async def check_writable(self, suspect: bool = False) -> None:
+        """Raise ServiceUnavailableError when a call failed lately (or `suspect`) and a write
+        fails now."""
+
     # Stored responses: {"owner", "response", "input": [items], "chain": [ancestor ids]}.
     async def put_response(self, response_id: str, record: Json, ttl_s: int) -> bool:
         """Keep a new record; False, and nothing written, when the id is already kept (by

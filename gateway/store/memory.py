@@ -28,9 +28,13 @@ class MemoryStore:
     async def ping(self) -> None:
         return None
 
+    async def check_writable(self, suspect: bool = False) -> None:
+        return None
+
     async def put_response(self, response_id: str, record: Json, ttl_s: int) -> bool:
-        if self._live(response_id) is not None:
-            return False
+        found = self._live(response_id)
+        if found is not None:
+            return found == record  # the same record again (a retried save) is kept
         self._responses[response_id] = (self.clock() + ttl_s, record)
         return True
 

@@ -6,6 +6,7 @@ one conversation sit in one slot and its scripts run on Cluster too.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +15,7 @@ import orjson
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from gateway import metrics
 from gateway.errors import ServiceUnavailableError
 from gateway.store import Json, Page, page_of
 
@@ -46,6 +48,15 @@ return 1
 """
 
 
+# KEYS: response. ARGV: record, ttl. A response is created, never overwritten: 1 when kept
+# (or already kept with these very bytes, as a retried save finds it), 0 when the id is taken.
+_CREATE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'NX') then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+return 0
+"""
+
+
 class RedisStore:
     kind = "redis"
 
@@ -67,6 +78,9 @@ class RedisStore:
             socket_connect_timeout=max(timeout_s, 0.05),
             health_check_interval=30,
         )
+        # When a call last failed, until a write succeeds again: the store may not keep now.
+        self.failed_at: float | None = None
+        self._create = self.client.register_script(_CREATE)
         self._add_items = self.client.register_script(_ADD_ITEMS)
         self._delete_item = self.client.register_script(_DELETE_ITEM)
         self._delete_conversation = self.client.register_script(_DELETE_CONVERSATION)
@@ -85,21 +99,42 @@ class RedisStore:
             self.key("conv", conv_id, ":items"),
         ]
 
+    @asynccontextmanager
+    async def guard(self, operation: str, *, write: bool = False) -> AsyncIterator[None]:
+        """Redis failures become a 503 with retry-after, never a 500, and are counted by
+        operation; a write that succeeds says the store keeps again."""
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            self.failed_at = time.monotonic()
+            metrics.redis_error(operation)
+            raise unavailable(exc) from exc
+        if write:
+            self.failed_at = None
+
     async def ping(self) -> None:
-        async with guard():
+        async with self.guard("ping"):
             await self.client.ping()
 
+    async def check_writable(self, suspect: bool = False) -> None:
+        """After a failure (or when the caller `suspect`s one), one small write decides
+        whether the store keeps (a full Redis answers reads and PING but refuses writes)."""
+        if self.failed_at is None and not suspect:
+            return
+        async with self.guard("check_writable", write=True):
+            await self.client.set(self.key("health", "write"), b"1", px=60_000)
+
     async def put_response(self, response_id: str, record: Json, ttl_s: int) -> bool:
-        async with guard():
-            made = await self.client.set(
-                self.key("resp", response_id), orjson.dumps(record), ex=ttl_s, nx=True
+        async with self.guard("put_response", write=True):
+            made = await self._create(
+                keys=[self.key("resp", response_id)], args=[orjson.dumps(record), ttl_s]
             )
         return bool(made)
 
     async def get_responses(self, owner: str, response_ids: list[str]) -> list[Json | None]:
         if not response_ids:
             return []
-        async with guard(), self.client.pipeline(transaction=False) as pipe:
+        async with self.guard("get_responses"), self.client.pipeline(transaction=False) as pipe:
             for rid in response_ids:
                 pipe.get(self.key("resp", rid))
             raw = await pipe.execute()
@@ -109,19 +144,22 @@ class RedisStore:
         (found,) = await self.get_responses(owner, [response_id])
         if found is None:
             return False
-        async with guard():
+        async with self.guard("delete_response"):
             return bool(await self.client.delete(self.key("resp", response_id)))
 
     async def put_conversation(self, conv_id: str, record: Json, ttl_s: int) -> None:
         head = self.key("conv", conv_id)
-        async with guard(), self.client.pipeline(transaction=True) as pipe:
+        async with (
+            self.guard("put_conversation", write=True),
+            self.client.pipeline(transaction=True) as pipe,
+        ):
             pipe.hset(head, mapping={"owner": record["owner"], "data": orjson.dumps(record)})
             for key in self._conv_keys(conv_id):
                 pipe.expire(key, ttl_s)
             await pipe.execute()
 
     async def get_conversation(self, owner: str, conv_id: str) -> Json | None:
-        async with guard():
+        async with self.guard("get_conversation"):
             owner_found, data = await self.client.hmget(self.key("conv", conv_id), "owner", "data")
         if owner_found is None or owner_found.decode() != owner or data is None:
             return None
@@ -129,7 +167,7 @@ class RedisStore:
         return record
 
     async def delete_conversation(self, owner: str, conv_id: str) -> bool:
-        async with guard():
+        async with self.guard("delete_conversation"):
             return bool(await self._delete_conversation(self._conv_keys(conv_id), [owner]))
 
     async def add_items(
@@ -138,12 +176,12 @@ class RedisStore:
         args: list[Any] = [owner, ttl_s, max_items]
         for item in items:
             args += [item["id"], orjson.dumps(item)]
-        async with guard():
+        async with self.guard("add_items", write=True):
             return int(await self._add_items(self._conv_keys(conv_id), args)) == 1
 
     async def _ordered_ids(self, owner: str, conv_id: str) -> list[bytes] | None:
         head, ids, _ = self._conv_keys(conv_id)
-        async with guard(), self.client.pipeline(transaction=False) as pipe:
+        async with self.guard("list_items"), self.client.pipeline(transaction=False) as pipe:
             pipe.hget(head, "owner")
             pipe.lrange(ids, 0, -1)
             owner_found, order = await pipe.execute()
@@ -154,7 +192,7 @@ class RedisStore:
     async def _items(self, conv_id: str, ids: list[bytes]) -> list[Json]:
         if not ids:
             return []
-        async with guard():
+        async with self.guard("list_items"):
             raw = await self.client.hmget(self.key("conv", conv_id, ":items"), ids)
         return [orjson.loads(value) for value in raw if value is not None]
 
@@ -175,7 +213,7 @@ class RedisStore:
 
     async def get_item(self, owner: str, conv_id: str, item_id: str) -> Json | None:
         head, _, items = self._conv_keys(conv_id)
-        async with guard(), self.client.pipeline(transaction=False) as pipe:
+        async with self.guard("get_item"), self.client.pipeline(transaction=False) as pipe:
             pipe.hget(head, "owner")
             pipe.hget(items, item_id)
             owner_found, raw = await pipe.execute()
@@ -185,7 +223,7 @@ class RedisStore:
         return item
 
     async def delete_item(self, owner: str, conv_id: str, item_id: str) -> bool:
-        async with guard():
+        async with self.guard("delete_item"):
             return bool(await self._delete_item(self._conv_keys(conv_id), [owner, item_id]))
 
 
@@ -194,15 +232,6 @@ def _owned(raw: bytes | None, owner: str) -> Json | None:
         return None
     record: Json = orjson.loads(raw)
     return record if record.get("owner") == owner else None
-
-
-@asynccontextmanager
-async def guard() -> AsyncIterator[None]:
-    """Redis failures become a 503 with retry-after, never a 500; the client reconnects itself."""
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise unavailable(exc) from exc
 
 
 def unavailable(exc: BaseException) -> ServiceUnavailableError:

@@ -190,13 +190,36 @@ class StreamTap:
         response = dict(_object(self.created).get("response") or {})
         response.update(self._fields or {})
         response.update(status="failed", error={"code": code, "message": error.message})
-        self.terminal = {"type": "response.failed", "response": response}
-        payload = {
+        self.terminal = {
             "type": "response.failed",
             "sequence_number": 0 if sequence is None else sequence + 1,
             "response": response,
         }
-        return b"event: response.failed\ndata: " + orjson.dumps(payload) + b"\n\n"
+        return self.terminal_frame()
+
+    def terminal_frame(self) -> bytes:
+        """The terminal event as it stands now (after the store said what it kept)."""
+        assert self.terminal is not None
+        name = str(self.terminal.get("type", "response.completed")).encode()
+        return b"event: " + name + b"\ndata: " + orjson.dumps(self.terminal) + b"\n\n"
+
+    def said_kept(self) -> bool:
+        """Whether the events restated a stored response the store then did not keep."""
+        kept = self.response is not None and self.response.get("store") is not False
+        return bool(self._fields and self._fields.get("store")) and not kept
+
+    def unkept(self, out: bytes, error: GatewayError) -> bytes:
+        """`out` with its terminal frame replaced by `response.failed`: the upstream's final
+        response (its output and usage) with status failed, `error`, and store false."""
+        assert self.terminal is not None
+        response = dict(self.response or {})
+        response.update(
+            status="failed",
+            store=False,
+            error={"code": error.code or "server_error", "message": error.message},
+        )
+        self.terminal = {**self.terminal, "type": "response.failed", "response": response}
+        return without_terminal(out) + self.terminal_frame()
 
     @property
     def response(self) -> dict[str, Any] | None:
@@ -218,8 +241,10 @@ async def relay(
     """Relay to the end; answers the response, the tap, and whether the client stayed.
 
     `on_terminal` sees the final response before its event goes out, so that a client that
-    chains on it at once finds it stored. A caller that passes its own `tap` can still read
-    what went by when the relay is cancelled (its client left).
+    chains on it at once finds it stored; if it raises a GatewayError (the response could not
+    be kept), the terminal event goes out as `response.failed` with that error instead. A
+    caller that passes its own `tap` can still read what went by when the relay is cancelled
+    (its client left).
     """
     tap = tap or StreamTap()
     # The first chunk is awaited before the 200 goes out, so that an upstream that fails at
@@ -263,7 +288,13 @@ async def _pipe(
             while True:
                 out = tap.feed(chunk)
                 if on_terminal is not None and tap.response is not None:
-                    await on_terminal(tap.response)
+                    try:
+                        await on_terminal(tap.response)
+                    except GatewayError as exc:  # not kept: the end must not say it was
+                        out = tap.unkept(out, exc)
+                    else:
+                        if tap.said_kept():  # the id was taken: the end says store false
+                            out = without_terminal(out) + tap.terminal_frame()
                     on_terminal = None
                 if out:
                     await response.write(out)
@@ -293,7 +324,12 @@ async def _pipe(
             )
             frame = tap.failure_frame(failure)
             if on_terminal is not None and tap.response is not None:
-                await on_terminal(tap.response)
+                try:
+                    await on_terminal(tap.response)
+                except GatewayError:
+                    tap.response["store"] = False
+                if tap.said_kept():  # what the end says is what was kept
+                    frame = tap.terminal_frame()
             await response.write(frame)
             tap.delivered = True
         await response.write_eof()
@@ -302,6 +338,20 @@ async def _pipe(
     finally:
         metrics.OPEN_STREAMS.dec()
     return True
+
+
+_FRAME_END = re.compile(rb"(?:\r\n|\r|\n)(?:\r\n|\r|\n)")
+
+
+def without_terminal(data: bytes) -> bytes:
+    """Complete SSE frames, less the terminal ones."""
+    kept, start = [], 0
+    for end in _FRAME_END.finditer(data):
+        frame = data[start : end.end()]
+        start = end.end()
+        if not any(event_type(e) in TERMINAL for e in SSEParser().feed(frame)):
+            kept.append(frame)
+    return b"".join(kept) + data[start:]
 
 
 def _frame_end(data: bytes) -> int:
