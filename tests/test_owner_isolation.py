@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -107,7 +108,15 @@ async def test_a_reused_id_on_a_stream_cannot_overwrite_another_tenant(
     )
     assert resp.status == 200
     streamed = await resp.text()
-    assert "event: response.completed" in streamed
+    events = [
+        orjson.loads(line.removeprefix("data: "))
+        for line in streamed.splitlines()
+        if line.startswith("data: ")
+    ]
+    # The events said store true while the answer streamed; the end says what was kept.
+    assert events[0]["response"]["store"] is True
+    assert events[-1]["type"] == "response.completed"
+    assert events[-1]["response"]["store"] is False
     await assert_b_sees_nothing(gw)
     await assert_a_keeps_its_record(gw, first)
 
