@@ -54,20 +54,6 @@ async def test_metrics_move_with_traffic(gateway: Any, stub: StubUpstream) -> No
     )
     assert sample(after, "gateway_stream_time_to_first_byte_seconds_count", provider="up") >= 1
     assert sample(after, "gateway_upstream_errors_total", provider="up", kind="status_500") >= 1
-    for name in (
-        "gateway_request_duration_seconds_bucket",
-        "gateway_overhead_seconds_bucket",
-        "gateway_open_streams",
-        "gateway_cost_usd_total",
-        "gateway_jobs_total",
-        "gateway_limit_refusals_total",
-        "gateway_redis_errors_total",
-    ):
-        assert (
-            name in after
-            or name.removesuffix("_bucket") + " " in after
-            or f"# TYPE {name.split('_bucket')[0]}" in after
-        )
 
 
 async def test_limit_refusals_are_told_apart(make_gateway: Any, config: dict[str, Any]) -> None:
