@@ -81,3 +81,15 @@ async def sdk(gateway: TestClient[Any, Any]) -> AsyncIterator[openai.AsyncOpenAI
         base_url=str(gateway.make_url("/v1")), api_key=KEY_A, max_retries=0
     ) as client:
         yield client
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store_gateway(
+    request: pytest.FixtureRequest, make_gateway: MakeGateway, config: dict[str, Any]
+) -> TestClient[Any, Any]:
+    """The gateway on each store backend: in memory, and on the session's redis-server under a
+    prefix of its own."""
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        config["store"] = {"url": server.url, "prefix": f"t{id(config)}:"}
+    return await make_gateway(config)

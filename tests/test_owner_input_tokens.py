@@ -3,16 +3,13 @@ same ownership as create. Memory and Redis."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import MakeGateway
 from tests.support.configs import KEY_A, KEY_B
-from tests.support.redis_server import RedisServer
 from tests.support.stub import StubUpstream
 
 Client = TestClient[Any, Any]
@@ -23,17 +20,9 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def gw(
-    request: pytest.FixtureRequest,
-    make_gateway: MakeGateway,
-    config: dict[str, Any],
-    tmp_path: Path,
-) -> Client:
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        config["store"] = {"url": server.url, "prefix": f"{tmp_path.name}:"}
-    return await make_gateway(config)
+@pytest.fixture
+def gw(store_gateway: Client) -> Client:
+    return store_gateway
 
 
 async def count(gw: Client, key: str = KEY_A, status: int = 200, **body: Any) -> Any:

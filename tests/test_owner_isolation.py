@@ -3,7 +3,6 @@ response id, nor through a key deleted and made again under the same id. Memory 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -11,10 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.keystore import new_owner, stored_key
-from tests.conftest import MakeGateway
 from tests.support.configs import ADMIN_KEY, KEY_A, KEY_B, base_config, settings_from
 from tests.support.owner_upstream import answer_with_id
-from tests.support.redis_server import RedisServer
 from tests.support.stub import StubUpstream
 
 Client = TestClient[Any, Any]
@@ -26,17 +23,9 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def gw(
-    request: pytest.FixtureRequest,
-    make_gateway: MakeGateway,
-    config: dict[str, Any],
-    tmp_path: Path,
-) -> Client:
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        config["store"] = {"url": server.url, "prefix": f"{tmp_path.name}:"}
-    return await make_gateway(config)
+@pytest.fixture
+def gw(store_gateway: Client) -> Client:
+    return store_gateway
 
 
 async def create(gw: Client, key: str, **body: Any) -> Any:

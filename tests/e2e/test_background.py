@@ -11,24 +11,15 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.support.configs import KEY_A, KEY_B
-from tests.support.redis_server import RedisServer
 from tests.support.stub import Behaviour, StubUpstream
 
 Client = TestClient[Any, Any]
 AUTH = {"Authorization": f"Bearer {KEY_A}"}
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def bg_gateway(
-    request: pytest.FixtureRequest,
-    make_gateway: Any,
-    config: dict[str, Any],
-    redis_server: RedisServer,
-) -> Client:
-    if request.param == "redis":
-        config["store"] = {"url": redis_server.url, "prefix": f"bg{id(config)}:"}
-    gateway: Client = await make_gateway(config)
-    return gateway
+@pytest.fixture
+def bg_gateway(store_gateway: Client) -> Client:
+    return store_gateway
 
 
 @pytest.fixture

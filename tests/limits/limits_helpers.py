@@ -14,17 +14,10 @@ from gateway.config import KeySettings, LimitSettings, Price, Settings
 from gateway.errors import GatewayError
 from gateway.limits import Governor, Subject, Ticket
 from gateway.models import Usage
+from tests.support.clock import FakeClock
 
 START = 1_717_243_200.0  # 2024-06-01T12:00:00Z, a Saturday
 PRICE = Price(input=2.0, cached_input=0.5, output=8.0)
-
-
-class FakeClock:
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Harness:

@@ -2,33 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
-from gateway.store.redis import RedisStore
-from tests.support.redis_server import RedisServer
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest, redis_server: RedisServer) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    redis_store = RedisStore(redis_server.url, "owner-contract:", 1.0)
-    yield redis_store
-    await redis_store.client.flushdb()
-    await redis_store.close()
+from tests.support.clock import FakeClock
 
 
 def record(owner: str, text: str) -> dict[str, object]:
