@@ -13,6 +13,7 @@ import aiohttp
 import yaml
 
 from tests.support.configs import ENV, KEY_A
+from tests.support.edge_logguard import watch_file
 from tests.support.processes import ROOT, serve_argv
 from tests.support.redis_server import RedisServer, free_port
 
@@ -41,13 +42,15 @@ async def test_two_workers_share_one_port(
     path.write_text(yaml.safe_dump(config))
     port = free_port()
     env = {**os.environ, **ENV, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    log = watch_file(tmp_path / "workers.log").open("ab")
     proc = subprocess.Popen(
         serve_argv(path, "--port", str(port), "--workers", "2"),
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
+    log.close()
     try:
         async with aiohttp.ClientSession() as http:
             async with asyncio.timeout(30):
