@@ -52,8 +52,8 @@ async def open_backends(settings: Settings) -> AsyncIterator[Backends]:
     if in_memory(settings.store.url):
         yield _in_memory(settings)
         return
-    prefix = settings.store.prefix
-    conn = RedisConnection(settings.store.url, prefix, settings.limits.redis_timeout_ms / 1000)
+    timeout_s = settings.limits.redis_timeout_ms / 1000
+    conn = RedisConnection(settings.store.url, settings.store.prefix, timeout_s)
     try:
         yield Backends(
             kind="redis",
