@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis.asyncio as redis
 
 from gateway.backends import in_memory, open_backends
 from gateway.config import Settings, StoreSettings
+from gateway.errors import ServiceUnavailableError
 from tests.support.redis_server import RedisServer
 
 RECORD = {"owner": "a", "response": {"id": "resp_1"}}
@@ -71,3 +73,24 @@ async def test_redis_backends_share_state_through_one_connection(
     keys = [k async for k in cleanup.scan_iter(match="bk:*")]
     await cleanup.delete(*keys)
     await cleanup.aclose()
+
+
+async def test_a_failure_the_jobs_see_makes_the_store_check_it_keeps() -> None:
+    own = RedisServer()  # not the shared session server: this one gets stopped
+    own.start()
+    try:
+        async with open_backends(on_redis(own)) as backends:
+            await backends.store.check_writable()  # nothing failed: no write to check
+            probe = redis.Redis.from_url(own.url)
+            assert await probe.exists("bk:health:{write}") == 0
+            await probe.aclose()
+            own.stop()
+            with pytest.raises(ServiceUnavailableError):
+                await backends.jobs.get_job("resp_1")
+            own.start()  # empty, same port: the clients reconnect
+            await backends.store.check_writable()  # the jobs' failure is the store's too
+            probe = redis.Redis.from_url(own.url)
+            assert await probe.exists("bk:health:{write}") == 1
+            await probe.aclose()
+    finally:
+        own.stop()
