@@ -14,6 +14,7 @@ import uvloop
 import yaml
 from aiohttp import web
 
+from gateway.backends import in_memory
 from gateway.config import Settings, digest, load_file
 from gateway.errors import ConfigError
 from gateway.observability import setup_logging
@@ -96,7 +97,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers <= 1:
         run(settings, host, port, banner, reuse_port=False)
         return 0
-    if settings.store.url.startswith("memory://"):
+    if in_memory(settings.store.url):
         print(
             "gateway serve: --workers > 1 needs a shared store: set store.url or REDIS_URL "
             "to a Redis URL (the in-memory store lives in one process)",

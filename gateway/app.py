@@ -10,11 +10,10 @@ from aiohttp.http import HttpVersion11
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway.auth import KeyRing
+from gateway.backends import open_backends
 from gateway.config import Settings
-from gateway.jobs import open_jobs
 from gateway.jobs.worker import WorkerPool
 from gateway.keys import DEPS, DRAINING, SETTINGS, SPAN_EXPORTER, WORKERS
-from gateway.limits import Governor
 from gateway.middleware import gateway_middleware
 from gateway.models import Deps
 from gateway.pipeline.limit import Settler
@@ -23,7 +22,6 @@ from gateway.redact import guard_library_loggers
 from gateway.routes import setup_routes
 from gateway.routing import Router
 from gateway.schemas import load_validators
-from gateway.store import open_store
 from gateway.tracing import Tracing
 
 
@@ -31,23 +29,17 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     providers = build_providers(settings)
     try:
-        async with open_store(settings) as store:
-            governor = Governor(
-                settings,
-                getattr(store, "client", None),
-                settings.store.prefix,
-                projects=settings.limits.projects,
-                models=settings.limits.models,
-            )
+        async with open_backends(settings) as backends:
             deps = Deps(
                 settings=settings,
-                store=store,
-                keys=KeyRing.for_app(settings, store),
+                backends=backends,
+                store=backends.store,
+                keys=KeyRing.for_app(settings, backends.keys),
                 router=Router(settings, providers),
                 validators=load_validators(),
-                jobs=open_jobs(store),
-                governor=governor,
-                settler=Settler(governor),
+                jobs=backends.jobs,
+                governor=backends.limiter,
+                settler=Settler(backends.limiter),
                 tracing=_tracing(app),
             )
             deps.settler.start()

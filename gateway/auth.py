@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING, Final
 
 from gateway.config import JwtSettings, KeySettings, Settings, digest
 from gateway.errors import AuthenticationError
-from gateway.keystore import KeyStore, key_store_for, stored_key
+from gateway.keystore import KeyStore, stored_key
 
 if TYPE_CHECKING:
     from gateway.jwt_auth import JwtVerifier
-    from gateway.store import Store
 
 # A key disabled, changed or deleted on another replica stops working here within this.
 CACHE_TTL_S: Final = 1.0
@@ -65,11 +64,11 @@ class KeyRing:
         self._generation = 0
 
     @classmethod
-    def for_app(cls, settings: Settings, store: Store) -> KeyRing:
+    def for_app(cls, settings: Settings, store: KeyStore) -> KeyRing:
         return cls(
             settings.keys,
             settings.admin_key_sha256,
-            store=key_store_for(store),
+            store=store,
             jwt=settings.jwt,
             admin_env=settings.admin_key_env,
         )

@@ -11,8 +11,7 @@ import orjson
 
 from gateway.config import KeySettings, key_from_fields
 from gateway.errors import ConflictError
-from gateway.store import Store
-from gateway.store.redis import RedisStore
+from gateway.store.redis import RedisConnection
 
 # {"id", "owner", "sha256", "created_at", <the auth.keys[] fields it was given>}; never the
 # secret. `owner` is minted with the key and never changes; records made before it existed
@@ -50,11 +49,6 @@ def stored_key(record: Record) -> KeySettings:
 def new_owner() -> str:
     """An owner id for a key made through the admin API: random, so never one used before."""
     return "owner_" + secrets.token_hex(16)
-
-
-def key_store_for(store: Store) -> KeyStore:
-    """Keys live where the rest of the shared state does, so every replica sees them."""
-    return RedisKeyStore(store) if isinstance(store, RedisStore) else MemoryKeyStore()
 
 
 def _ordered(records: list[Record]) -> list[Record]:
@@ -138,14 +132,14 @@ class RedisKeyStore:
     No TTL: a key is accounting, not cache. Thousands of keys fit one slot easily.
     """
 
-    def __init__(self, store: RedisStore) -> None:
-        self._client = store.client
-        self._guard = store.guard
-        self._keys = [store.key("key", "keys"), store.key("key", "keys", ":digests")]
-        self._create = store.client.register_script(_CREATE)
-        self._find = store.client.register_script(_FIND)
-        self._replace = store.client.register_script(_REPLACE)
-        self._delete = store.client.register_script(_DELETE)
+    def __init__(self, redis_conn: RedisConnection) -> None:
+        self._client = redis_conn.client
+        self._guard = redis_conn.guard
+        self._keys = [redis_conn.key("key", "keys"), redis_conn.key("key", "keys", ":digests")]
+        self._create = self._client.register_script(_CREATE)
+        self._find = self._client.register_script(_FIND)
+        self._replace = self._client.register_script(_REPLACE)
+        self._delete = self._client.register_script(_DELETE)
 
     async def create(self, record: Record) -> bool:
         args = [record["id"], record["sha256"], orjson.dumps(record)]

@@ -17,6 +17,7 @@ from gateway.traceparent import TraceContext, incoming
 
 if TYPE_CHECKING:
     from gateway.auth import KeyRing
+    from gateway.backends import Backends
     from gateway.jobs import JobStore
     from gateway.limits import Governor, Ticket
     from gateway.pipeline.limit import Settler
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class Deps:
     settings: Settings
+    backends: Backends  # store, jobs and governor below are its, at hand
     store: Store
     keys: KeyRing
     router: Router

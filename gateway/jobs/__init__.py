@@ -1,4 +1,5 @@
-"""Background and async jobs: the queue, the status record, the event log (JobStore), per store.
+"""Background and async jobs: the queue, the status record, the event log (JobStore), in Redis
+or in memory.
 
 A job's status lives in its job record; the first terminal status written wins, so a worker
 that finishes after a cancel, or a reclaimed copy of a job, cannot overwrite the outcome.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from gateway.store import Json, Store
+from gateway.store import Json
 
 TERMINAL: Final = frozenset({"completed", "failed", "incomplete", "cancelled"})
 
@@ -56,17 +57,3 @@ class JobStore(Protocol):
 
     async def read_events(self, job_id: str, cursor: Any, block_ms: int) -> tuple[list[Event], Any]:
         """Events after `cursor` (None: from the start), waiting up to block_ms for new ones."""
-
-
-def open_jobs(store: Store) -> JobStore:
-    if store.kind == "memory":
-        from gateway.jobs.memory import MemoryJobs
-        from gateway.store.memory import MemoryStore
-
-        assert isinstance(store, MemoryStore)
-        return MemoryJobs(store)
-    from gateway.jobs.redis import RedisJobs
-    from gateway.store.redis import RedisStore
-
-    assert isinstance(store, RedisStore)
-    return RedisJobs(store)

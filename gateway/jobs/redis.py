@@ -16,7 +16,7 @@ from redis.exceptions import ResponseError
 
 from gateway.jobs import Event
 from gateway.store import Json
-from gateway.store.redis import RedisStore
+from gateway.store.redis import RedisConnection
 
 GROUP = "workers"
 T = TypeVar("T")
@@ -44,20 +44,20 @@ return attempts
 
 
 class RedisJobs:
-    def __init__(self, store: RedisStore) -> None:
-        self.store = store
-        self.client: Any = store.client
-        self.queue = store.key("jobs", "queue")
+    def __init__(self, redis_conn: RedisConnection) -> None:
+        self.redis = redis_conn
+        self.client: Any = redis_conn.client
+        self.queue = redis_conn.key("jobs", "queue")
         self._write = self.client.register_script(_WRITE)
         self._start = self.client.register_script(_START)
         self._entries: dict[str, bytes] = {}  # job id -> its queue entry id, for this consumer
         self._group_ready = False
 
     def _job(self, job_id: str) -> str:
-        return self.store.key("job", job_id)
+        return self.redis.key("job", job_id)
 
     def _events(self, job_id: str) -> str:
-        return self.store.key("events", job_id)
+        return self.redis.key("events", job_id)
 
     async def _ensure_group(self) -> None:
         if self._group_ready:
@@ -86,7 +86,7 @@ class RedisJobs:
     async def check(self) -> None:
         """Ready: the queue's consumer group is there (made again if Redis lost it). Read-only
         while it is there, so a full Redis that still serves jobs stays ready."""
-        async with self.store.guard("check_jobs"):
+        async with self.redis.guard("check_jobs"):
             try:
                 groups = await self.client.xinfo_groups(self.queue)
             except ResponseError as exc:
@@ -98,7 +98,7 @@ class RedisJobs:
                 await self._ensure_group()
 
     async def enqueue(self, job_id: str, job: Json, response: Json, ttl_s: int) -> None:
-        async with self.store.guard("enqueue", write=True):
+        async with self.redis.guard("enqueue", write=True):
             await self._ensure_group()
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.hset(
@@ -107,7 +107,7 @@ class RedisJobs:
                 )
                 pipe.expire(self._job(job_id), ttl_s)
                 pipe.set(
-                    self.store.key("resp", job_id),
+                    self.redis.key("resp", job_id),
                     orjson.dumps(
                         {
                             "owner": job["owner"],
@@ -133,16 +133,16 @@ class RedisJobs:
         return ids
 
     async def take(self, consumer: str, count: int, block_ms: int) -> list[str]:
-        async with self.store.guard("take_jobs"):
+        async with self.redis.guard("take_jobs"):
             found = await self._grouped(
-                lambda: self.store.blocking.xreadgroup(
+                lambda: self.redis.blocking.xreadgroup(
                     GROUP, consumer, {self.queue: ">"}, count=count, block=block_ms
                 )
             )
         return self._remember(found[0][1]) if found else []
 
     async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[str]:
-        async with self.store.guard("reclaim_jobs"):
+        async with self.redis.guard("reclaim_jobs"):
             # Redis 6.2 answers [cursor, entries]; 7 adds the ids of deleted entries.
             answer = await self._grouped(
                 lambda: self.client.xautoclaim(
@@ -154,7 +154,7 @@ class RedisJobs:
     async def heartbeat(self, consumer: str, job_ids: list[str]) -> None:
         entries = [self._entries[j] for j in job_ids if j in self._entries]
         if entries:
-            async with self.store.guard("heartbeat_jobs"):
+            async with self.redis.guard("heartbeat_jobs"):
                 await self._grouped(
                     lambda: self.client.xclaim(self.queue, GROUP, consumer, 0, entries, justid=True)
                 )
@@ -162,7 +162,7 @@ class RedisJobs:
     async def release(self, consumer: str, job_id: str) -> None:
         entry = self._entries.pop(job_id, None)
         if entry is not None:
-            async with self.store.guard("release_job"):
+            async with self.redis.guard("release_job"):
                 # An idle time far past any lease: the next reclaim anywhere takes it.
                 await self._grouped(
                     lambda: self.client.xclaim(
@@ -173,12 +173,12 @@ class RedisJobs:
     async def done(self, job_id: str) -> None:
         entry = self._entries.pop(job_id, None)
         if entry is not None:
-            async with self.store.guard("job_done"):
+            async with self.redis.guard("job_done"):
                 await self._grouped(lambda: self.client.xack(self.queue, GROUP, entry))
                 await self.client.xdel(self.queue, entry)
 
     async def get_job(self, job_id: str) -> Json | None:
-        async with self.store.guard("get_job"):
+        async with self.redis.guard("get_job"):
             raw = await self.client.hget(self._job(job_id), "job")
         if raw is None:
             return None
@@ -186,23 +186,23 @@ class RedisJobs:
         return job
 
     async def start_attempt(self, job_id: str, ttl_s: int) -> int:
-        async with self.store.guard("start_job", write=True):
+        async with self.redis.guard("start_job", write=True):
             return int(await self._start([self._job(job_id), self._events(job_id)], [ttl_s]))
 
     async def status(self, job_id: str) -> str | None:
-        async with self.store.guard("job_status"):
+        async with self.redis.guard("job_status"):
             raw = await self.client.hget(self._job(job_id), "status")
         return raw.decode() if raw is not None else None
 
     async def write(self, job_id: str, status: str, response: Json, ttl_s: int) -> bool:
-        async with self.store.guard("write_job", write=True):
-            record = await self.client.get(self.store.key("resp", job_id))
+        async with self.redis.guard("write_job", write=True):
+            record = await self.client.get(self.redis.key("resp", job_id))
             if record is None:
                 return False
             merged = orjson.loads(record)
             merged["response"] = response
             done = await self._write(
-                [self._job(job_id), self.store.key("resp", job_id)],
+                [self._job(job_id), self.redis.key("resp", job_id)],
                 [status, orjson.dumps(merged), ttl_s],
             )
         return bool(done)
@@ -212,7 +212,7 @@ class RedisJobs:
             return
         key = self._events(job_id)
         async with (
-            self.store.guard("append_events", write=True),
+            self.redis.guard("append_events", write=True),
             self.client.pipeline(transaction=False) as pipe,
         ):
             for event in events:
@@ -222,13 +222,13 @@ class RedisJobs:
 
     async def read_events(self, job_id: str, cursor: Any, block_ms: int) -> tuple[list[Event], Any]:
         key = self._events(job_id)
-        async with self.store.guard("read_events"):
+        async with self.redis.guard("read_events"):
             if cursor is None:
                 entries = await self.client.xrange(key, "-", "+")
                 if entries or not block_ms:
                     return _events(entries), entries[-1][0] if entries else "0-0"
                 cursor = "0-0"
-            found = await self.store.blocking.xread({key: cursor}, block=block_ms or None)
+            found = await self.redis.blocking.xread({key: cursor}, block=block_ms or None)
         entries = found[0][1] if found else []
         return _events(entries), entries[-1][0] if entries else cursor
 

@@ -17,7 +17,7 @@ Keys, all under one Redis Cluster hash tag (`{limits}` by default):
     <prefix>rl:{limits}:req:<scope>:<name>            hash: sub-bucket -> requests
     <prefix>rl:{limits}:tok:<scope>:<name>            hash: sub-bucket -> tokens
     <prefix>rl:{limits}:lease:<scope>:<name>          sorted set: lease id, scored by expiry (ms)
-    <prefix>rl:{limits}:spent:<period>:<scope>:<name> USD spent (INCRBYFLOAT), kept a day past it
+    <prefix>rl:{limits}:spent:<period>:<scope>:<name> nano-USD spent (INCRBY), kept a day past it
     <prefix>rl:{limits}:usage                         stream, one entry per request, MAXLEN ~
     <prefix>rl:{limits}:usage:<YYYY-MM-DD>            hash: usage totals of the UTC day
 

@@ -18,16 +18,14 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     if request.app[DRAINING]:
         return json_response({"status": "draining"}, 503)
-    deps = request.app[DEPS]
-    store = deps.store
+    backends = request.app[DEPS].backends
     try:
-        await store.ping()
-        await deps.jobs.check()
+        await backends.check()
     except GatewayError as exc:
         return json_response(
-            {"status": "unavailable", "store": store.kind, "reason": exc.message}, 503
+            {"status": "unavailable", "store": backends.kind, "reason": exc.message}, 503
         )
-    return json_response({"status": "ok", "store": store.kind})
+    return json_response({"status": "ok", "store": backends.kind})
 
 
 async def serve_metrics(request: web.Request) -> web.Response:

@@ -1,4 +1,5 @@
-"""The shared state's interface (Store) and open_store(settings): Redis, or memory for one process.
+"""The shared state's interface (Store): in Redis, or in memory for one process (see
+gateway.backends for which).
 
 Records are plain JSON-able dicts; every one carries its owner, and a lookup by another owner
 answers exactly as a missing record does (None / False).
@@ -6,12 +7,8 @@ answers exactly as a missing record does (None / False).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-from gateway.config import Settings
 
 Json = dict[str, Any]
 
@@ -23,8 +20,6 @@ class Page:
 
 
 class Store(Protocol):
-    kind: str
-
     async def ping(self) -> None:
         """Raise ServiceUnavailableError when the store cannot be reached."""
 
@@ -75,20 +70,3 @@ def page_of(ordered: list[Json], *, after: str | None, limit: int, desc: bool) -
         else:
             items = []
     return Page(items[:limit], len(items) > limit)
-
-
-@asynccontextmanager
-async def open_store(settings: Settings) -> AsyncIterator[Store]:
-    url = settings.store.url
-    if url.startswith("memory://"):
-        from gateway.store.memory import MemoryStore
-
-        yield MemoryStore()
-        return
-    from gateway.store.redis import RedisStore
-
-    store = RedisStore(url, settings.store.prefix, settings.limits.redis_timeout_ms / 1000)
-    try:
-        yield store
-    finally:
-        await store.close()

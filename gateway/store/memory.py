@@ -18,8 +18,6 @@ class _Conversation:
 
 
 class MemoryStore:
-    kind = "memory"
-
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self._responses: dict[str, tuple[float, Json]] = {}

@@ -1,4 +1,5 @@
-"""RedisStore: the shared state in Redis (redis.asyncio with hiredis), one client per process.
+"""RedisStore: the shared state in Redis (redis.asyncio with hiredis), on the process's one
+RedisConnection.
 
 Keys are `<prefix><kind>:{<id>}[:part]`: the braces are a Redis Cluster hash tag, so the keys of
 one conversation sit in one slot and its scripts run on Cluster too.
@@ -57,8 +58,10 @@ return 0
 """
 
 
-class RedisStore:
-    kind = "redis"
+class RedisConnection:
+    """The process's Redis: one client for commands, one for blocking reads, the key prefix,
+    and whether a call failed lately. The store, the jobs and the admin keys share it, so a
+    failure any of them sees makes the store check that it still keeps before it says so."""
 
     def __init__(self, url: str, prefix: str, timeout_s: float) -> None:
         self.prefix = prefix
@@ -80,10 +83,6 @@ class RedisStore:
         )
         # When a call last failed, until a write succeeds again: the store may not keep now.
         self.failed_at: float | None = None
-        self._create = self.client.register_script(_CREATE)
-        self._add_items = self.client.register_script(_ADD_ITEMS)
-        self._delete_item = self.client.register_script(_DELETE_ITEM)
-        self._delete_conversation = self.client.register_script(_DELETE_CONVERSATION)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -91,13 +90,6 @@ class RedisStore:
 
     def key(self, kind: str, ident: str, part: str = "") -> str:
         return f"{self.prefix}{kind}:{{{ident}}}{part}"
-
-    def _conv_keys(self, conv_id: str) -> list[str]:
-        return [
-            self.key("conv", conv_id),
-            self.key("conv", conv_id, ":ids"),
-            self.key("conv", conv_id, ":items"),
-        ]
 
     @asynccontextmanager
     async def guard(self, operation: str, *, write: bool = False) -> AsyncIterator[None]:
@@ -112,6 +104,25 @@ class RedisStore:
         if write:
             self.failed_at = None
 
+
+class RedisStore:
+    def __init__(self, redis_conn: RedisConnection) -> None:
+        self.redis = redis_conn
+        self.client: Any = redis_conn.client
+        self.key = redis_conn.key
+        self.guard = redis_conn.guard
+        self._create = self.client.register_script(_CREATE)
+        self._add_items = self.client.register_script(_ADD_ITEMS)
+        self._delete_item = self.client.register_script(_DELETE_ITEM)
+        self._delete_conversation = self.client.register_script(_DELETE_CONVERSATION)
+
+    def _conv_keys(self, conv_id: str) -> list[str]:
+        return [
+            self.key("conv", conv_id),
+            self.key("conv", conv_id, ":ids"),
+            self.key("conv", conv_id, ":items"),
+        ]
+
     async def ping(self) -> None:
         async with self.guard("ping"):
             await self.client.ping()
@@ -119,7 +130,7 @@ class RedisStore:
     async def check_writable(self, suspect: bool = False) -> None:
         """After a failure (or when the caller `suspect`s one), one small write decides
         whether the store keeps (a full Redis answers reads and PING but refuses writes)."""
-        if self.failed_at is None and not suspect:
+        if self.redis.failed_at is None and not suspect:
             return
         async with self.guard("check_writable", write=True):
             await self.client.set(self.key("health", "write"), b"1", px=60_000)

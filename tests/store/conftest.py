@@ -8,7 +8,7 @@ import pytest
 
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
-from gateway.store.redis import RedisStore
+from gateway.store.redis import RedisConnection, RedisStore
 from tests.support.redis_server import RedisServer
 
 
@@ -17,7 +17,8 @@ async def store(request: pytest.FixtureRequest, redis_server: RedisServer) -> As
     if request.param == "memory":
         yield MemoryStore()
         return
-    redis_store = RedisStore(redis_server.url, "test:", 1.0)
+    conn = RedisConnection(redis_server.url, "test:", 1.0)
+    redis_store = RedisStore(conn)
     yield redis_store
     await redis_store.client.flushdb()
-    await redis_store.close()
+    await conn.close()

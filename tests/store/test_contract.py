@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
-from gateway.store.redis import RedisStore
+from gateway.store.redis import RedisConnection, RedisStore
 from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisServer
 
@@ -101,7 +101,8 @@ async def test_memory_records_expire() -> None:
 
 
 async def test_redis_records_carry_a_ttl(redis_server: RedisServer) -> None:
-    store = RedisStore(redis_server.url, "ttl:", 1.0)
+    conn = RedisConnection(redis_server.url, "ttl:", 1.0)
+    store = RedisStore(conn)
     try:
         await store.put_response("resp_1", {"owner": "a"}, 100)
         await store.put_conversation("conv_1", {"owner": "a", "conversation": {}}, 100)
@@ -114,4 +115,4 @@ async def test_redis_records_carry_a_ttl(redis_server: RedisServer) -> None:
             assert b"}" in key
     finally:
         await store.client.flushdb()
-        await store.close()
+        await conn.close()
