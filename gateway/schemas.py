@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any, Final
 
 import jsonschema_rs
@@ -43,10 +44,9 @@ _TYPE_NAMES: Final = {
 }
 
 
-def default_schema_dir() -> Path:
-    here = Path(__file__).resolve().parent
-    packaged = here / "_schemas"
-    return packaged if packaged.is_dir() else here.parent / "schemas"
+def default_schema_dir() -> Traversable:
+    """The JSON Schema files shipped inside the package (package data, so a wheel has them)."""
+    return resources.files("gateway") / "schema_files"
 
 
 class SchemaCheck:
@@ -135,7 +135,7 @@ class Validators:
         self._conversation_items(body)
 
 
-def load_schemas(schema_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+def load_schemas(schema_dir: Traversable | None = None) -> dict[str, dict[str, Any]]:
     folder = schema_dir or default_schema_dir()
     schemas: dict[str, dict[str, Any]] = {}
     for name in SCHEMA_NAMES:
@@ -144,7 +144,7 @@ def load_schemas(schema_dir: Path | None = None) -> dict[str, dict[str, Any]]:
     return schemas
 
 
-def load_validators(schema_dir: Path | None = None) -> Validators:
+def load_validators(schema_dir: Traversable | None = None) -> Validators:
     return Validators(load_schemas(schema_dir))
 
 

@@ -1,4 +1,6 @@
-"""Derive the request JSON Schemas in schemas/ from the OpenAI OpenAPI file (run by hand).
+"""Derive the request JSON Schemas (gateway/schema_files/) from the OpenAI OpenAPI file.
+
+Run by hand; the files are committed and shipped in the package as package data.
 
 Usage: python scripts/build_schemas.py [OPENAPI_YAML] [--out DIR]
 
@@ -22,7 +24,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SPEC = REPO.parent / "shared" / "spec" / "openai-responses.openapi.yaml"
-DEFAULT_OUT = REPO / "schemas"
+DEFAULT_OUT = REPO / "gateway" / "schema_files"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 COMPONENT = "#/components/schemas/"
 SMALL = 600

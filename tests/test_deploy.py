@@ -472,7 +472,7 @@ def test_dockerignore_keeps_what_the_image_copies() -> None:
         for p in ([ROOT / src] if (ROOT / src).is_file() else (ROOT / src).rglob("*"))
         if p.is_file() and "__pycache__" not in p.parts
     ]
-    assert "schemas/config.schema.json" in files
+    assert "gateway/schema_files/config.schema.json" in files
     assert [f for f in files if dockerignored(f, patterns)] == []
     for kept_out in (".venv/bin/python", ".git/HEAD", "tests/conftest.py"):
         assert dockerignored(kept_out, patterns), kept_out
