@@ -14,6 +14,7 @@ import orjson
 
 from gateway.config import Account, ProviderSettings
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
+from gateway.upstream_http import ConnectError, DisconnectedError, UpstreamHTTPError
 
 if TYPE_CHECKING:
     from gateway.models import Call, Target
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.upstream")
 
 # What reading from an upstream can raise; anything else is not the upstream's fault.
-UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
+UPSTREAM_ERRORS = (aiohttp.ClientError, UpstreamHTTPError, TimeoutError)
 # An upstream's error message is shown to the client whole up to this many characters.
 MAX_MESSAGE: Final = 4096
 # What of an upstream's raw error body (or its transport error) a debug log line shows.
@@ -64,9 +65,11 @@ def upstream_failure(exc: BaseException, provider: str) -> GatewayError:
     if isinstance(exc, TimeoutError):
         return UpstreamTimeoutError(f"The upstream provider {provider!r} did not answer in time.")
     log.debug("upstream %r failed: %s", provider, excerpt(repr(exc)))
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, aiohttp.ClientConnectorError | ConnectError):
         what = "could not be reached"
-    elif isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+    elif isinstance(
+        exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | DisconnectedError
+    ):
         what = "closed the connection before its answer was complete"
     else:
         what = f"failed ({type(exc).__name__})"
