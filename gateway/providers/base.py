@@ -14,6 +14,7 @@ import orjson
 
 from gateway.config import Account, ProviderSettings
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
+from gateway.providers.transport import new_transport
 from gateway.upstream_http import ConnectError, DisconnectedError, UpstreamHTTPError
 
 if TYPE_CHECKING:
@@ -200,19 +201,8 @@ def auth_headers(account: Account, settings: ProviderSettings) -> dict[str, str]
     return {"Authorization": f"Bearer {account.api_key}"}
 
 
-def new_session(settings: ProviderSettings) -> aiohttp.ClientSession:
-    """One pooled session per provider, its timeouts set once rather than per request."""
-    # limit=0: the default pool of 100 would queue the 101st concurrent stream silently.
-    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
-    # No total timeout: a stream may run for an hour. Idle reads are bounded instead.
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.timeout_s
-    )
-    return aiohttp.ClientSession(connector=connector, timeout=timeout)
-
-
 class HTTPProvider:
-    """What every provider that calls an upstream over HTTP shares: the pooled session and
+    """What every provider that calls an upstream over HTTP shares: the pooled transport and
     the headers. Subclasses say which path they call and which client headers travel."""
 
     path: ClassVar[str]
@@ -221,10 +211,10 @@ class HTTPProvider:
     def __init__(self, settings: ProviderSettings) -> None:
         self.name = settings.name
         self.settings = settings
-        self.session = new_session(settings)
+        self.http = new_transport(settings)
 
     async def close(self) -> None:
-        await self.session.close()
+        await self.http.close()
 
     def headers(self, call: Call, account: Account) -> dict[str, str]:
         return upstream_headers(call, account, self.settings, self.forwarded)

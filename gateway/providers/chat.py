@@ -8,12 +8,12 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from gateway.config import Account
 from gateway.errors import UpstreamError
 from gateway.providers.base import UPSTREAM_ERRORS, HTTPProvider, Reply, upstream_failure
+from gateway.providers.transport import Answer
 from gateway.streaming.sse import SSEParser, encode_event
 from gateway.translate.chat import (
     ChatStreamTranslator,
@@ -48,7 +48,7 @@ class ChatCompletionsProvider(HTTPProvider):
         payload = orjson.dumps(to_chat_request(call.body, target.model))
         url = self.settings.base_url + self.path
         try:
-            resp = await self.session.post(url, data=payload, headers=self.headers(call, account))
+            resp = await self.http.post(url, payload, self.headers(call, account))
         except UPSTREAM_ERRORS as exc:
             raise upstream_failure(exc, self.name) from exc
         translator = ChatStreamTranslator(
@@ -107,7 +107,7 @@ class ChatCompletionsProvider(HTTPProvider):
         yield _encode(events + translator.finish(int(time.time())))
 
     async def _translate(
-        self, resp: aiohttp.ClientResponse, translator: ChatStreamTranslator
+        self, resp: Answer, translator: ChatStreamTranslator
     ) -> AsyncGenerator[bytes, None]:
         """Upstream chunks in, Responses events out: one bytes object per upstream read.
 
@@ -119,8 +119,8 @@ class ChatCompletionsProvider(HTTPProvider):
         events = translator.start()
         sent = False
         ended = False
-        # iter_any() raising (UPSTREAM_ERRORS) is left to the relay.
-        async for data in resp.content.iter_any():
+        # The body's reads raising (UPSTREAM_ERRORS) is left to the relay.
+        async for data in resp:
             try:
                 ended = _feed(parser, data, translator, events)
             except _StreamFault as fault:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from gateway.config import Account, ProviderSettings
@@ -16,6 +14,7 @@ from gateway.providers.base import (
     auth_headers,
     upstream_failure,
 )
+from gateway.providers.transport import Answer
 
 if TYPE_CHECKING:
     from gateway.models import Call, Target
@@ -23,8 +22,6 @@ if TYPE_CHECKING:
 # Client headers that may travel upstream; everything else (Authorization first) stays here.
 # The trace context is not among them: upstream_headers sends the request's own.
 FORWARDED_HEADERS = ("openai-beta",)
-# aiohttp warns that bodies above 1 MiB given as bytes block the loop; BytesIO streams them.
-LARGE_BODY = 1024 * 1024
 
 
 class Exchange:
@@ -35,19 +32,17 @@ class Exchange:
 
     def __init__(self, provider: ResponsesProvider, call: Call, account: Account) -> None:
         self._provider, self._call, self._account = provider, call, account
-        self._resp: aiohttp.ClientResponse | None = None
+        self._resp: Answer | None = None
 
     async def __aenter__(self) -> Reply:
         provider, call = self._provider, self._call
         body = call.upstream_body()
         try:
-            resp = self._resp = await provider.session.post(
-                provider.url,
-                data=body if len(body) < LARGE_BODY else io.BytesIO(body),
-                headers=provider.headers(call, self._account),
+            resp = self._resp = await provider.http.post(
+                provider.url, body, provider.headers(call, self._account)
             )
             if call.stream and resp.status == 200 and resp.content_type == "text/event-stream":
-                return Reply(200, chunks=resp.content.iter_any(), headers=resp.headers)
+                return Reply(200, chunks=aiter(resp), headers=resp.headers)
             return Reply(resp.status, body=await resp.read(), headers=resp.headers)
         except BaseException as exc:  # a cancelled read too: the connection must not leak
             self._release()
@@ -87,12 +82,13 @@ class ResponsesProvider(HTTPProvider):
         }
         url = self.settings.base_url + "/responses/input_tokens"
         try:
-            async with self.session.post(
-                url, data=orjson.dumps({**body, "model": model}), headers=headers
-            ) as resp:
+            resp = await self.http.post(url, orjson.dumps({**body, "model": model}), headers)
+            try:
                 if resp.status != 200:
                     return None
                 counted = orjson.loads(await resp.read())
+            finally:
+                resp.release()
         except (*UPSTREAM_ERRORS, orjson.JSONDecodeError):
             return None
         tokens = counted.get("input_tokens") if isinstance(counted, dict) else None
