@@ -3,6 +3,7 @@
 from gateway.config.loader import digest, key_from_fields, load, load_file
 from gateway.config.schema import SECRET_FIELDS, key_fields_schema
 from gateway.config.sections import (
+    ADMIN_KEY_ENV,
     DEFAULT_MOUNTS,
     Account,
     JobSettings,
@@ -24,6 +25,7 @@ from gateway.config.sections import (
 )
 
 __all__ = [
+    "ADMIN_KEY_ENV",
     "DEFAULT_MOUNTS",
     "SECRET_FIELDS",
     "Account",

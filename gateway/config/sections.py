@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from gateway.jwt_keys import KeysByKid, SigningKey
 
+ADMIN_KEY_ENV = "GATEWAY_ADMIN_KEY"
 DEFAULT_MOUNTS = ("/v1", "/openai/v1", "/openai", "/api/llm", "/api/v2/llm/proxy/openai/v1")
 
 
@@ -211,5 +212,5 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     tracing: TracingSettings = field(default_factory=TracingSettings)
-    admin_key_env: str = "GATEWAY_ADMIN_KEY"  # auth.admin_key_env
+    admin_key_env: str = ADMIN_KEY_ENV  # auth.admin_key_env: the variable holding the admin key
     jwt: JwtSettings | None = None  # auth.jwt
