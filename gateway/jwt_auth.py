@@ -58,10 +58,10 @@ class JwtVerifier:
             raise invalid("malformed token")
         if self._remote is not None:
             key = await self._remote.get(kid)
-        elif self.settings.public_key is not None:
-            key = self.settings.public_key
+        elif self.settings.file_keys is not None:
+            key = self.settings.file_keys.get(kid)
         else:
-            key = self.settings.jwks.get(kid)
+            key = None
         if key is None:
             raise invalid("no signing key matches the token's key id (kid)")
         return key

@@ -65,6 +65,27 @@ def _by_kid(found: PyJWKSet) -> KeysByKid:
     return out
 
 
+class FileKeys:
+    """Keys read from a file: a PEM key, for every token, or a JWKS, picked by the token's kid.
+
+    Parsed when made (ValueError says what is wrong); pickled as what they were made from, so
+    the settings holding them can go to a worker process.
+    """
+
+    __slots__ = ("_by_kid", "_made_from", "_one")
+
+    def __init__(self, pem: str | None = None, jwks: Any = None) -> None:
+        self._made_from = (pem, jwks)
+        self._one = None if pem is None else public_key(pem)
+        self._by_kid = {} if jwks is None else jwks_keys(jwks)
+
+    def get(self, kid: str | None) -> SigningKey | None:
+        return self._one if self._one is not None else self._by_kid.get(kid)
+
+    def __reduce__(self) -> tuple[type[FileKeys], tuple[str | None, Any]]:
+        return FileKeys, self._made_from
+
+
 class JwksUrlKeys:
     """The issuer's JWKS, fetched by PyJWKClient in a thread (it blocks) and kept for a while."""
 

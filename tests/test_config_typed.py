@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import textwrap
 import time
 from pathlib import Path
@@ -179,6 +180,12 @@ def test_every_section_of_a_full_config_is_typed() -> None:
     assert got.tracing == TracingSettings("http://otel:4318", "gw", 0.5)
 
 
+def test_settings_cross_to_a_worker_process_whole() -> None:
+    """`serve --workers N` hands Settings to spawned processes: they must pickle."""
+    settings = load(FULL, ENV)
+    assert pickle.loads(pickle.dumps(settings)) == settings
+
+
 def test_what_the_file_leaves_out_is_the_dataclass_default() -> None:
     assert load("", {}) == Settings()
     minimal = load(
@@ -267,8 +274,8 @@ def test_jwt_key_material_and_defaults_are_parsed_at_load(tmp_path: Path) -> Non
     _, path = _issuer(tmp_path)
     found = load(_jwt_config(path, "{rpm: 7, project: d, policy: {store: pass}}"), {}).jwt
     assert found is not None
-    assert found.public_key is not None
-    assert not found.jwks
+    assert found.file_keys is not None
+    assert found.file_keys.get(None) is found.file_keys.get("any kid") is not None
     assert found.audience == ("gw",)
     assert found.defaults == KeySettings(id="jwt:", rpm=7, project="d", projects=("d",))
     assert found.defaults_projects == ()
@@ -316,3 +323,22 @@ async def test_the_governor_takes_the_limits_the_config_sets() -> None:
     with pytest.raises(GatewayError) as refused:
         await governor.admit(who, 1)
     assert refused.value.status == 429
+
+
+@pytest.mark.parametrize("source", ["public_key_file", "jwks_file"])
+async def test_settings_with_signing_keys_cross_to_a_worker_process(
+    tmp_path: Path, source: str
+) -> None:
+    """`serve --workers N` hands Settings to spawned processes: they must pickle, keys and all."""
+    key, path = _issuer(tmp_path)
+    if source == "jwks_file":
+        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+        path = tmp_path / "jwks.json"
+        path.write_bytes(orjson.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig"}]}))
+    text = _jwt_config(path, "{rpm: 7}").replace("public_key_file", source)
+    settings = pickle.loads(pickle.dumps(load(text, {})))
+    claims = {"iss": "https://idp.test", "aud": "gw", "sub": "alice", "exp": time.time() + 60}
+    claims["scope"] = "api:use-language-models-execute"
+    token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+    found = await KeyRing([], jwt=settings.jwt).authenticate(f"Bearer {token}")
+    assert (found.id, found.rpm) == ("jwt:alice", 7)

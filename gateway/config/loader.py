@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import jsonschema_rs
@@ -223,13 +222,13 @@ class _Parser:
             return None
         try:
             if source == "public_key_file":
-                return {"public_key": jwt_keys.public_key(text)}
+                return {"file_keys": jwt_keys.FileKeys(pem=text)}
             try:
                 document = orjson.loads(text)
             except orjson.JSONDecodeError:
                 self.problems.append(f"{where}: {path} is not JSON")
                 return None
-            return {"jwks": jwt_keys.jwks_keys(document)}
+            return {"file_keys": jwt_keys.FileKeys(jwks=document)}
         except ValueError as exc:
             self.problems.append(f"{where}: {exc}")
             return None
@@ -299,9 +298,7 @@ def _model(raw: dict[str, Any]) -> ModelSettings:
 def _limits(raw: dict[str, Any]) -> LimitSettings:
     projects = {name: ProjectLimits(**v) for name, v in raw.get("projects", {}).items()}
     models = {name: ModelLimits(**v) for name, v in raw.get("models", {}).items()}
-    return LimitSettings(
-        **_values(raw, projects=MappingProxyType(projects), models=MappingProxyType(models))
-    )
+    return LimitSettings(**_values(raw, projects=projects, models=models))
 
 
 def _duplicates(names: list[str], where: str, what: str, problems: list[str]) -> set[str]:

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gateway.jwt_keys import KeysByKid, SigningKey
+    from gateway.jwt_keys import FileKeys
 
 ADMIN_KEY_ENV = "GATEWAY_ADMIN_KEY"
 DEFAULT_MOUNTS = ("/v1", "/openai/v1", "/openai", "/api/llm", "/api/v2/llm/proxy/openai/v1")
@@ -86,10 +85,9 @@ class JwtSettings:
 
     issuer: str
     audience: tuple[str, ...]
-    # Exactly one source of signing keys: public_key_file's key checks every token;
-    # jwks_file's keys are picked by the token's kid; jwks_url is fetched while serving.
-    public_key: SigningKey | None = field(default=None, repr=False)
-    jwks: KeysByKid = field(default_factory=dict, repr=False)
+    # One source of signing keys: public_key_file or jwks_file (read at load), or jwks_url
+    # (fetched while serving).
+    file_keys: FileKeys | None = field(default=None, repr=False, compare=False)
     jwks_url: str | None = None
     algorithms: tuple[str, ...] = ("RS256", "ES256")
     required_scope: str | None = "api:use-language-models-execute"  # None: no scope needed
@@ -196,8 +194,8 @@ class ModelLimits:
 class LimitSettings:
     on_redis_error: str = "open"  # open: per-process limits take over | closed: 503
     redis_timeout_ms: int = 250
-    projects: Mapping[str, ProjectLimits] = field(default_factory=lambda: MappingProxyType({}))
-    models: Mapping[str, ModelLimits] = field(default_factory=lambda: MappingProxyType({}))
+    projects: Mapping[str, ProjectLimits] = field(default_factory=dict)
+    models: Mapping[str, ModelLimits] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
