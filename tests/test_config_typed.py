@@ -38,10 +38,9 @@ from gateway.config import (
     key_from_fields,
     load,
 )
+from gateway.config.schema import config_schema
 from gateway.errors import GatewayError
 from gateway.limits import Governor, Subject
-
-ROOT = Path(__file__).resolve().parent.parent
 
 # The config of the outside contract, every section set (guardrails aside).
 FULL = """
@@ -238,7 +237,7 @@ def test_every_schema_key_is_a_field_of_its_section(
     where: tuple[str, ...], section: type[Any], parsed: set[str]
 ) -> None:
     """The loader hands a section's keys to its dataclass: the two must agree on the names."""
-    schema = orjson.loads((ROOT / "schemas" / "config.schema.json").read_bytes())
+    schema = config_schema()
     defs = schema["$defs"]
     first, *rest = where
     node = defs[first[1:]] if first.startswith("$") else schema["properties"][first]

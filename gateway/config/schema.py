@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
 import orjson
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent.parent / "schemas"
+from gateway.schemas import default_schema_dir
+
 SECRET_FIELDS = ("key", "key_env", "key_sha256")
 
 
 @cache
 def config_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = orjson.loads((SCHEMA_DIR / "config.schema.json").read_bytes())
+    schema: dict[str, Any] = orjson.loads(
+        (default_schema_dir() / "config.schema.json").read_bytes()
+    )
     return schema
 
 

@@ -23,7 +23,13 @@ from gateway.limits.backend import Charge, Settlement, Window
 from gateway.limits.headers import rate_headers, refusal, too_large, unavailable
 from gateway.limits.memory import MemoryLimiter
 from gateway.limits.redis import RedisLimiter
-from gateway.limits.rules import Periods, Plan, Subject, nano, plan_for
+from gateway.limits.rules import (
+    Periods,
+    Plan,
+    Subject,
+    nano,
+    plan_for,
+)
 from gateway.models import Usage
 
 log = logging.getLogger("gateway.limits")
