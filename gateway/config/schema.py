@@ -1,4 +1,4 @@
-"""`schemas/config.schema.json`: the shapes a config file may have, read once."""
+"""`config.schema.json` (package data): the shapes a config file may have, read once."""
 
 from __future__ import annotations
 
