@@ -16,21 +16,17 @@ from gateway import metrics
 from gateway.config import Account, KeySettings, Price, key_from_fields
 from gateway.errors import (
     GatewayError,
-    InvalidRequestError,
     UpstreamError,
     UpstreamTimeoutError,
+    failed_event,
+    response_error,
 )
+from gateway.errors_upstream import UPSTREAM_ERRORS, cut_stream, status_error, upstream_failure
+from gateway.events import FAILED, LIFECYCLE as RESPONSE_EVENTS, QUEUED, TERMINAL as TERMINAL_EVENTS
 from gateway.jobs import TERMINAL, Event, JobStore
 from gateway.limits import Subject
 from gateway.models import Call, Deps, Target, Usage
 from gateway.pipeline.forward import aim
-from gateway.providers.base import (
-    UPSTREAM_ERRORS,
-    credentials_failure,
-    refusal_envelope,
-    status_failure,
-    upstream_failure,
-)
 from gateway.routing import pick
 from gateway.state import grow_conversation
 from gateway.store import Json
@@ -39,17 +35,8 @@ from gateway.streaming.sse import SSEParser
 log = logging.getLogger("gateway.jobs")
 
 MAX_ATTEMPTS: Final = 3
-LIFECYCLE: Final = frozenset(
-    {
-        "response.created",
-        "response.queued",
-        "response.in_progress",
-        "response.completed",
-        "response.incomplete",
-        "response.failed",
-    }
-)
-ENDS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# An upstream may also send `response.queued`: the job's fields are restated in it too.
+LIFECYCLE: Final = frozenset({QUEUED, *RESPONSE_EVENTS})
 
 
 class WorkerPool:
@@ -206,7 +193,7 @@ class JobRun:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-                    await self._log_end("response.failed", await self._cancelled_response())
+                    await self._log_end(await self._cancelled_response())
                     return
             task.result()
         finally:
@@ -269,7 +256,7 @@ class JobRun:
     async def _stream(self, call: Call, target: Target, account: Account) -> None:
         async with target.provider.send(call, target, account) as reply:
             if reply.chunks is None:
-                raise _status_error(reply.status, reply.body, target.provider.name, call.request_id)
+                raise status_error(reply.status, reply.body, target.provider.name, call.request_id)
             parser = SSEParser()
             while True:
                 try:
@@ -282,10 +269,7 @@ class JobRun:
                 if final is not None:
                     await self._finish(call, final)
                     return
-        raise UpstreamError(
-            f"The upstream provider {target.provider.name!r} ended the stream "
-            "before the response was complete."
-        )
+        raise cut_stream(target.provider.name)
 
     async def _log_chunk(self, frames: list[Any]) -> Json | None:
         events, final = [], None
@@ -301,7 +285,7 @@ class JobRun:
                 event["response"] = self._view(event["response"])
             self.seq = event["sequence_number"] = self.seq + 1
             events.append(Event(self.seq, orjson.dumps(event), kind))
-            if kind in ENDS:
+            if kind in TERMINAL_EVENTS:
                 final = event["response"]
         await self.jobs.append_events(self.job_id, events, self.events_ttl)
         return final
@@ -330,28 +314,19 @@ class JobRun:
         failed = {
             **self.snapshot,
             "status": "failed",
-            "error": {"code": error.code or "server_error", "message": prefix + error.message},
+            "error": response_error(error, prefix=prefix),
         }
         if await self.jobs.write(self.job_id, "failed", failed, self.ttl):
             metrics.job("failed")
-            await self._log_end("response.failed", failed)
+            await self._log_end(failed)
 
     async def _cancelled_response(self) -> Json:
         (record,) = await self.deps.store.get_responses(self.job["owner"], [self.job_id])
         return record["response"] if record else {**self.snapshot, "status": "cancelled"}
 
-    async def _log_end(self, kind: str, response: Json) -> None:
+    async def _log_end(self, response: Json) -> None:
         self.seq += 1
-        event = {"type": kind, "sequence_number": self.seq, "response": response}
+        event = failed_event(response, self.seq)
         await self.jobs.append_events(
-            self.job_id, [Event(self.seq, orjson.dumps(event), kind)], self.events_ttl
+            self.job_id, [Event(self.seq, orjson.dumps(event), FAILED)], self.events_ttl
         )
-
-
-def _status_error(status: int, body: bytes, provider: str, request_id: str) -> GatewayError:
-    if status in (401, 403, 407):
-        return credentials_failure(status, provider)
-    if status >= 500 or status == 429:
-        return status_failure(status, body, provider, request_id)
-    envelope = refusal_envelope(status, body, provider, request_id)
-    return InvalidRequestError(envelope["message"], param=envelope["param"], code=envelope["code"])

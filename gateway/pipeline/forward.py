@@ -20,14 +20,10 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from gateway.errors_upstream import credentials_failure, refusal_envelope, status_failure
 from gateway.models import Call, Target, Usage
 from gateway.pipeline.limit import estimated_usage
-from gateway.providers.base import (
-    Reply,
-    credentials_failure,
-    refusal_envelope,
-    status_failure,
-)
+from gateway.providers.base import Reply
 from gateway.state import client_fields, client_view, save
 from gateway.streaming.relay import StreamTap, relay
 

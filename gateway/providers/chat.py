@@ -13,7 +13,8 @@ import orjson
 
 from gateway.config import Account
 from gateway.errors import UpstreamError
-from gateway.providers.base import UPSTREAM_ERRORS, HTTPProvider, Reply, upstream_failure
+from gateway.errors_upstream import UPSTREAM_ERRORS, upstream_failure
+from gateway.providers.base import HTTPProvider, Reply
 from gateway.streaming.sse import SSEParser, encode_event
 from gateway.translate.chat import (
     ChatStreamTranslator,

@@ -9,13 +9,8 @@ import aiohttp
 import orjson
 
 from gateway.config import Account, ProviderSettings
-from gateway.providers.base import (
-    UPSTREAM_ERRORS,
-    HTTPProvider,
-    Reply,
-    auth_headers,
-    upstream_failure,
-)
+from gateway.errors_upstream import UPSTREAM_ERRORS, upstream_failure
+from gateway.providers.base import HTTPProvider, Reply, auth_headers
 
 if TYPE_CHECKING:
     from gateway.models import Call, Target
