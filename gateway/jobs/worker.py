@@ -5,36 +5,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import secrets
 import socket
+from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
 
 from gateway import metrics
+from gateway.attempts import Attempts, aimed
 from gateway.config import Account, KeySettings, Price, key_from_fields
-from gateway.errors import (
-    GatewayError,
-    UpstreamError,
-    UpstreamTimeoutError,
-    failed_event,
-    response_error,
-)
+from gateway.errors import GatewayError, UpstreamError, failed_event, response_error
 from gateway.errors_upstream import UPSTREAM_ERRORS, cut_stream, status_error, upstream_failure
 from gateway.events import FAILED, LIFECYCLE as RESPONSE_EVENTS, QUEUED, TERMINAL as TERMINAL_EVENTS
 from gateway.jobs import TERMINAL, Event, JobStore
 from gateway.limits import Subject
-from gateway.models import Call, Deps, Target, Usage
-from gateway.pipeline.forward import aim
-from gateway.routing import pick
+from gateway.limits.usage import Usage
+from gateway.models import Call, Deps
+from gateway.providers.base import Reply, UpstreamRequest
+from gateway.routing import Target
 from gateway.state import grow_conversation
 from gateway.store import Json
 from gateway.streaming.sse import SSEParser
+from gateway.traceparent import incoming
 
 log = logging.getLogger("gateway.jobs")
 
-MAX_ATTEMPTS: Final = 3
 # An upstream may also send `response.queued`: the job's fields are restated in it too.
 LIFECYCLE: Final = frozenset({QUEUED, *RESPONSE_EVENTS})
 
@@ -155,33 +153,49 @@ class JobRun:
         self.events_ttl = int(job.get("events_ttl", self.ttl))
         self.snapshot: Json = job["snapshot"]
         self.seq = -1
+        self.attempt = 0  # counted in the job's record: runs on other replicas count too
         self.provider: str | None = None
         self.model: str | None = None
 
     async def run(self) -> None:
         error: GatewayError = UpstreamError("The job did not run.")
+        max_attempts = self.deps.settings.routing.max_attempts
         while True:
-            attempt = await self.jobs.start_attempt(self.job_id, self.ttl)
-            if attempt == 0:
+            if not await self.start_attempt():
                 return
-            if attempt > MAX_ATTEMPTS:
-                await self._fail(error, f"gave up after {MAX_ATTEMPTS} attempts: ")
+            if self.attempt > max_attempts:
+                await self._fail(error, f"gave up after {max_attempts} attempts: ")
                 return
-            self.seq = -1
-            await self.jobs.write(
-                self.job_id, "in_progress", {**self.snapshot, "status": "in_progress"}, self.ttl
-            )
             try:
-                await self._watched(self._attempt())
+                # The upstream attempts run on in the engine; a run cut short (the store
+                # failed, or the replica died) counts the attempts it made.
+                await self._watched(JobAttempts(self).run())
+                return
+            except _Gone:
                 return
             except GatewayError as exc:
                 error = exc
                 if exc.status < 500 and exc.status != 429:
                     await self._fail(exc)
                     return
-                log.warning("job %s attempt %d failed: %s", self.job_id, attempt, exc.message)
-                metrics.job("retried")
-                await asyncio.sleep(min(0.5 * attempt, 2))
+                await self.retried(exc.message)
+
+    async def start_attempt(self) -> bool:
+        """Count the attempt, clear the event log of earlier ones, and say the job runs;
+        False when the job is gone."""
+        self.attempt = await self.jobs.start_attempt(self.job_id, self.ttl)
+        if self.attempt == 0:
+            return False
+        self.seq = -1
+        await self.jobs.write(
+            self.job_id, "in_progress", {**self.snapshot, "status": "in_progress"}, self.ttl
+        )
+        return True
+
+    async def retried(self, reason: str) -> None:
+        log.warning("job %s attempt %d failed: %s", self.job_id, self.attempt, reason)
+        metrics.job("retried")
+        await asyncio.sleep(min(0.5 * self.attempt, 2))
 
     async def _watched(self, work: Any) -> None:
         """Run the attempt, stopping it within a quarter second once the job is cancelled."""
@@ -224,52 +238,42 @@ class JobRun:
             upstream_model=self.model,
         )
 
-    def _call(self) -> Call:
+    def request(self, target: Target, trace_headers: Mapping[str, str] | None) -> UpstreamRequest:
+        """The attempt's request: the job's body as submitted, aimed at `target`."""
         job = self.job
-        call = Call(
-            None,
-            self.deps,
-            job["request_id"],
-            body=dict(job["body"]),
-            changed=True,
-            stream=True,
-            saved_headers=job["headers"],
-        )
-        call.principal = KeySettings(id=str(job.get("key_id", job["owner"])), owner=job["owner"])
-        call.conversation, call.input_items = job["conversation"], job["input_items"]
-        return call
-
-    async def _attempt(self) -> None:
-        call = self._call()
-        providers = self.deps.router.providers
-        targets = [Target(providers[p], m, w) for p, m, w in self.job["targets"]]
-        health = self.deps.router.health
-        target, account = pick(targets, health)
-        aim(call, target, account)
+        body = dict(job["body"])
+        aimed(body, target)
         self.provider, self.model = target.provider.name, target.model
-        try:
-            await self._stream(call, target, account)
-        except (UpstreamError, UpstreamTimeoutError):
-            health.fail(target, account, None)
-            raise
+        headers: Mapping[str, str] = job["headers"]
+        return UpstreamRequest(
+            body,
+            None,
+            target.model,
+            True,
+            headers,
+            job["request_id"],
+            incoming(headers.get("traceparent")),
+            trace_headers,
+            math.inf,
+        )
 
-    async def _stream(self, call: Call, target: Target, account: Account) -> None:
-        async with target.provider.send(call, target, account) as reply:
-            if reply.chunks is None:
-                raise status_error(reply.status, reply.body, target.provider.name, call.request_id)
-            parser = SSEParser()
-            while True:
-                try:
-                    chunk = await anext(reply.chunks)
-                except StopAsyncIteration:
-                    break
-                except UPSTREAM_ERRORS as exc:
-                    raise upstream_failure(exc, target.provider.name) from exc
-                final = await self._log_chunk(parser.feed(chunk))
-                if final is not None:
-                    await self._finish(call, final)
-                    return
-        raise cut_stream(target.provider.name)
+    async def stream(self, reply: Reply, provider: str, request_id: str) -> None:
+        """Log the answer's events; write the outcome at its terminal event."""
+        if reply.chunks is None:
+            raise status_error(reply.status, reply.body, provider, request_id)
+        parser = SSEParser()
+        while True:
+            try:
+                chunk = await anext(reply.chunks)
+            except StopAsyncIteration:
+                break
+            except UPSTREAM_ERRORS as exc:
+                raise upstream_failure(exc, provider) from exc
+            final = await self._log_chunk(parser.feed(chunk))
+            if final is not None:
+                await self._finish(final)
+                return
+        raise cut_stream(provider)
 
     async def _log_chunk(self, frames: list[Any]) -> Json | None:
         events, final = [], None
@@ -304,11 +308,19 @@ class JobRun:
         )
         return {**response, **{k: self.snapshot[k] for k in keep if k in self.snapshot}}
 
-    async def _finish(self, call: Call, final: Json) -> None:
+    async def _finish(self, final: Json) -> None:
         status = str(final.get("status", "completed"))
         if await self.jobs.write(self.job_id, status, final, self.ttl):
             metrics.job(status if status in TERMINAL else "completed")
-            await grow_conversation(call, final)
+            await grow_conversation(self._call(), final)
+
+    def _call(self) -> Call:
+        """The job as a Call, for the conversation it grows."""
+        job = self.job
+        call = Call(None, self.deps, job["request_id"], job["headers"])
+        call.principal = KeySettings(id=str(job.get("key_id", job["owner"])), owner=job["owner"])
+        call.conversation, call.input_items = job["conversation"], job["input_items"]
+        return call
 
     async def _fail(self, error: GatewayError, prefix: str = "") -> None:
         failed = {
@@ -330,3 +342,40 @@ class JobRun:
         await self.jobs.append_events(
             self.job_id, [Event(self.seq, orjson.dumps(event), FAILED)], self.events_ttl
         )
+
+
+class _Gone(Exception):
+    """The job was deleted while it ran: nothing is left to write."""
+
+
+class JobAttempts(Attempts[None]):
+    """A job's sink: every event of the answer goes to the job's event log. A pair may be
+    tried again, and a retry backs off and counts in the job's record first."""
+
+    def __init__(self, run: JobRun) -> None:
+        deps = run.deps
+        providers = deps.router.providers
+        targets = tuple(Target(providers[p], m, w) for p, m, w in run.job["targets"])
+        super().__init__(
+            deps.router,
+            deps.settings.routing,
+            None,
+            targets,
+            model=run.snapshot.get("model", ""),
+            again=True,
+            used=run.attempt - 1,
+        )
+        self.job = run
+
+    def request(
+        self, target: Target, account: Account, trace_headers: Mapping[str, str] | None
+    ) -> UpstreamRequest:
+        return self.job.request(target, trace_headers)
+
+    async def reply(self, reply: Reply, target: Target, sent: float) -> None:
+        await self.job.stream(reply, target.provider.name, self.job.job["request_id"])
+
+    async def retrying(self, reason: str) -> None:
+        await self.job.retried(f"upstream {reason}")
+        if not await self.job.start_attempt():
+            raise _Gone

@@ -5,14 +5,32 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import aiohttp
 
+from gateway.codec import dumps
 from gateway.config import Account, ProviderSettings
+from gateway.traceparent import TraceContext
 
-if TYPE_CHECKING:
-    from gateway.models import Call, Target
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One attempt at an upstream: all a provider reads, made once per attempt."""
+
+    body: dict[str, Any]  # the request, as the gateway aimed it at this upstream
+    raw: bytes | None  # the client's own bytes, when nothing rewrote the JSON (the fast path)
+    model: str  # the model's name at this upstream
+    stream: bool
+    headers: Mapping[str, str]  # the client's request headers, for the allow-listed few
+    request_id: str
+    trace: TraceContext  # the request's trace
+    trace_headers: Mapping[str, str] | None  # the attempt span's context, with tracing on
+    deadline: float  # time.monotonic() past which the gateway starts no other attempt
+
+    def data(self) -> bytes:
+        """The bytes to send: the client's own unless the gateway rewrote the JSON."""
+        return self.raw if self.raw is not None else dumps(self.body)
 
 
 @dataclass(slots=True)
@@ -30,7 +48,7 @@ class Provider(Protocol):
     settings: ProviderSettings
 
     def send(
-        self, call: Call, target: Target, account: Account
+        self, request: UpstreamRequest, account: Account
     ) -> AbstractAsyncContextManager[Reply]: ...
 
     async def close(self) -> None: ...
@@ -40,27 +58,30 @@ USER_AGENT = "responses-gateway/0.1"
 
 
 def upstream_headers(
-    call: Call, account: Account, settings: ProviderSettings, forwarded: tuple[str, ...]
+    request: UpstreamRequest,
+    account: Account,
+    settings: ProviderSettings,
+    forwarded: tuple[str, ...],
 ) -> dict[str, str]:
     """What an upstream request carries: the account's key, never the caller's, only the
     allow-listed client headers, and the request's trace context (the attempt's span's when
     tracing is on; otherwise the client's valid traceparent, or the trace the gateway began)."""
     headers = {
         "Content-Type": "application/json",
-        "Accept": "text/event-stream" if call.stream else "application/json",
+        "Accept": "text/event-stream" if request.stream else "application/json",
         "Accept-Encoding": "identity",
         "User-Agent": USER_AGENT,
-        "X-Client-Request-Id": call.request_id,
+        "X-Client-Request-Id": request.request_id,
     }
-    incoming = call.headers
+    incoming = request.headers
     for name in forwarded:
         value = incoming.get(name)
         if value is not None:
             headers[name] = value
-    if call.trace_headers:
-        headers.update(call.trace_headers)
+    if request.trace_headers:
+        headers.update(request.trace_headers)
     else:
-        trace = call.trace
+        trace = request.trace
         headers["traceparent"] = trace.traceparent()
         # tracestate belongs to the client's trace: it goes only where that trace went.
         state = incoming.get("tracestate") if trace.from_client else None
@@ -105,5 +126,5 @@ class HTTPProvider:
     async def close(self) -> None:
         await self.session.close()
 
-    def headers(self, call: Call, account: Account) -> dict[str, str]:
-        return upstream_headers(call, account, self.settings, self.forwarded)
+    def headers(self, request: UpstreamRequest, account: Account) -> dict[str, str]:
+        return upstream_headers(request, account, self.settings, self.forwarded)
