@@ -80,7 +80,6 @@ class Attempts(Generic[T]):
         *,
         model: str,
         key: KeySettings | None = None,
-        only: str | None = None,
         again: bool = False,
         used: int = 0,
         deadline: float = math.inf,
@@ -93,7 +92,7 @@ class Attempts(Generic[T]):
         self.route = route
         self.targets = targets
         self.model = model
-        self.key, self.only = key, only
+        self.key = key
         self.again = again
         self.tracing = tracing
         self.count = used  # attempts made (a job's include those of its earlier runs)
@@ -113,6 +112,10 @@ class Attempts(Generic[T]):
 
     async def retrying(self, reason: str) -> None:
         """Before each attempt after the first; `reason` says why the last one failed."""
+
+    def only_provider(self) -> str | None:
+        """The one provider the caller asked for, which a fallback must be served by too."""
+        return None
 
     async def run(self) -> T:
         """Try pairs until one answers before any byte of it went anywhere."""
@@ -169,10 +172,11 @@ class Attempts(Generic[T]):
 
     def _next_fallback(self) -> None:
         assert self.key is not None
+        only = self.only_provider()
         while self._fallbacks:
             name = self._fallbacks.pop(0)
             try:
-                self.models.append(self.router.resolve(name, self.key, self.only))
+                self.models.append(self.router.resolve(name, self.key, only))
                 return
             except GatewayError:
                 continue  # a fallback this caller may not use is skipped, not an error

@@ -38,7 +38,6 @@ class ClientAttempts(Attempts[web.StreamResponse]):
     def __init__(self, call: Call) -> None:
         deps = call.deps
         routing = deps.settings.routing
-        headers = call.headers
         super().__init__(
             deps.router,
             routing,
@@ -46,7 +45,6 @@ class ClientAttempts(Attempts[web.StreamResponse]):
             call.targets,
             model=call.model,
             key=call.principal,
-            only=headers.get("x-provider") or headers.get("x-tfy-provider-name"),
             deadline=time.monotonic() + routing.deadline_s,
             tracing=deps.tracing,
         )
@@ -69,6 +67,10 @@ class ClientAttempts(Attempts[web.StreamResponse]):
             trace_headers,
             self.deadline,
         )
+
+    def only_provider(self) -> str | None:
+        headers = self.call.headers
+        return headers.get("x-provider") or headers.get("x-tfy-provider-name")
 
     async def reply(self, reply: Reply, target: Target, sent: float) -> web.StreamResponse:
         call = self.call
