@@ -10,7 +10,13 @@ from typing import Any, Final
 import aiohttp
 import orjson
 
-from gateway.errors import GatewayError, InvalidRequestError, UpstreamError, UpstreamTimeoutError
+from gateway.errors import (
+    GatewayError,
+    InvalidRequestError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    envelope,
+)
 
 log = logging.getLogger("gateway.upstream")
 
@@ -102,18 +108,18 @@ def status_failure(
 def refusal_envelope(
     status: int, body: bytes, provider: str, request_id: str | None = None
 ) -> dict[str, Any]:
-    """An upstream's 4xx as the client's error: its envelope's message, type, param and code;
-    for a body that is not an envelope, only the status."""
-    envelope = upstream_envelope(body)
-    if envelope is None:
+    """An upstream's 4xx as the client's error envelope: its envelope's message, type, param
+    and code; for a body that is not an envelope, only the status."""
+    found = upstream_envelope(body)
+    if found is None:
         log_body(status, body, provider, request_id)
-        return {
-            "message": f"The upstream provider {provider!r} refused the request (status {status}).",
-            "type": "invalid_request_error",
-            "param": None,
-            "code": "upstream_error",
-        }
-    return envelope
+        return envelope(
+            f"The upstream provider {provider!r} refused the request (status {status}).",
+            "invalid_request_error",
+            None,
+            "upstream_error",
+        )
+    return envelope(found["message"], found["type"], found["param"], found["code"])
 
 
 def status_error(status: int, body: bytes, provider: str, request_id: str) -> GatewayError:
@@ -123,8 +129,14 @@ def status_error(status: int, body: bytes, provider: str, request_id: str) -> Ga
         return credentials_failure(status, provider)
     if status >= 500 or status == 429:
         return status_failure(status, body, provider, request_id)
-    envelope = refusal_envelope(status, body, provider, request_id)
-    return InvalidRequestError(envelope["message"], param=envelope["param"], code=envelope["code"])
+    refused = upstream_envelope(body)
+    if refused is None:
+        log_body(status, body, provider, request_id)
+        return InvalidRequestError(
+            f"The upstream provider {provider!r} refused the request (status {status}).",
+            code="upstream_error",
+        )
+    return InvalidRequestError(refused["message"], param=refused["param"], code=refused["code"])
 
 
 def log_body(status: int, body: bytes, provider: str, request_id: str | None) -> None:

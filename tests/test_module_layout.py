@@ -25,16 +25,17 @@ def modules() -> list[tuple[str, ast.Module]]:
 
 
 def error_envelopes(tree: ast.Module) -> list[int]:
-    """Lines of dict literals shaped like an error: {"error": {...}} with a message in it."""
+    """Lines of dict literals shaped like an error envelope: {"error": ...} alone, or an
+    "error" that is a dict literal with a message in it."""
     found = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Dict):
             continue
         for key, value in zip(node.keys, node.values, strict=True):
-            if (
-                isinstance(key, ast.Constant)
-                and key.value == "error"
-                and isinstance(value, ast.Dict)
+            if not (isinstance(key, ast.Constant) and key.value == "error"):
+                continue
+            if len(node.keys) == 1 or (
+                isinstance(value, ast.Dict)
                 and any(isinstance(k, ast.Constant) and k.value == "message" for k in value.keys)
             ):
                 found.append(node.lineno)

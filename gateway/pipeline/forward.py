@@ -180,4 +180,4 @@ def answer(call: Call, reply: Reply, headers: dict[str, str]) -> web.Response:
         if passed in reply.headers:
             headers[passed] = reply.headers[passed]
     envelope = refusal_envelope(status, reply.body, name, call.request_id)
-    return raw_json_response(dumps({"error": envelope}), status, headers)
+    return raw_json_response(dumps(envelope), status, headers)
