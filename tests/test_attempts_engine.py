@@ -4,7 +4,6 @@ upstream attempts follow `routing.max_attempts` as the client path's do."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import math
 from typing import Any
 
@@ -33,7 +32,7 @@ def upstream_request(**changes: Any) -> UpstreamRequest:
         trace_headers=None,
         deadline=math.inf,
     )
-    return dataclasses.replace(request, **changes)
+    return request._replace(**changes)
 
 
 async def test_a_provider_answers_an_upstream_request() -> None:
@@ -46,7 +45,7 @@ async def test_a_provider_answers_an_upstream_request() -> None:
 
 def test_an_upstream_request_is_frozen() -> None:
     request = upstream_request()
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         request.stream = True  # type: ignore[misc]  # what the test is about
 
 

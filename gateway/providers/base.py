@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import aiohttp
 
@@ -14,9 +14,12 @@ from gateway.config import Account, ProviderSettings
 from gateway.traceparent import TraceContext
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamRequest:
-    """One attempt at an upstream: all a provider reads, made once per attempt."""
+class UpstreamRequest(NamedTuple):
+    """One attempt at an upstream: all a provider reads, made once per attempt.
+
+    Immutable like a frozen dataclass, but a NamedTuple: one is made on every request, and a
+    tuple is built about four times faster than a frozen dataclass sets its fields.
+    """
 
     body: dict[str, Any]  # the request, as the gateway aimed it at this upstream
     raw: bytes | None  # the client's own bytes, when nothing rewrote the JSON (the fast path)
