@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
@@ -82,7 +82,7 @@ class ClientAttempts(Attempts[web.StreamResponse]):
         if call.ticket is not None and call.ticket.headers:
             headers.update(call.ticket.headers)
         if reply.chunks is not None:
-            return await _stream(call, reply, headers, sent)
+            return await _stream(call, reply.chunks, target.provider.name, headers, sent)
         return await _answer(call, reply, headers)
 
 
@@ -94,11 +94,9 @@ def aim(call: Call, target: Target, account: Account) -> None:
 
 
 async def _stream(
-    call: Call, reply: Reply, headers: dict[str, str], sent: float
+    call: Call, chunks: AsyncIterator[bytes], provider: str, headers: dict[str, str], sent: float
 ) -> web.StreamResponse:
     assert call.request is not None
-    assert call.target is not None
-    assert reply.chunks is not None
     # The client sees the gateway's view of the Response (`store` and the state it chained
     # on) in every lifecycle event, as it is kept, not the stateless upstream's.
     tap = StreamTap(client_fields(call) if call.stateful else None)
@@ -106,8 +104,8 @@ async def _stream(
     try:
         response, _, stayed = await relay(
             call.request,
-            reply.chunks,
-            call.target.provider.name,
+            chunks,
+            provider,
             headers,
             call.deps.streams,
             on_terminal=(
@@ -129,7 +127,7 @@ async def _stream(
             call.status = 200 if stayed or tap.delivered else 499
             call.client_gone = not stayed
     if tap.first_chunk_at is not None and tap.first_write_at is not None:
-        metrics.TTFB.labels(call.target.provider.name).observe(tap.first_write_at - call.started)
+        metrics.TTFB.labels(provider).observe(tap.first_write_at - call.started)
         # What the gateway adds: before the upstream call, and between its first chunk and ours.
         call.overhead_s = (sent - call.started) + (tap.first_write_at - tap.first_chunk_at)
     return response
