@@ -16,3 +16,5 @@ ERROR: Final = "error"  # a stream's failure before it had a Response
 TERMINAL: Final = frozenset({COMPLETED, INCOMPLETE, FAILED})
 # The events that carry the whole Response; the gateway restates its own fields in them.
 LIFECYCLE: Final = frozenset({CREATED, IN_PROGRESS, *TERMINAL})
+# What a background job restates its own fields in: an upstream may send `response.queued` too.
+JOB_LIFECYCLE: Final = frozenset({QUEUED, *LIFECYCLE})

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway import metrics
+from gateway import events, metrics
 from gateway.echo import echo
 from gateway.errors import (
     GatewayError,
@@ -20,7 +20,6 @@ from gateway.errors import (
     error_frame,
     failed_event,
 )
-from gateway.events import FAILED, TERMINAL as TERMINAL_EVENTS
 from gateway.jobs import TERMINAL, Event, JobStore
 from gateway.keys import CLIENT_GONE
 from gateway.models import Call
@@ -162,20 +161,20 @@ async def _follow(
 ) -> web.StreamResponse:
     cursor: Any = None
     while True:
-        events, cursor = await jobs.read_events(job_id, cursor, block_ms=1000)
-        for event in events:
+        found, cursor = await jobs.read_events(job_id, cursor, block_ms=1000)
+        for event in found:
             if event.seq <= after:
                 continue
             after = event.seq
             await response.write(_frame(event))
-            if event.kind in TERMINAL_EVENTS:
+            if event.kind in events.TERMINAL:
                 await response.write_eof()
                 return response
-        if not events and await jobs.status(job_id) in TERMINAL:
+        if not found and await jobs.status(job_id) in TERMINAL:
             # The outcome was written without its event (a job cancelled while queued,
             # or whose replica died): end the stream from the record.
-            events, cursor = await jobs.read_events(job_id, cursor, block_ms=0)
-            if not any(e.kind in TERMINAL_EVENTS and e.seq > after for e in events):
+            found, cursor = await jobs.read_events(job_id, cursor, block_ms=0)
+            if not any(e.kind in events.TERMINAL and e.seq > after for e in found):
                 await response.write(await _closing_frame(store, jobs, job_id, after + 1))
                 await response.write_eof()
                 return response
@@ -190,7 +189,7 @@ async def _closing_frame(store: Store, jobs: JobStore, job_id: str, seq: int) ->
     owner = job["owner"] if job else ""
     (record,) = await store.get_responses(owner, [job_id])
     final = record["response"] if record else {"id": job_id, "status": "failed"}
-    return _frame(Event(seq, orjson.dumps(failed_event(final, seq)), FAILED))
+    return _frame(Event(seq, orjson.dumps(failed_event(final, seq)), events.FAILED))
 
 
 async def cancel(store: Store, jobs: JobStore, owner: str, job_id: str) -> Json:

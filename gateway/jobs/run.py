@@ -7,16 +7,15 @@ import contextlib
 import logging
 import math
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
 import orjson
 
-from gateway import metrics
+from gateway import events, metrics
 from gateway.attempts import Attempts, aimed
 from gateway.config import Account, KeySettings, Price, key_from_fields
 from gateway.errors import GatewayError, UpstreamError, failed_event, response_error
 from gateway.errors_upstream import UPSTREAM_ERRORS, cut_stream, status_error, upstream_failure
-from gateway.events import FAILED, LIFECYCLE as RESPONSE_EVENTS, QUEUED, TERMINAL as TERMINAL_EVENTS
 from gateway.jobs import TERMINAL, Event, JobStore
 from gateway.limits import Subject
 from gateway.limits.usage import Usage
@@ -29,9 +28,6 @@ from gateway.streaming.sse import SSEParser
 from gateway.traceparent import incoming
 
 log = logging.getLogger("gateway.jobs")
-
-# An upstream may also send `response.queued`: the job's fields are restated in it too.
-LIFECYCLE: Final = frozenset({QUEUED, *RESPONSE_EVENTS})
 
 
 class JobRun:
@@ -166,7 +162,7 @@ class JobRun:
         raise cut_stream(provider)
 
     async def _log_chunk(self, frames: list[Any]) -> Json | None:
-        events, final = [], None
+        logged, final = [], None
         for frame in frames:
             try:
                 event = orjson.loads(frame.data)
@@ -175,13 +171,13 @@ class JobRun:
             if not isinstance(event, dict):
                 continue
             kind = str(event.get("type", ""))
-            if kind in LIFECYCLE and isinstance(event.get("response"), dict):
+            if kind in events.JOB_LIFECYCLE and isinstance(event.get("response"), dict):
                 event["response"] = self._view(event["response"])
             self.seq = event["sequence_number"] = self.seq + 1
-            events.append(Event(self.seq, orjson.dumps(event), kind))
-            if kind in TERMINAL_EVENTS:
+            logged.append(Event(self.seq, orjson.dumps(event), kind))
+            if kind in events.TERMINAL:
                 final = event["response"]
-        await self.jobs.append_events(self.job_id, events, self.events_ttl)
+        await self.jobs.append_events(self.job_id, logged, self.events_ttl)
         return final
 
     def _view(self, response: Json) -> Json:
@@ -230,7 +226,7 @@ class JobRun:
         self.seq += 1
         event = failed_event(response, self.seq)
         await self.jobs.append_events(
-            self.job_id, [Event(self.seq, orjson.dumps(event), FAILED)], self.events_ttl
+            self.job_id, [Event(self.seq, orjson.dumps(event), events.FAILED)], self.events_ttl
         )
 
 
