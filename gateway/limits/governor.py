@@ -30,7 +30,7 @@ from gateway.limits.rules import (
     nano,
     plan_for,
 )
-from gateway.models import Usage
+from gateway.limits.usage import Usage
 
 log = logging.getLogger("gateway.limits")
 T = TypeVar("T")

@@ -18,7 +18,7 @@ import uvloop
 
 from gateway.config import KeySettings, Price, ProjectLimits, Settings
 from gateway.limits import Governor, Subject
-from gateway.models import Usage
+from gateway.limits.usage import Usage
 from tests.support.redis_server import RedisServer
 
 FULL = Subject(

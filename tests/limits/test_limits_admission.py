@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from gateway.config import ModelLimits, ProjectLimits, Settings
 from gateway.errors import GatewayError, RateLimitError
 from gateway.limits import Governor, Ticket, TokensRateLimitError
-from gateway.models import Usage
+from gateway.limits.usage import Usage
 from tests.limits.limits_helpers import (
     Harness,
     admitted,

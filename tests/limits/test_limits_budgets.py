@@ -6,7 +6,7 @@ import pytest
 
 from gateway.config import ProjectLimits
 from gateway.limits import QuotaExceededError, Ticket
-from gateway.models import Usage
+from gateway.limits.usage import Usage
 from tests.limits.limits_helpers import Harness, error_body, outcome, settle, subject
 
 # 1M input tokens at $2.0: one request costs $2.
