@@ -14,9 +14,9 @@ from gateway.backends import open_backends
 from gateway.config import Settings
 from gateway.jobs.worker import WorkerPool
 from gateway.keys import DEPS, DRAINING, SETTINGS, SPAN_EXPORTER, WORKERS
+from gateway.limits.settler import Settler
 from gateway.middleware import gateway_middleware
 from gateway.models import Deps
-from gateway.pipeline.limit import Settler
 from gateway.providers import build_providers
 from gateway.redact import guard_library_loggers
 from gateway.routes import setup_routes

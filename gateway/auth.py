@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from gateway.config import JwtSettings, KeySettings, Settings, digest
+from gateway.config import ADMIN_KEY_ENV, JwtSettings, KeySettings, Settings, digest
 from gateway.errors import AuthenticationError
 from gateway.keystore import KeyStore, stored_key
 
@@ -44,7 +44,7 @@ class KeyRing:
         *,
         store: KeyStore | None = None,
         jwt: JwtSettings | None = None,
-        admin_env: str = "GATEWAY_ADMIN_KEY",
+        admin_env: str = ADMIN_KEY_ENV,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config_keys = tuple(keys)

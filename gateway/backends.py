@@ -78,10 +78,4 @@ def _in_memory(settings: Settings) -> Backends:
 
 
 def _governor(settings: Settings, client: Redis | None) -> Governor:
-    return Governor(
-        settings,
-        client,
-        settings.store.prefix,
-        projects=settings.limits.projects,
-        models=settings.limits.models,
-    )
+    return Governor(settings, client, settings.store.prefix)

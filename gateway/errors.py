@@ -15,12 +15,26 @@ GatewayError                     500 server_error
 └── UpstreamTimeoutError         504 upstream_timeout
 
 Each class carries its status; `middleware.error_middleware` is the only place
-one becomes an HTTP answer.
+one becomes an HTTP answer. This module also owns the shapes an error takes: the
+envelope (`envelope`, `internal_error`), a stream's `error` event (`error_frame`), and a
+failed Response's `error` and `response.failed` event (`response_error`, `failed_event`).
+What an upstream's failure maps to lives in `errors_upstream`.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
+
+import orjson
+
+from gateway.events import ERROR, FAILED
+
+
+def envelope(
+    message: str, error_type: str, param: str | None = None, code: str | None = None
+) -> dict[str, object]:
+    """The OpenAI error envelope: `{"error": {message, type, param, code}}`."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
 class GatewayError(Exception):
@@ -45,14 +59,7 @@ class GatewayError(Exception):
         self.headers = headers or {}
 
     def envelope(self) -> dict[str, object]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.error_type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+        return envelope(self.message, self.error_type, self.param, self.code)
 
     def response_headers(self) -> dict[str, str]:
         headers = dict(self.headers)
@@ -112,6 +119,45 @@ class ServiceUnavailableError(GatewayError):
 
 class UpstreamTimeoutError(GatewayError):
     status, error_type, default_code = 504, "server_error", "upstream_timeout"
+
+
+def internal_error() -> dict[str, object]:
+    """The 500 envelope of anything unexpected: it says nothing of what happened."""
+    return envelope(
+        "The gateway had an error while processing your request.",
+        "server_error",
+        None,
+        "internal_error",
+    )
+
+
+def error_frame(error: GatewayError, sequence: int | None = None, code: str | None = None) -> bytes:
+    """A stream's `error` event, for a failure before the stream had a Response (its code,
+    message and param restated at the top, as the SDKs read them)."""
+    code = code or error.code
+    payload: dict[str, Any] = {"type": ERROR}
+    if sequence is not None:
+        payload["sequence_number"] = sequence
+    payload["error"] = {
+        "type": error.error_type,
+        "code": code,
+        "message": error.message,
+        "param": error.param,
+    }
+    payload.update(code=code, message=error.message, param=error.param)
+    return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def response_error(
+    error: GatewayError, default_code: str = "server_error", prefix: str = ""
+) -> dict[str, str]:
+    """The `error` of a Response that failed."""
+    return {"code": error.code or default_code, "message": prefix + error.message}
+
+
+def failed_event(response: dict[str, Any], sequence: int) -> dict[str, Any]:
+    """The `response.failed` event that ends a stream with `response`."""
+    return {"type": FAILED, "sequence_number": sequence, "response": response}
 
 
 class ConfigError(Exception):

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import math
+import dataclasses
 import re
-import time
 from typing import Any, Final
 
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from jwt import PyJWK, PyJWKClient, PyJWKSet
-from jwt.algorithms import AllowedPublicKeys
 
-from gateway.config import JwtSettings, KeySettings, key_from_fields
-from gateway.errors import AuthenticationError, PermissionDeniedError, ServiceUnavailableError
+from gateway.config import JwtSettings, KeySettings
+from gateway.errors import AuthenticationError, PermissionDeniedError
+from gateway.jwt_keys import JwksUrlKeys, SigningKey
 
 LEEWAY_S: Final = 30
-JWKS_LIFESPAN_S: Final = 300.0
-# An unknown kid refetches the JWKS at most this often, so random kids cannot flood the issuer.
-JWKS_COOLDOWN_S: Final = 30.0
-JWKS_RETRY_S: Final = 1.0
 # Subjects and projects become parts of Redis keys: no spaces, no hash-tag braces.
 _SUBJECT: Final = re.compile(r"[!-z|~]{1,200}")
 _PROJECT: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
@@ -47,93 +34,11 @@ def invalid(reason: str) -> AuthenticationError:
     return AuthenticationError(f"Invalid bearer token: {reason}.")
 
 
-def load_keys(settings: JwtSettings) -> dict[str | None, PyJWK | AllowedPublicKeys]:
-    """The configured verification keys by kid (None: tokens without one), or ValueError."""
-    if settings.public_key_pem is not None:
-        return {None: _pem_key(settings.public_key_pem)}
-    if settings.jwks is None:
-        return {}
-    if not isinstance(settings.jwks, dict):
-        raise ValueError("a JWKS must be a JSON object with 'keys'")
-    try:
-        found = PyJWKSet.from_dict(settings.jwks)
-    except jwt.PyJWTError as exc:
-        raise ValueError(f"not a usable JWKS: {exc}") from None
-    return _by_kid(found)
-
-
-def _by_kid(found: PyJWKSet) -> dict[str | None, PyJWK | AllowedPublicKeys]:
-    keys = [k for k in found.keys if k.public_key_use in ("sig", None)]
-    out: dict[str | None, PyJWK | AllowedPublicKeys] = {k.key_id: k for k in keys if k.key_id}
-    if len(keys) == 1:
-        out[None] = keys[0]
-    return out
-
-
-def _pem_key(pem: str) -> AllowedPublicKeys:
-    data = pem.encode()
-    try:
-        if b"BEGIN CERTIFICATE" in data:
-            key: object = x509.load_pem_x509_certificate(data).public_key()
-        else:
-            key = load_pem_public_key(data)
-    except ValueError as exc:
-        raise ValueError(f"not a PEM public key or certificate ({exc})") from None
-    if not isinstance(
-        key, RSAPublicKey | EllipticCurvePublicKey | Ed25519PublicKey | Ed448PublicKey
-    ):
-        raise ValueError("not an RSA, EC or EdDSA public key")
-    return key
-
-
-class JwksUrlKeys:
-    """The issuer's JWKS, fetched by PyJWKClient in a thread (it blocks) and kept for a while."""
-
-    def __init__(self, url: str) -> None:
-        self._client = PyJWKClient(url, cache_jwk_set=False, timeout=5)
-        self._keys: dict[str | None, PyJWK | AllowedPublicKeys] = {}
-        self._expires = -math.inf
-        self._retry_at = -math.inf
-        self._down = False
-        self._lock = asyncio.Lock()
-
-    def _due(self, kid: str | None) -> bool:
-        now = time.monotonic()
-        return now >= self._retry_at and (kid not in self._keys or now >= self._expires)
-
-    async def get(self, kid: str | None) -> PyJWK | AllowedPublicKeys | None:
-        if self._due(kid):
-            async with self._lock:
-                if self._due(kid):
-                    await self._refresh()
-        key = self._keys.get(kid)
-        if key is None and self._down:
-            raise ServiceUnavailableError(
-                "The gateway cannot fetch the token issuer's signing keys (JWKS); try again "
-                "shortly.",
-                code="jwks_unavailable",
-                headers={"retry-after": "1"},
-            )
-        return key
-
-    async def _refresh(self) -> None:
-        try:
-            found = await asyncio.to_thread(self._client.get_jwk_set, True)
-        except (jwt.PyJWTError, OSError, ValueError):  # unreachable, or not JSON
-            # Keys already known keep working while the issuer is unreachable.
-            self._down, self._retry_at = True, time.monotonic() + JWKS_RETRY_S
-            return
-        now = time.monotonic()
-        self._keys, self._down = _by_kid(found), False
-        self._expires, self._retry_at = now + JWKS_LIFESPAN_S, now + JWKS_COOLDOWN_S
-
-
 class JwtVerifier:
     """A verified token becomes a KeySettings with id `jwt:<subject>`, which no key can take."""
 
     def __init__(self, settings: JwtSettings) -> None:
         self.settings = settings
-        self._keys = load_keys(settings)
         self._remote = JwksUrlKeys(settings.jwks_url) if settings.jwks_url else None
         self._algorithms = list(settings.algorithms)
         self._audience = list(settings.audience)
@@ -144,7 +49,7 @@ class JwtVerifier:
         self._check_scope(claims)
         return self._key_settings(claims)
 
-    async def _key(self, token: str) -> PyJWK | AllowedPublicKeys:
+    async def _key(self, token: str) -> SigningKey:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
@@ -153,15 +58,15 @@ class JwtVerifier:
             raise invalid("malformed token")
         if self._remote is not None:
             key = await self._remote.get(kid)
-        elif self.settings.public_key_pem is not None:
-            key = self._keys[None]
+        elif self.settings.file_keys is not None:
+            key = self.settings.file_keys.get(kid)
         else:
-            key = self._keys.get(kid)
+            key = None
         if key is None:
             raise invalid("no signing key matches the token's key id (kid)")
         return key
 
-    def _claims(self, token: str, key: PyJWK | AllowedPublicKeys) -> dict[str, Any]:
+    def _claims(self, token: str, key: SigningKey) -> dict[str, Any]:
         try:
             return jwt.decode(
                 token,
@@ -197,17 +102,19 @@ class JwtVerifier:
             subject = str(subject)
         if not isinstance(subject, str) or not _SUBJECT.fullmatch(subject):
             raise invalid(f"the '{self.settings.key_id_claim}' claim is not a usable caller id")
-        fields = dict(self.settings.defaults)
+        key_id = f"jwt:{subject}"
+        defaults = self.settings.defaults
         claim = self.settings.project_claim
-        if claim and claims.get(claim) is not None:
-            project = claims[claim]
-            if not isinstance(project, str) or not _PROJECT.fullmatch(project):
-                raise invalid(f"the '{claim}' claim is not a project id")
-            fields["project"] = project
-            if "projects" in fields:  # the token's project may always be named
-                fields["projects"] = [project, *(p for p in fields["projects"] if p != project)]
-        fields["id"] = f"jwt:{subject}"
-        return key_from_fields(fields, "")
+        if not claim or claims.get(claim) is None:
+            return dataclasses.replace(defaults, id=key_id, owner=key_id)
+        project = claims[claim]
+        if not isinstance(project, str) or not _PROJECT.fullmatch(project):
+            raise invalid(f"the '{claim}' claim is not a project id")
+        # The token's project may always be named, beside what the defaults list.
+        listed = (p for p in self.settings.defaults_projects if p != project)
+        return dataclasses.replace(
+            defaults, id=key_id, owner=key_id, project=project, projects=(project, *listed)
+        )
 
 
 def _scopes(value: object) -> set[str]:

@@ -17,6 +17,8 @@ from gateway.errors import (
     GatewayError,
     InvalidRequestError,
     ServiceUnavailableError,
+    envelope,
+    internal_error,
 )
 from gateway.keys import CALL, CLIENT_GONE, DEPS, REQUEST_ID, TRACE
 from gateway.observability import observe
@@ -99,17 +101,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     except Exception as exc:
         error = exc
         log.exception("unhandled error", extra={"request_id": rid})
-        response = json_response(
-            {
-                "error": {
-                    "message": "The gateway had an error while processing your request.",
-                    "type": "server_error",
-                    "param": None,
-                    "code": "internal_error",
-                }
-            },
-            500,
-        )
+        response = json_response(internal_error(), 500)
     if not response.prepared:
         response.headers["x-request-id"] = rid
     observe(request, response.status, started, error)
@@ -159,14 +151,5 @@ def _http_exception(request: web.Request, exc: web.HTTPException) -> web.StreamR
         message, code = exc.reason, None
     headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
     return json_response(
-        {
-            "error": {
-                "message": message,
-                "type": "invalid_request_error",
-                "param": None,
-                "code": code,
-            }
-        },
-        exc.status,
-        headers,
+        envelope(message, "invalid_request_error", None, code), exc.status, headers
     )

@@ -8,6 +8,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from gateway.errors import envelope
 from gateway.mockgen import build_chat_completion, build_response
 from gateway.streaming.sse import encode_event
 
@@ -103,8 +104,7 @@ def _json(obj: Mapping[str, Any], status: int = 200) -> web.Response:
 
 
 def _invalid(message: str, *, param: str | None = None, code: str | None = None) -> web.HTTPError:
-    error = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
-    text = orjson.dumps({"error": error}).decode()
+    text = orjson.dumps(envelope(message, "invalid_request_error", param, code)).decode()
     return web.HTTPBadRequest(text=text, content_type="application/json", headers=_headers())
 
 

@@ -5,12 +5,21 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from gateway.config import Account, KeySettings, ModelSettings, Settings
 from gateway.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
-from gateway.models import Target
 from gateway.providers.base import Provider
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One place a model can be served: a provider and the model's name there."""
+
+    provider: Provider
+    model: str
+    weight: float = 1.0
 
 
 class Router:

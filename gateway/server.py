@@ -20,6 +20,7 @@ from aiohttp.web_request import BaseRequest
 
 from gateway.app import create_app
 from gateway.config import ServerSettings, Settings
+from gateway.errors import envelope
 from gateway.keys import DEPS, DRAINING, WORKERS
 from gateway.observability import setup_logging
 
@@ -107,14 +108,8 @@ class _EnvelopeRequestHandler(RequestHandler):
                 "send gzip, deflate or an uncompressed body."
             )
             code = "invalid_content_encoding"
-        body = {
-            "error": {
-                "message": text,
-                "type": "invalid_request_error" if status < 500 else "server_error",
-                "param": None,
-                "code": code,
-            }
-        }
+        kind = "invalid_request_error" if status < 500 else "server_error"
+        body = envelope(text, kind, None, code)
         out = web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
         out.force_close()
         return out

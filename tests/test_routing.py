@@ -9,9 +9,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.config import Account, ProviderSettings
-from gateway.models import Target
 from gateway.providers.mock import MockProvider
-from gateway.routing import Health
+from gateway.routing import Health, Target
 from tests.support.configs import KEY_A, UPSTREAM_KEY
 from tests.support.stub import Behaviour, StubUpstream
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.providers.base import scrub
+from gateway.errors_upstream import scrub
 from tests.support.configs import KEY_A
 from tests.support.stub import Behaviour, StubUpstream
 

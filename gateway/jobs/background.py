@@ -6,14 +6,20 @@ import asyncio
 import contextlib
 import time
 from dataclasses import asdict
-from typing import Any, Final
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-from gateway import metrics
+from gateway import events, metrics
 from gateway.echo import echo
-from gateway.errors import GatewayError, InvalidRequestError, NotFoundError
+from gateway.errors import (
+    GatewayError,
+    InvalidRequestError,
+    NotFoundError,
+    error_frame,
+    failed_event,
+)
 from gateway.jobs import TERMINAL, Event, JobStore
 from gateway.keys import CLIENT_GONE
 from gateway.models import Call
@@ -22,8 +28,6 @@ from gateway.state import new_id
 from gateway.store import Json, Store
 from gateway.streaming.drain import OpenStreams
 from gateway.streaming.relay import SSE_HEADERS
-
-ENDS: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
 def snapshot(call: Call, client_body: Json, response_id: str) -> Json:
@@ -149,13 +153,7 @@ def _error_frame(code: str, reason: str, job_id: str) -> bytes:
         f"{reason}; resume the stream with GET "
         f"/responses/{job_id}?stream=true&starting_after=<last sequence_number>."
     )
-    error = {"type": "server_error", "code": code, "message": message, "param": None}
-    payload = {
-        "type": "error",
-        "error": error,
-        **{k: error[k] for k in ("code", "message", "param")},
-    }
-    return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+    return error_frame(GatewayError(message, code=code))
 
 
 async def _follow(
@@ -163,20 +161,20 @@ async def _follow(
 ) -> web.StreamResponse:
     cursor: Any = None
     while True:
-        events, cursor = await jobs.read_events(job_id, cursor, block_ms=1000)
-        for event in events:
+        found, cursor = await jobs.read_events(job_id, cursor, block_ms=1000)
+        for event in found:
             if event.seq <= after:
                 continue
             after = event.seq
             await response.write(_frame(event))
-            if event.kind in ENDS:
+            if event.kind in events.TERMINAL:
                 await response.write_eof()
                 return response
-        if not events and await jobs.status(job_id) in TERMINAL:
+        if not found and await jobs.status(job_id) in TERMINAL:
             # The outcome was written without its event (a job cancelled while queued,
             # or whose replica died): end the stream from the record.
-            events, cursor = await jobs.read_events(job_id, cursor, block_ms=0)
-            if not any(e.kind in ENDS and e.seq > after for e in events):
+            found, cursor = await jobs.read_events(job_id, cursor, block_ms=0)
+            if not any(e.kind in events.TERMINAL and e.seq > after for e in found):
                 await response.write(await _closing_frame(store, jobs, job_id, after + 1))
                 await response.write_eof()
                 return response
@@ -191,8 +189,7 @@ async def _closing_frame(store: Store, jobs: JobStore, job_id: str, seq: int) ->
     owner = job["owner"] if job else ""
     (record,) = await store.get_responses(owner, [job_id])
     final = record["response"] if record else {"id": job_id, "status": "failed"}
-    event = {"type": "response.failed", "sequence_number": seq, "response": final}
-    return _frame(Event(seq, orjson.dumps(event), "response.failed"))
+    return _frame(Event(seq, orjson.dumps(failed_event(final, seq)), events.FAILED))
 
 
 async def cancel(store: Store, jobs: JobStore, owner: str, job_id: str) -> Json:

@@ -29,9 +29,10 @@ of the gateway's state still spreads). Budget periods and usage days follow the 
 (UTC); windows and leases follow the Redis server's.
 """
 
+from gateway.config import ModelLimits, ProjectLimits
 from gateway.limits.governor import Governor, Ticket
 from gateway.limits.headers import QuotaExceededError, TokensRateLimitError, go_duration
-from gateway.limits.rules import ModelLimits, ProjectLimits, Subject, model_limits, project_limits
+from gateway.limits.rules import Subject
 
 __all__ = [
     "Governor",
@@ -42,6 +43,4 @@ __all__ = [
     "Ticket",
     "TokensRateLimitError",
     "go_duration",
-    "model_limits",
-    "project_limits",
 ]

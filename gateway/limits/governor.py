@@ -16,7 +16,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from gateway import metrics
-from gateway.config import Price, Settings
+from gateway.config import ModelLimits, Price, ProjectLimits, Settings
 from gateway.errors import ServiceUnavailableError
 from gateway.limits import usage as accounting
 from gateway.limits.backend import Charge, Settlement, Window
@@ -24,15 +24,13 @@ from gateway.limits.headers import rate_headers, refusal, too_large, unavailable
 from gateway.limits.memory import MemoryLimiter
 from gateway.limits.redis import RedisLimiter
 from gateway.limits.rules import (
-    ModelLimits,
     Periods,
     Plan,
-    ProjectLimits,
     Subject,
     nano,
     plan_for,
 )
-from gateway.models import Usage
+from gateway.limits.usage import Usage
 
 log = logging.getLogger("gateway.limits")
 T = TypeVar("T")
@@ -64,8 +62,8 @@ class Governor:
         prefix: str,
         *,
         clock: Callable[[], float] = time.time,
-        projects: Mapping[str, ProjectLimits | Mapping[str, Any]] | None = None,
-        models: Mapping[str, ModelLimits | Mapping[str, Any]] | None = None,
+        projects: Mapping[str, ProjectLimits] | None = None,
+        models: Mapping[str, ModelLimits] | None = None,
         lease_ttl_s: float = 120.0,
         window_s: float = 60.0,
         probe_interval_s: float = 1.0,
@@ -75,14 +73,9 @@ class Governor:
         totals_ttl_s: int = 400 * 86400,
     ) -> None:
         self.clock = clock
-        self.projects = {
-            n: p if isinstance(p, ProjectLimits) else ProjectLimits.from_mapping(p)
-            for n, p in (projects or {}).items()
-        }
-        self.models = {
-            n: m if isinstance(m, ModelLimits) else ModelLimits.from_mapping(m)
-            for n, m in (models or {}).items()
-        }
+        # `limits.projects` and `limits.models` of the config, unless given here.
+        self.projects = settings.limits.projects if projects is None else projects
+        self.models = settings.limits.models if models is None else models
         self.window = Window(round(window_s * 1000), round(lease_ttl_s * 1000))
         self.memory = MemoryLimiter(self.window, clock, stream_max=stream_max)
         self.timeout_s = max(settings.limits.redis_timeout_ms, 1) / 1000

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from gateway.config import KeySettings, Price
+from gateway.config import KeySettings, ModelLimits, Price, ProjectLimits
 
 PERIODS = ("day", "week", "month", "total")
 NANO = 1_000_000_000  # money is counted in integer nano-USD: exact sums, INCRBY in Redis
@@ -25,47 +24,6 @@ class Subject:
     projects: tuple[str, ...]
     model: str
     price: Price | None
-
-
-@dataclass(frozen=True, slots=True)
-class ProjectLimits:
-    """`limits.projects.<name>`: shared by every key that charges the project."""
-
-    rpm: int | None = None
-    tpm: int | None = None
-    max_concurrent: int | None = None
-    budget_usd: float | None = None
-    budget_period: str = "month"
-
-    @classmethod
-    def from_mapping(cls, raw: Mapping[str, Any]) -> ProjectLimits:
-        return cls(
-            rpm=raw.get("rpm"),
-            tpm=raw.get("tpm"),
-            max_concurrent=raw.get("max_concurrent"),
-            budget_usd=raw.get("budget_usd"),
-            budget_period=raw.get("budget_period", "month"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ModelLimits:
-    """`limits.models.<name>`: shared by every caller of the model."""
-
-    rpm: int | None = None
-    tpm: int | None = None
-
-    @classmethod
-    def from_mapping(cls, raw: Mapping[str, Any]) -> ModelLimits:
-        return cls(rpm=raw.get("rpm"), tpm=raw.get("tpm"))
-
-
-def project_limits(raw: Mapping[str, Mapping[str, Any]] | None) -> dict[str, ProjectLimits]:
-    return {name: ProjectLimits.from_mapping(v) for name, v in (raw or {}).items()}
-
-
-def model_limits(raw: Mapping[str, Mapping[str, Any]] | None) -> dict[str, ModelLimits]:
-    return {name: ModelLimits.from_mapping(v) for name, v in (raw or {}).items()}
 
 
 @dataclass(frozen=True, slots=True)

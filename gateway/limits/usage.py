@@ -1,4 +1,4 @@
-"""Cost of an answer, its usage record, and the per-day totals behind `/admin/usage`.
+"""An answer's Usage, its cost, its usage record, and the per-day totals behind `/admin/usage`.
 
 A day's totals are counters keyed by [view, project, key, model, metric]. Each request is counted
 once in the "all" view (project null) and once per charged project in the "project" view (project
@@ -9,17 +9,46 @@ by project gives each project everything it was charged.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
+from typing import Any
 
 import orjson
 
 from gateway.config import Price
 from gateway.limits.rules import NANO, nano
-from gateway.models import Usage
 
 METRICS = ("requests", "input_tokens", "output_tokens", "total_tokens", "cost_usd")
 GROUPS = ("project", "key", "model", "day")
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    estimated: bool = False  # the gateway's estimate: the answer ended without its usage
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @classmethod
+    def from_response(cls, response: Any) -> Usage | None:
+        usage = response.get("usage") if isinstance(response, dict) else None
+        if not isinstance(usage, dict):
+            return None
+        details = usage.get("input_tokens_details") or {}
+        return cls(
+            input_tokens=_int(usage.get("input_tokens")),
+            cached_tokens=_int(details.get("cached_tokens") if isinstance(details, dict) else 0),
+            output_tokens=_int(usage.get("output_tokens")),
+        )
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def cost(price: Price | None, usage: Usage | None) -> float:

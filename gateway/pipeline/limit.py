@@ -7,21 +7,15 @@ that left included).
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
-from collections import deque
 from typing import Final
 
 from gateway.errors import PermissionDeniedError
-from gateway.limits import Governor, Subject
-from gateway.limits.governor import SettleItem
-from gateway.models import Call, Usage
-
-log = logging.getLogger("gateway.limits")
+from gateway.limits import Subject
+from gateway.limits.usage import Usage
+from gateway.models import Call
 
 DEFAULT_OUTPUT_TOKENS: Final = 1024  # reserved when the request sets no max_output_tokens
-BATCH: Final = 256  # settlements sent in one round trip at most
 
 
 def attribution(call: Call) -> tuple[str, ...]:
@@ -86,45 +80,3 @@ def settle(call: Call) -> None:
             target.model if target else None,
         )
     )
-
-
-class Settler:
-    """One task per process settles tickets in order; no task is made per request."""
-
-    def __init__(self, governor: Governor) -> None:
-        self.governor = governor
-        self._queue: deque[SettleItem] = deque()
-        self._ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    def submit(self, item: SettleItem) -> None:
-        self._queue.append(item)
-        self._ready.set()
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            await self._ready.wait()
-            self._ready.clear()
-            await self._drain()
-
-    async def _drain(self) -> None:
-        # Everything queued goes at once: on Redis one round trip carries the whole batch.
-        while self._queue:
-            batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
-            try:
-                await self.governor.settle_many(batch)
-            except Exception:
-                log.exception("settling %d requests failed", len(batch))
-
-    async def stop(self) -> None:
-        """Settle what is queued, then stop (at shutdown). No cancel: a settlement cut in
-        the middle would be lost, and its Redis timeout could swallow the cancel."""
-        self._stopping = True
-        self._ready.set()
-        if self._task is not None:
-            await self._task
-        await self._drain()

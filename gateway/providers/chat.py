@@ -6,13 +6,14 @@ import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from gateway.config import Account
 from gateway.errors import UpstreamError
-from gateway.providers.base import UPSTREAM_ERRORS, HTTPProvider, Reply, upstream_failure
+from gateway.errors_upstream import UPSTREAM_ERRORS, upstream_failure
+from gateway.providers.base import HTTPProvider, Reply, UpstreamRequest
 from gateway.providers.transport import Answer
 from gateway.streaming.sse import SSEParser, encode_event
 from gateway.translate.chat import (
@@ -21,9 +22,6 @@ from gateway.translate.chat import (
     from_chat_completion,
     to_chat_request,
 )
-
-if TYPE_CHECKING:
-    from gateway.models import Call, Target
 
 # Client headers that may travel upstream; everything else (Authorization first) stays here.
 # The trace context is not among them: upstream_headers sends the request's own.
@@ -43,20 +41,21 @@ class ChatCompletionsProvider(HTTPProvider):
     forwarded = FORWARDED_HEADERS
 
     @asynccontextmanager
-    async def send(self, call: Call, target: Target, account: Account) -> AsyncIterator[Reply]:
+    async def send(self, request: UpstreamRequest, account: Account) -> AsyncIterator[Reply]:
         # Translated before any IO: what Chat Completions cannot express is the caller's 400.
-        payload = orjson.dumps(to_chat_request(call.body, target.model))
+        asked = request.body
+        payload = orjson.dumps(to_chat_request(asked, request.model))
         url = self.settings.base_url + self.path
         try:
-            resp = await self.http.post(url, payload, self.headers(call, account))
+            resp = await self.http.post(url, payload, self.headers(request, account))
         except UPSTREAM_ERRORS as exc:
             raise upstream_failure(exc, self.name) from exc
         translator = ChatStreamTranslator(
-            call.body, response_id=f"resp_{secrets.token_hex(24)}", created_at=int(time.time())
+            asked, response_id=f"resp_{secrets.token_hex(24)}", created_at=int(time.time())
         )
         events: AsyncGenerator[bytes, None] | None = None
         try:
-            if call.stream and resp.status == 200 and resp.content_type == "text/event-stream":
+            if request.stream and resp.status == 200 and resp.content_type == "text/event-stream":
                 events = self._translate(resp, translator)
                 yield Reply(200, chunks=events, headers=resp.headers)
                 return
@@ -69,13 +68,13 @@ class ChatCompletionsProvider(HTTPProvider):
                 yield Reply(resp.status, body=body, headers=resp.headers)
                 return
             completion = self._completion(body)
-            if call.stream:  # the upstream answered a stream request with JSON: replay it
+            if request.stream:  # the upstream answered a stream request with JSON: replay it
                 events = self._replay(translator, completion)
                 yield Reply(200, chunks=events, headers=resp.headers)
                 return
             response = from_chat_completion(
                 completion,
-                call.body,
+                asked,
                 response_id=translator.response_id,
                 created_at=translator.created_at,
                 completed_at=int(time.time()),

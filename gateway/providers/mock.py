@@ -5,17 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from gateway.config import Account, ProviderSettings
 from gateway.mockgen import build_response
-from gateway.providers.base import Reply
+from gateway.providers.base import Reply, UpstreamRequest
 from gateway.streaming.sse import encode_event
-
-if TYPE_CHECKING:
-    from gateway.models import Call, Target
 
 
 class MockProvider:
@@ -28,9 +25,9 @@ class MockProvider:
         return None
 
     @asynccontextmanager
-    async def send(self, call: Call, target: Target, account: Account) -> AsyncIterator[Reply]:
-        run = build_response(call.body, model=target.model)
-        if call.stream:
+    async def send(self, request: UpstreamRequest, account: Account) -> AsyncIterator[Reply]:
+        run = build_response(request.body, model=request.model)
+        if request.stream:
             yield Reply(200, chunks=self._stream(run.events()))
         else:
             yield Reply(200, body=orjson.dumps(run.response))

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from gateway.config import Account, ProviderSettings
-from gateway.providers.base import (
-    UPSTREAM_ERRORS,
-    HTTPProvider,
-    Reply,
-    auth_headers,
-    upstream_failure,
-)
+from gateway.errors_upstream import UPSTREAM_ERRORS, upstream_failure
+from gateway.providers.base import HTTPProvider, Reply, UpstreamRequest, auth_headers
 from gateway.providers.transport import Answer
-
-if TYPE_CHECKING:
-    from gateway.models import Call, Target
 
 # Client headers that may travel upstream; everything else (Authorization first) stays here.
 # The trace context is not among them: upstream_headers sends the request's own.
@@ -28,20 +20,22 @@ class Exchange:
     """One upstream call as an async context manager: the Reply in, the connection released
     on the way out (a class, not @asynccontextmanager: this runs on every request)."""
 
-    __slots__ = ("_account", "_call", "_provider", "_resp")
+    __slots__ = ("_account", "_provider", "_request", "_resp")
 
-    def __init__(self, provider: ResponsesProvider, call: Call, account: Account) -> None:
-        self._provider, self._call, self._account = provider, call, account
+    def __init__(
+        self, provider: ResponsesProvider, request: UpstreamRequest, account: Account
+    ) -> None:
+        self._provider, self._request, self._account = provider, request, account
         self._resp: Answer | None = None
 
     async def __aenter__(self) -> Reply:
-        provider, call = self._provider, self._call
-        body = call.upstream_body()
+        provider, request = self._provider, self._request
+        body = request.data()
         try:
             resp = self._resp = await provider.http.post(
-                provider.url, body, provider.headers(call, self._account)
+                provider.url, body, provider.headers(request, self._account)
             )
-            if call.stream and resp.status == 200 and resp.content_type == "text/event-stream":
+            if request.stream and resp.status == 200 and resp.content_type == "text/event-stream":
                 return Reply(200, chunks=aiter(resp), headers=resp.headers)
             return Reply(resp.status, body=await resp.read(), headers=resp.headers)
         except BaseException as exc:  # a cancelled read too: the connection must not leak
@@ -68,8 +62,8 @@ class ResponsesProvider(HTTPProvider):
         super().__init__(settings)
         self.url = settings.base_url + self.path
 
-    def send(self, call: Call, target: Target, account: Account) -> Exchange:
-        return Exchange(self, call, account)
+    def send(self, request: UpstreamRequest, account: Account) -> Exchange:
+        return Exchange(self, request, account)
 
     async def count_tokens(
         self, body: dict[str, Any], model: str, account: Account, traceparent: str

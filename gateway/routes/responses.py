@@ -41,7 +41,7 @@ CREATE_RESPONSE: Final[tuple[Stage, ...]] = (
 
 async def create_response(request: web.Request) -> web.StreamResponse:
     deps = request.app[DEPS]
-    call = Call(request, deps, request[REQUEST_ID])
+    call = Call(request, deps, request[REQUEST_ID], request.headers, request[TRACE])
     request[CALL] = call
     polled = request.headers.get("x-bf-async-id")
     if polled is not None:
@@ -234,7 +234,14 @@ async def count_input_tokens(request: web.Request) -> web.Response:
 async def _with_context(request: web.Request, key: KeySettings, body: Json) -> Json:
     """The body with its stored context in `input`, loaded as create loads it: a context the
     caller does not own is not found, exactly as on create."""
-    call = Call(request, request.app[DEPS], request[REQUEST_ID], body=dict(body))
+    call = Call(
+        request,
+        request.app[DEPS],
+        request[REQUEST_ID],
+        request.headers,
+        request[TRACE],
+        body=dict(body),
+    )
     call.principal = key
     await load_context(call)
     counted = {k: v for k, v in body.items() if k not in ("previous_response_id", "conversation")}

@@ -12,8 +12,16 @@ import orjson
 from aiohttp import web
 
 from gateway import metrics
-from gateway.errors import GatewayError, ServiceUnavailableError, UpstreamError
-from gateway.providers.base import UPSTREAM_ERRORS, upstream_failure
+from gateway.errors import (
+    GatewayError,
+    ServiceUnavailableError,
+    UpstreamError,
+    error_frame,
+    failed_event,
+    response_error,
+)
+from gateway.errors_upstream import UPSTREAM_ERRORS, cut_stream, upstream_failure
+from gateway.events import COMPLETED, CREATED, ERROR, FAILED, IN_PROGRESS, LIFECYCLE, TERMINAL
 from gateway.streaming.drain import OpenStreams, StreamHandle
 from gateway.streaming.sse import SSEEvent, SSEParser, encode_event, event_type
 
@@ -26,12 +34,9 @@ SHUTTING_DOWN = ServiceUnavailableError(
     "The gateway replica serving this stream is shutting down; send the request again.",
     code="gateway_shutdown",
 )
-TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
-# The events that carry the whole Response; the gateway restates its own fields in them.
-LIFECYCLE = frozenset({"response.created", "response.in_progress", *TERMINAL})
 # The events the tap keeps, by their `event:` line; a false alarm (the words in a delta's
 # text) only costs parsing that one frame.
-_NAMES = tuple(b"event: " + name.encode() for name in (*sorted(LIFECYCLE), "error"))
+_NAMES = tuple(b"event: " + name.encode() for name in (*sorted(LIFECYCLE), ERROR))
 # What ends the `type` of every delta event (output text, arguments, reasoning...): counted,
 # never parsed, to estimate the output of a stream that ended without its usage. A quote in
 # a delta's text is escaped, so the text cannot fake it.
@@ -117,7 +122,7 @@ class StreamTap:
 
     def _see(self, event: SSEEvent) -> None:
         kind = event_type(event)
-        if kind == "response.created":
+        if kind == CREATED:
             self.created = event.data
             self._restate = self._fields is not None
         elif kind in TERMINAL:
@@ -129,9 +134,9 @@ class StreamTap:
                 if self._fields is not None:
                     terminal["response"].update(self._fields)
                     self._restate = True
-        elif kind == "response.in_progress":
+        elif kind == IN_PROGRESS:
             self._restate = self._fields is not None
-        elif kind == "error":
+        elif kind == ERROR:
             self.error_sent = True
 
     def _restated(self, out: bytes) -> bytes:
@@ -171,36 +176,19 @@ class StreamTap:
         if self._last_chunk is not None:
             recent = [e.data for e in SSEParser().feed(self._last_chunk)]
         sequence = next((n for n in map(_sequence, reversed(recent)) if n is not None), None)
-        code = error.code or "upstream_error"
+        sequence = 0 if sequence is None else sequence + 1
         if self.created is None:
-            payload: dict[str, Any] = {
-                "type": "error",
-                "sequence_number": 0 if sequence is None else sequence + 1,
-                "error": {
-                    "type": error.error_type,
-                    "code": code,
-                    "message": error.message,
-                    "param": error.param,
-                },
-                "code": code,
-                "message": error.message,
-                "param": error.param,
-            }
-            return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+            return error_frame(error, sequence, error.code or "upstream_error")
         response = dict(_object(self.created).get("response") or {})
         response.update(self._fields or {})
-        response.update(status="failed", error={"code": code, "message": error.message})
-        self.terminal = {
-            "type": "response.failed",
-            "sequence_number": 0 if sequence is None else sequence + 1,
-            "response": response,
-        }
+        response.update(status="failed", error=response_error(error, "upstream_error"))
+        self.terminal = failed_event(response, sequence)
         return self.terminal_frame()
 
     def terminal_frame(self) -> bytes:
         """The terminal event as it stands now (after the store said what it kept)."""
         assert self.terminal is not None
-        name = str(self.terminal.get("type", "response.completed")).encode()
+        name = str(self.terminal.get("type", COMPLETED)).encode()
         return b"event: " + name + b"\ndata: " + orjson.dumps(self.terminal) + b"\n\n"
 
     def said_kept(self) -> bool:
@@ -213,12 +201,8 @@ class StreamTap:
         response (its output and usage) with status failed, `error`, and store false."""
         assert self.terminal is not None
         response = dict(self.response or {})
-        response.update(
-            status="failed",
-            store=False,
-            error={"code": error.code or "server_error", "message": error.message},
-        )
-        self.terminal = {**self.terminal, "type": "response.failed", "response": response}
+        response.update(status="failed", store=False, error=response_error(error))
+        self.terminal = {**self.terminal, "type": FAILED, "response": response}
         return without_terminal(out) + self.terminal_frame()
 
     @property
@@ -318,10 +302,7 @@ async def _pipe(
                 raise
             failure = SHUTTING_DOWN
         if tap.terminal is None and not (tap.error_sent and tap.created is None):
-            failure = failure or UpstreamError(
-                f"The upstream provider {provider!r} ended the stream before the response was "
-                "complete."
-            )
+            failure = failure or cut_stream(provider)
             frame = tap.failure_frame(failure)
             if on_terminal is not None and tap.response is not None:
                 try:

@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as redis
 import uvloop
 
-from gateway.config import KeySettings, Price, Settings
+from gateway.config import KeySettings, Price, ProjectLimits, Settings
 from gateway.limits import Governor, Subject
-from gateway.models import Usage
+from gateway.limits.usage import Usage
 from tests.support.redis_server import RedisServer
 
 FULL = Subject(
@@ -83,7 +83,7 @@ async def concurrent(gov: Governor, n: int, width: int = 64) -> float:
 async def main(url: str, n: int) -> None:
     client = redis.Redis.from_url(url)
     gov = Governor(
-        Settings(), client, "bench:", projects={"p1": {"rpm": 10**9, "budget_usd": 10.0**9}}
+        Settings(), client, "bench:", projects={"p1": ProjectLimits(rpm=10**9, budget_usd=10.0**9)}
     )
     memory = Governor(Settings(), None, "bench:")
     await pairs(gov, FULL, 200)  # warm up: scripts loaded, connection open

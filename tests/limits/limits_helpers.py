@@ -13,7 +13,7 @@ import redis.asyncio as redis
 from gateway.config import KeySettings, LimitSettings, Price, Settings
 from gateway.errors import GatewayError
 from gateway.limits import Governor, Subject, Ticket
-from gateway.models import Usage
+from gateway.limits.usage import Usage
 from tests.support.clock import FakeClock
 
 START = 1_717_243_200.0  # 2024-06-01T12:00:00Z, a Saturday

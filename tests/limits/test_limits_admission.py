@@ -7,10 +7,10 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from gateway.config import Settings
+from gateway.config import ModelLimits, ProjectLimits, Settings
 from gateway.errors import GatewayError, RateLimitError
 from gateway.limits import Governor, Ticket, TokensRateLimitError
-from gateway.models import Usage
+from gateway.limits.usage import Usage
 from tests.limits.limits_helpers import (
     Harness,
     admitted,
@@ -96,7 +96,7 @@ async def test_estimate_above_tpm_is_refused_for_good(harness: Harness) -> None:
 
 
 async def test_refusal_consumes_nothing(harness: Harness) -> None:
-    governor = harness.governor(models={"gpt-test": {"rpm": 1}})
+    governor = harness.governor(models={"gpt-test": ModelLimits(rpm=1)})
     limited, other = subject(rpm=5, tpm=100), subject(rpm=5, tpm=100, model="other")
     await governor.admit(limited, 10)
     for _ in range(3):  # refused by the model's limit: the key's counters must not move
@@ -215,7 +215,7 @@ async def test_renew_keeps_a_long_request_leased(harness: Harness) -> None:
 
 
 async def test_project_limits_are_shared_by_keys(harness: Harness) -> None:
-    governor = harness.governor(projects={"p1": {"rpm": 3}})
+    governor = harness.governor(projects={"p1": ProjectLimits(rpm=3)})
     one, two = subject("k1", ("p1",)), subject("k2", ("p1",))
     results = [await admitted(governor, who) for who in (one, two, one, two)]
     assert results == [True, True, True, False]

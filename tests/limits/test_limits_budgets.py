@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.config import ProjectLimits
 from gateway.limits import QuotaExceededError, Ticket
-from gateway.models import Usage
+from gateway.limits.usage import Usage
 from tests.limits.limits_helpers import Harness, error_body, outcome, settle, subject
 
 # 1M input tokens at $2.0: one request costs $2.
@@ -30,7 +31,7 @@ async def test_key_budget_refuses_once_spent(harness: Harness) -> None:
 
 
 async def test_project_budget_is_shared_by_keys(harness: Harness) -> None:
-    governor = harness.governor(projects={"p1": {"budget_usd": 3.0, "budget_period": "day"}})
+    governor = harness.governor(projects={"p1": ProjectLimits(budget_usd=3.0, budget_period="day")})
     await settle(governor, await governor.admit(subject("k1", ("p1",)), 0), DEAR)
     await settle(governor, await governor.admit(subject("k2", ("p1",)), 0), DEAR)
     error = await outcome(governor.admit(subject("k3", ("p1",)), 0))

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from gateway.config import LimitSettings, Settings
 from gateway.errors import ServiceUnavailableError
 from gateway.limits import Governor
-from gateway.models import Usage
+from gateway.limits.usage import Usage
 from tests.limits.limits_helpers import outcome, settle, subject
 from tests.support.redis_server import RedisServer
 

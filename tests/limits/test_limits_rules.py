@@ -71,10 +71,3 @@ def test_plan_lists_only_limits_that_apply() -> None:
         ("key", "team-a", 5.0, "month")
     ]
     assert plan_for(subject(), {}, {}).empty
-
-
-def test_limits_build_from_config_mappings() -> None:
-    assert ProjectLimits.from_mapping({"rpm": 5, "budget_usd": 1.5}) == ProjectLimits(
-        rpm=5, budget_usd=1.5
-    )
-    assert ModelLimits.from_mapping({"tpm": 9}) == ModelLimits(tpm=9)

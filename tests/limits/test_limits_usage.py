@@ -10,7 +10,7 @@ import pytest
 from gateway.config import Price, Settings
 from gateway.limits import Governor
 from gateway.limits.rules import utc_day
-from gateway.models import Usage
+from gateway.limits.usage import Usage
 from tests.limits.limits_helpers import PRICE, Harness, settle, subject
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
-from gateway.providers.base import UPSTREAM_ERRORS, upstream_failure
+from gateway.errors_upstream import UPSTREAM_ERRORS, upstream_failure
 from gateway.upstream_http import (
     ConnectError,
     ConnectTimeout,
