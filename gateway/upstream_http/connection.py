@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import zlib
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable
+from typing import cast
 
 import httptools
 
@@ -22,9 +23,6 @@ from gateway.upstream_http.errors import (
     UpstreamHTTPError,
 )
 
-if TYPE_CHECKING:
-    from gateway.upstream_http.pool import OriginPool
-
 # Bytes of an unread streamed body past which reading from the socket pauses.
 HIGH_WATER = 256 * 1024
 # Encodings the client undoes (it asks for identity; an upstream may compress regardless).
@@ -34,8 +32,8 @@ _DECODED = (b"gzip", b"x-gzip", b"deflate")
 class Connection(asyncio.Protocol):
     """A socket to one origin and the state of the exchange on it."""
 
-    def __init__(self, pool: OriginPool, read_timeout: float | None) -> None:
-        self.pool = pool
+    def __init__(self, on_lost: Callable[[Connection], None], read_timeout: float | None) -> None:
+        self.on_lost = on_lost  # told when the connection is gone, so its pool forgets it
         self.loop = asyncio.get_running_loop()
         self.read_timeout = read_timeout
         self.transport: asyncio.Transport | None = None
@@ -192,7 +190,7 @@ class Connection(asyncio.Protocol):
             self.timer = None
         if self.busy and not self.complete:
             self.fail(DisconnectedError(f"the connection was lost: {exc!r}"))
-        self.pool.forget(self)
+        self.on_lost(self)
 
     # -- httptools callbacks -----------------------------------------------------------------
 

@@ -81,7 +81,7 @@ class OriginPool:
     async def _handshake(self, sock: socket.socket) -> Connection:
         loop = asyncio.get_running_loop()
         client = self.client
-        conn = Connection(self, client.read_timeout)
+        conn = Connection(self.forget, client.read_timeout)
         conn.sock = sock
         try:
             await loop.create_connection(
@@ -209,7 +209,7 @@ class Client:
         except BaseException:
             pool.release(conn)  # unfinished: closed, not pooled
             raise
-        return Response(pool, conn)
+        return Response(conn, pool.release)
 
     def _route(self, url: str) -> tuple[OriginPool, str]:
         parts = urlsplit(url)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict
 
 if TYPE_CHECKING:
     from gateway.upstream_http.connection import Connection
-    from gateway.upstream_http.pool import OriginPool
 
 
 class Response:
@@ -16,10 +16,10 @@ class Response:
     the body was read to its end) or close(). Iterating it yields the body's chunks as they
     arrive; read() waits for the whole body."""
 
-    __slots__ = ("_conn", "_headers", "_pool", "_raw", "status")
+    __slots__ = ("_conn", "_headers", "_raw", "_release", "status")
 
-    def __init__(self, pool: OriginPool, conn: Connection) -> None:
-        self._pool = pool
+    def __init__(self, conn: Connection, release: Callable[[Connection], None]) -> None:
+        self._release = release  # the pool's: takes the connection back, or closes it
         self._conn: Connection | None = conn
         self.status = conn.status
         self._raw = conn.raw_headers  # the connection starts a new list for its next answer
@@ -84,7 +84,7 @@ class Response:
         conn = self._conn
         if conn is not None:
             self._conn = None
-            self._pool.release(conn)
+            self._release(conn)
 
     def close(self) -> None:
         """Done with the answer and its connection: closed, never pooled."""
@@ -92,7 +92,7 @@ class Response:
         if conn is not None:
             self._conn = None
             conn.close()
-            self._pool.release(conn)
+            self._release(conn)
 
     async def __aenter__(self) -> Response:
         return self

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ import uvloop
 
 from gateway.upstream_http import Client
 from tests.support.stub import StubUpstream
+from tests.support.upstream_http_servers import Handler, RawServer
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, Any]:
@@ -50,3 +51,37 @@ async def client() -> AsyncIterator[Client]:
 @pytest.fixture
 def stub_url(stub: StubUpstream) -> str:
     return stub.url + "/v1/responses"
+
+
+Serve = Callable[..., Awaitable[RawServer]]
+MakeClient = Callable[..., Client]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Start a scripted server (handler, tls=None); every one is closed after the test."""
+    servers: list[RawServer] = []
+
+    async def start(handler: Handler, tls: ssl.SSLContext | None = None) -> RawServer:
+        server = await RawServer(handler, tls=tls).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def make_client() -> AsyncIterator[MakeClient]:
+    """A client with the given settings; every one is closed after the test."""
+    clients: list[Client] = []
+
+    def make(**settings: Any) -> Client:
+        client = Client(**settings)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()

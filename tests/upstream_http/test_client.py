@@ -12,7 +12,8 @@ import trustme
 
 from gateway.upstream_http import Client, ConnectError
 from tests.support.stub import StubUpstream
-from tests.support.upstream_http_servers import Peer, RawServer, keep_alive
+from tests.support.upstream_http_servers import Peer, keep_alive
+from tests.upstream_http.conftest import MakeClient, Serve
 
 JSON = {"Content-Type": "application/json"}
 
@@ -80,7 +81,7 @@ async def test_an_error_status_is_an_answer(
     assert await resp.read() == b'{"error": {"message": "slow down"}}'
 
 
-async def test_chunked_and_length_bodies_on_one_connection(client: Client) -> None:
+async def test_chunked_and_length_bodies_on_one_connection(serve: Serve, client: Client) -> None:
     async def handler(peer: Peer) -> None:
         await peer.request()
         peer.writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
@@ -90,52 +91,43 @@ async def test_chunked_and_length_bodies_on_one_connection(client: Client) -> No
         await peer.request()
         await peer.answer(b"second")
 
-    server = await RawServer(handler).start()
-    try:
-        first = await client.post(server.url(), b"{}", JSON)
-        assert await first.read() == b"hello world"
-        second = await client.post(server.url(), b"{}", JSON)
-        assert await second.read() == b"second"
-        assert server.connections == 1
-    finally:
-        await server.close()
+    server = await serve(handler)
+    first = await client.post(server.url(), b"{}", JSON)
+    assert await first.read() == b"hello world"
+    second = await client.post(server.url(), b"{}", JSON)
+    assert await second.read() == b"second"
+    assert server.connections == 1
 
 
-async def test_a_body_without_length_ends_with_the_connection(client: Client) -> None:
+async def test_a_body_without_length_ends_with_the_connection(serve: Serve, client: Client) -> None:
     async def handler(peer: Peer) -> None:
         await peer.request()
         peer.writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
         await peer.writer.drain()
         peer.writer.close()
 
-    server = await RawServer(handler).start()
-    try:
-        resp = await client.post(server.url(), b"{}", JSON)
-        assert await resp.read() == b"until the end"
-        (pool,) = client.pools.values()
-        assert pool.idle == []  # the connection ended with the body: never pooled
-    finally:
-        await server.close()
+    server = await serve(handler)
+    resp = await client.post(server.url(), b"{}", JSON)
+    assert await resp.read() == b"until the end"
+    (pool,) = client.pools.values()
+    assert pool.idle == []  # the connection ended with the body: never pooled
 
 
-async def test_an_interim_answer_is_skipped(client: Client) -> None:
+async def test_an_interim_answer_is_skipped(serve: Serve, client: Client) -> None:
     async def handler(peer: Peer) -> None:
         await peer.request()
         peer.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         await peer.answer(b"final", headers="X-Final: yes\r\n")
         await peer.request()
 
-    server = await RawServer(handler).start()
-    try:
-        resp = await client.post(server.url(), b"{}", JSON)
-        assert resp.status == 200
-        assert resp.headers["x-final"] == "yes"
-        assert await resp.read() == b"final"
-    finally:
-        await server.close()
+    server = await serve(handler)
+    resp = await client.post(server.url(), b"{}", JSON)
+    assert resp.status == 200
+    assert resp.headers["x-final"] == "yes"
+    assert await resp.read() == b"final"
 
 
-async def test_a_gzipped_body_is_decoded(client: Client) -> None:
+async def test_a_gzipped_body_is_decoded(serve: Serve, client: Client) -> None:
     packed = gzip.compress(b'{"ok": true}')
 
     async def handler(peer: Peer) -> None:
@@ -143,12 +135,9 @@ async def test_a_gzipped_body_is_decoded(client: Client) -> None:
         await peer.answer(packed, headers="Content-Encoding: gzip\r\n")
         await peer.request()
 
-    server = await RawServer(handler).start()
-    try:
-        resp = await client.post(server.url(), b"{}", JSON)
-        assert await resp.read() == b'{"ok": true}'
-    finally:
-        await server.close()
+    server = await serve(handler)
+    resp = await client.post(server.url(), b"{}", JSON)
+    assert await resp.read() == b'{"ok": true}'
 
 
 async def test_header_injection_is_refused(client: Client, stub_url: str) -> None:
@@ -165,46 +154,36 @@ async def test_a_large_body_goes_whole(client: Client, stub: StubUpstream, stub_
 
 
 async def test_tls_verifies_the_certificate_and_sends_sni(
-    server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
+    serve: Serve, make_client: MakeClient, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
 ) -> None:
     names: list[str | None] = []
     server_tls.sni_callback = lambda _sock, name, _ctx: names.append(name)
-    server = await RawServer(keep_alive, tls=server_tls).start()
-    http = Client(connect_timeout=2.0, read_timeout=5.0, ssl_context=client_tls)
-    try:
-        for _ in range(2):
-            resp = await http.post(server.url(host="localhost"), b"{}", JSON)
-            assert await resp.read() == b"ok"
-        assert names == ["localhost"]  # one handshake: the second request reused it
-        assert server.connections == 1
-    finally:
-        await http.close()
-        await server.close()
+    server = await serve(keep_alive, tls=server_tls)
+    http = make_client(connect_timeout=2.0, read_timeout=5.0, ssl_context=client_tls)
+    for _ in range(2):
+        resp = await http.post(server.url(host="localhost"), b"{}", JSON)
+        assert await resp.read() == b"ok"
+    assert names == ["localhost"]  # one handshake: the second request reused it
+    assert server.connections == 1
 
 
-async def test_tls_refuses_an_unknown_certificate(server_tls: ssl.SSLContext) -> None:
-    server = await RawServer(keep_alive, tls=server_tls).start()
-    http = Client(connect_timeout=2.0, read_timeout=5.0)  # the system's CAs only
-    try:
-        with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-            await http.post(server.url(host="localhost"), b"{}", JSON)
-        assert server.requests == []
-    finally:
-        await http.close()
-        await server.close()
+async def test_tls_refuses_an_unknown_certificate(
+    serve: Serve, make_client: MakeClient, server_tls: ssl.SSLContext
+) -> None:
+    server = await serve(keep_alive, tls=server_tls)
+    http = make_client(connect_timeout=2.0, read_timeout=5.0)  # the system's CAs only
+    with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        await http.post(server.url(host="localhost"), b"{}", JSON)
+    assert server.requests == []
 
 
 async def test_tls_refuses_a_certificate_for_another_name(
-    ca: trustme.CA, client_tls: ssl.SSLContext
+    serve: Serve, make_client: MakeClient, ca: trustme.CA, client_tls: ssl.SSLContext
 ) -> None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("other.test").configure_cert(context)
-    server = await RawServer(keep_alive, tls=context).start()
-    http = Client(connect_timeout=2.0, read_timeout=5.0, ssl_context=client_tls)
-    try:
-        with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-            await http.post(server.url(host="localhost"), b"{}", JSON)
-        assert server.requests == []
-    finally:
-        await http.close()
-        await server.close()
+    server = await serve(keep_alive, tls=context)
+    http = make_client(connect_timeout=2.0, read_timeout=5.0, ssl_context=client_tls)
+    with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        await http.post(server.url(host="localhost"), b"{}", JSON)
+    assert server.requests == []

@@ -7,14 +7,15 @@ import asyncio
 
 from gateway.upstream_http import Client
 from gateway.upstream_http.connection import HIGH_WATER
-from tests.support.upstream_http_servers import Peer, RawServer, poll
+from tests.support.upstream_http_servers import Peer, poll
+from tests.upstream_http.conftest import Serve
 
 JSON = {"Content-Type": "application/json"}
 PIECE = 64 * 1024
 TOTAL = 64 * 1024 * 1024
 
 
-async def test_a_slow_consumer_makes_the_upstream_wait(client: Client) -> None:
+async def test_a_slow_consumer_makes_the_upstream_wait(serve: Serve, client: Client) -> None:
     written = 0
     peers: list[Peer] = []
 
@@ -30,33 +31,30 @@ async def test_a_slow_consumer_makes_the_upstream_wait(client: Client) -> None:
             await peer.writer.drain()
         await peer.request()
 
-    server = await RawServer(firehose).start()
-    try:
-        resp = await client.post(server.url(), b"{}", JSON)
-        got = len(await anext(resp))
-        (pool,) = client.pools.values()
-        (conn,) = pool.connections
-        transport = conn.transport
-        assert transport is not None
-        await poll(lambda: not transport.is_reading())  # the consumer lags: reading stopped
-        # The kernel's buffers fill, the upstream's own holds the rest, and it waits.
-        await poll(lambda: peers[0].writer.transport.get_write_buffer_size() > 0)
-        progress = -1
-        while written != progress:  # settled: nothing moves while nobody reads
-            progress = written
-            await asyncio.sleep(0.1)
-        assert written < TOTAL // 2
-        assert conn.buffered <= HIGH_WATER + 1024 * 1024  # past the mark by a read at most
-        async for chunk in resp:  # the consumer catches up: reading resumes to the end
-            got += len(chunk)
-        assert got == TOTAL
-        assert written == TOTAL
-        assert len(pool.idle) == 1
-    finally:
-        await server.close()
+    server = await serve(firehose)
+    resp = await client.post(server.url(), b"{}", JSON)
+    got = len(await anext(resp))
+    (pool,) = client.pools.values()
+    (conn,) = pool.connections
+    transport = conn.transport
+    assert transport is not None
+    await poll(lambda: not transport.is_reading())  # the consumer lags: reading stopped
+    # The kernel's buffers fill, the upstream's own holds the rest, and it waits.
+    await poll(lambda: peers[0].writer.transport.get_write_buffer_size() > 0)
+    progress = -1
+    while written != progress:  # settled: nothing moves while nobody reads
+        progress = written
+        await asyncio.sleep(0.1)
+    assert written < TOTAL // 2
+    assert conn.buffered <= HIGH_WATER + 1024 * 1024  # past the mark by a read at most
+    async for chunk in resp:  # the consumer catches up: reading resumes to the end
+        got += len(chunk)
+    assert got == TOTAL
+    assert written == TOTAL
+    assert len(pool.idle) == 1
 
 
-async def test_reading_whole_is_not_paused(client: Client) -> None:
+async def test_reading_whole_is_not_paused(serve: Serve, client: Client) -> None:
     size = 4 * HIGH_WATER
 
     async def big(peer: Peer) -> None:
@@ -64,9 +62,6 @@ async def test_reading_whole_is_not_paused(client: Client) -> None:
         await peer.answer(b"y" * size)
         await peer.request()
 
-    server = await RawServer(big).start()
-    try:
-        resp = await client.post(server.url(), b"{}", JSON)
-        assert len(await asyncio.wait_for(resp.read(), 10)) == size
-    finally:
-        await server.close()
+    server = await serve(big)
+    resp = await client.post(server.url(), b"{}", JSON)
+    assert len(await asyncio.wait_for(resp.read(), 10)) == size

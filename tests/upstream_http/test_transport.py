@@ -7,7 +7,8 @@ import pytest
 from gateway.config import ProviderSettings
 from gateway.providers.transport import ProxiedTransport, Transport, new_transport
 from gateway.upstream_http import Client
-from tests.support.upstream_http_servers import Peer, RawServer, keep_alive
+from tests.support.upstream_http_servers import Peer, keep_alive
+from tests.upstream_http.conftest import Serve
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
 
@@ -42,7 +43,9 @@ async def test_an_origin_named_in_no_proxy_goes_direct(no_proxy_env: pytest.Monk
         await transport.close()
 
 
-async def test_a_proxied_origin_goes_through_the_proxy(no_proxy_env: pytest.MonkeyPatch) -> None:
+async def test_a_proxied_origin_goes_through_the_proxy(
+    serve: Serve, no_proxy_env: pytest.MonkeyPatch
+) -> None:
     async def proxy(peer: Peer) -> None:
         await peer.request()
         peer.writer.write(
@@ -52,7 +55,7 @@ async def test_a_proxied_origin_goes_through_the_proxy(no_proxy_env: pytest.Monk
         await peer.writer.drain()
         await peer.request()
 
-    server = await RawServer(proxy).start()
+    server = await serve(proxy)
     no_proxy_env.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")
     transport = new_transport(settings("http://upstream.example/v1"))
     try:
@@ -68,12 +71,11 @@ async def test_a_proxied_origin_goes_through_the_proxy(no_proxy_env: pytest.Monk
         assert seen.startswith(b"POST http://upstream.example/v1/responses HTTP/1.1\r\n")
     finally:
         await transport.close()
-        await server.close()
 
 
 @pytest.mark.parametrize("proxied", [False, True])
 async def test_both_transports_stream_alike(
-    no_proxy_env: pytest.MonkeyPatch, proxied: bool
+    serve: Serve, no_proxy_env: pytest.MonkeyPatch, proxied: bool
 ) -> None:
     async def chunked(peer: Peer) -> None:
         await peer.request()
@@ -85,7 +87,7 @@ async def test_both_transports_stream_alike(
         peer.writer.write(b"3\r\ndef\r\n0\r\n\r\n")
         await keep_alive(peer)
 
-    server = await RawServer(chunked).start()
+    server = await serve(chunked)
     target = "http://upstream.example/v1" if proxied else server.url("/v1")
     if proxied:
         no_proxy_env.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")
@@ -97,4 +99,3 @@ async def test_both_transports_stream_alike(
         answer.release()
     finally:
         await transport.close()
-        await server.close()
