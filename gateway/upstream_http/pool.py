@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from gateway.upstream_http.connection import Connection
 from gateway.upstream_http.errors import ConnectError, ConnectTimeout, DisconnectedError
+from gateway.upstream_http.resolve import Addresses
 from gateway.upstream_http.response import Response
 
 # How long a connection may sit idle in a pool before the pool closes it.
@@ -30,6 +31,7 @@ class OriginPool:
         default = 443 if self.tls else 80
         name = f"[{host}]" if ":" in host else host
         self.host_header = name if port == default else f"{name}:{port}"
+        self.addresses = Addresses(host, port)
         self.idle: list[Connection] = []
         self.connections: set[Connection] = set()
         self.sweeper: asyncio.TimerHandle | None = None
@@ -57,12 +59,8 @@ class OriginPool:
 
     async def _connect(self) -> Connection:
         loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise ConnectError(f"cannot resolve {self.host}: {exc}") from exc
         error: OSError | None = None
-        for family, kind, proto, _, address in infos:
+        for family, kind, proto, address in await self.addresses.get():
             sock = socket.socket(family, kind, proto)
             try:
                 sock.setblocking(False)

@@ -11,6 +11,7 @@ import pytest
 import trustme
 
 from gateway.upstream_http import Client, ConnectError
+from gateway.upstream_http.resolve import Address, Addresses
 from tests.support.stub import StubUpstream
 from tests.support.upstream_http_servers import Peer, keep_alive
 from tests.upstream_http.conftest import MakeClient, Serve
@@ -187,3 +188,31 @@ async def test_tls_refuses_a_certificate_for_another_name(
     with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         await http.post(server.url(host="localhost"), b"{}", JSON)
     assert server.requests == []
+
+
+async def test_a_burst_of_new_connections_looks_the_name_up_once(
+    serve: Serve, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lookups = 0
+    look_up = Addresses._look_up
+
+    async def counted(self: Addresses) -> list[Address]:
+        nonlocal lookups
+        lookups += 1
+        return await look_up(self)
+
+    monkeypatch.setattr(Addresses, "_look_up", counted)
+    server = await serve(keep_alive)
+    url = server.url(host="localhost")
+
+    async def one() -> bytes:
+        return await (await client.post(url, b"{}", JSON)).read()
+
+    assert await asyncio.gather(*(one() for _ in range(16))) == [b"ok"] * 16
+    assert server.connections == 16
+    assert lookups == 1
+
+
+async def test_a_name_that_does_not_resolve_is_a_connect_error(client: Client) -> None:
+    with pytest.raises(ConnectError, match="cannot resolve"):
+        await client.post("http://no-such-host.invalid/v1/responses", b"{}", JSON)
