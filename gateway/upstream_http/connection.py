@@ -32,6 +32,33 @@ _DECODED = (b"gzip", b"x-gzip", b"deflate")
 class Connection(asyncio.Protocol):
     """A socket to one origin and the state of the exchange on it."""
 
+    __slots__ = (
+        "buffered",
+        "busy",
+        "chunks",
+        "complete",
+        "decoder",
+        "exc",
+        "headers_done",
+        "idle_since",
+        "keep_alive",
+        "last_read",
+        "loop",
+        "lost",
+        "on_lost",
+        "parser",
+        "paused",
+        "raw_headers",
+        "read_timeout",
+        "sock",
+        "status",
+        "streaming",
+        "timer",
+        "transport",
+        "until_eof",
+        "waiter",
+    )
+
     def __init__(self, on_lost: Callable[[Connection], None], read_timeout: float | None) -> None:
         self.on_lost = on_lost  # told when the connection is gone, so its pool forgets it
         self.loop = asyncio.get_running_loop()
