@@ -201,6 +201,11 @@ class Connection(asyncio.Protocol):
             self.fail(ProtocolError("the upstream switched protocols"))
         except httptools.HttpParserError as exc:
             self.fail(ProtocolError(f"invalid HTTP answer: {exc}"))
+        # One wake for all a read brought (headers, many chunks, the end); the waiting side
+        # looks at what is there and waits again when it is not yet enough.
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def eof_received(self) -> bool | None:
         if self.busy and not self.complete:
@@ -243,7 +248,6 @@ class Connection(asyncio.Protocol):
             elif lower == b"content-encoding" and value.strip().lower() in _DECODED:
                 self.decoder = zlib.decompressobj(wbits=47)  # gzip or zlib framing
         self.headers_done = True
-        self._wake()
 
     def on_body(self, body: bytes) -> None:
         if self.decoder is not None:
@@ -256,11 +260,10 @@ class Connection(asyncio.Protocol):
                 return
         self.chunks.append(body)
         self.buffered += len(body)
-        if self.streaming and self.buffered > HIGH_WATER and not self.paused:
+        if self.buffered > HIGH_WATER and self.streaming and not self.paused:
             self.paused = True
             if self.transport is not None:
                 self.transport.pause_reading()
-        self._wake()
 
     def on_message_complete(self) -> None:
         if not self.headers_done:  # the end of an interim answer
