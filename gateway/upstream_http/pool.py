@@ -32,7 +32,9 @@ class OriginPool:
         name = f"[{host}]" if ":" in host else host
         self.host_header = name if port == default else f"{name}:{port}"
         self.addresses = Addresses(host, port)
-        self.idle: list[Connection] = []
+        # Insertion-ordered: the oldest first for the sweep, the newest popped for reuse, and
+        # any one removed at once when it is lost (thousands may go when an upstream restarts).
+        self.idle: dict[Connection, None] = {}
         self.connections: set[Connection] = set()
         self.sweeper: asyncio.TimerHandle | None = None
 
@@ -41,7 +43,7 @@ class OriginPool:
         closed while it sat idle is found out here, before any of a request is written."""
         idle = self.idle
         while idle:
-            conn = idle.pop()
+            conn = idle.popitem()[0]
             if alive(conn):
                 return conn
             conn.close()
@@ -104,38 +106,34 @@ class OriginPool:
             conn.close()
             return
         conn.idle_since = conn.loop.time()
-        self.idle.append(conn)
+        self.idle[conn] = None
         if self.sweeper is None:
             self.sweeper = conn.loop.call_later(KEEPALIVE_S, self.sweep)
 
     def forget(self, conn: Connection) -> None:
         """A connection was lost: it is no longer the pool's."""
         self.connections.discard(conn)
-        if not conn.busy and conn in self.idle:
-            self.idle.remove(conn)
+        self.idle.pop(conn, None)
 
     def sweep(self) -> None:
         """Close the connections idle for longer than KEEPALIVE_S (the oldest sit first)."""
         self.sweeper = None
         idle = self.idle
-        if not idle:
-            return
-        now = idle[0].loop.time()
-        expired = 0
-        while expired < len(idle) and now - idle[expired].idle_since >= KEEPALIVE_S:
-            expired += 1
-        stale, self.idle = idle[:expired], idle[expired:]
-        for conn in stale:
-            conn.close()
-        if self.idle:
-            wait = self.idle[0].idle_since + KEEPALIVE_S - now
-            self.sweeper = self.idle[0].loop.call_later(wait, self.sweep)
+        while idle:
+            oldest = next(iter(idle))
+            now = oldest.loop.time()
+            if now - oldest.idle_since < KEEPALIVE_S:
+                wait = oldest.idle_since + KEEPALIVE_S - now
+                self.sweeper = oldest.loop.call_later(wait, self.sweep)
+                return
+            del idle[oldest]
+            oldest.close()
 
     def close(self) -> None:
         if self.sweeper is not None:
             self.sweeper.cancel()
             self.sweeper = None
-        self.idle = []
+        self.idle.clear()
         for conn in list(self.connections):
             conn.close()
 

@@ -111,7 +111,7 @@ async def test_a_body_without_length_ends_with_the_connection(serve: Serve, clie
     resp = await client.post(server.url(), b"{}", JSON)
     assert await resp.read() == b"until the end"
     (pool,) = client.pools.values()
-    assert pool.idle == []  # the connection ended with the body: never pooled
+    assert not pool.idle  # the connection ended with the body: never pooled
 
 
 async def test_an_interim_answer_is_skipped(serve: Serve, client: Client) -> None:
