@@ -1,0 +1,210 @@
+"""The gateway on a three-master Redis Cluster (`redis+cluster://`): every Redis feature works
+there, in process and across two `gateway serve` processes sharing the cluster."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import MakeGateway
+from tests.support.configs import ADMIN_KEY, KEY_A, KEY_B
+from tests.support.processes import Replica
+from tests.support.redis_cluster import LoopbackCluster
+from tests.support.stub import Behaviour, StubUpstream
+
+Client = TestClient[Any, Any]
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LoopbackCluster]:
+    cluster = LoopbackCluster()
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_config(
+    config: dict[str, Any], redis_cluster: LoopbackCluster, tmp_path: Path
+) -> dict[str, Any]:
+    # A prefix per test: its keys (and its limits' counters) are its own.
+    config["store"] = {"url": redis_cluster.url, "prefix": f"{tmp_path.name}:"}
+    config["limits"] = {"redis_timeout_ms": 5000}  # exact limits even on a loaded machine
+    return config
+
+
+@pytest.fixture
+async def on_cluster(make_gateway: MakeGateway, cluster_config: dict[str, Any]) -> Client:
+    return await make_gateway(cluster_config)
+
+
+@pytest.fixture
+async def sdk(on_cluster: Client) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(
+        base_url=str(on_cluster.make_url("/v1")), api_key=KEY_A, max_retries=0
+    ) as client:
+        yield client
+
+
+def masters_holding(cluster: LoopbackCluster, prefix: str) -> int:
+    """How many masters hold a key of this prefix."""
+    return sum(1 for port in cluster.ports if any(cluster.node(port).scan_iter(f"{prefix}*")))
+
+
+async def test_ready_names_the_redis_store(on_cluster: Client) -> None:
+    resp = await on_cluster.get("/readyz")
+    assert resp.status == 200, await resp.text()
+    assert await resp.json() == {"status": "ok", "store": "redis"}
+
+
+async def test_responses_chain_and_conversations(
+    sdk: openai.AsyncOpenAI, stub: StubUpstream, redis_cluster: LoopbackCluster, tmp_path: Path
+) -> None:
+    first = await sdk.responses.create(model="gpt-test", input="first turn")
+    assert (await sdk.responses.retrieve(first.id)).output_text == first.output_text
+    second = await sdk.responses.create(
+        model="gpt-test", input="second turn", previous_response_id=first.id
+    )
+    sent = [i["content"][0]["text"] for i in stub.last.json["input"]]
+    assert sent == ["first turn", first.output_text, "second turn"]
+
+    conv = await sdk.conversations.create(items=[{"role": "user", "content": "c1"}])
+    await sdk.conversations.items.create(conv.id, items=[{"role": "user", "content": "c2"}])
+    await sdk.responses.create(model="gpt-test", input="c3", conversation=conv.id)
+    assert [i["content"][0]["text"] for i in stub.last.json["input"]] == ["c1", "c2", "c3"]
+    items = [i async for i in sdk.conversations.items.list(conv.id, order="asc")]
+    assert len(items) == 4
+    assert items[0].id is not None
+    await sdk.conversations.items.delete(items[0].id, conversation_id=conv.id)
+    assert len([i async for i in sdk.conversations.items.list(conv.id)]) == 3
+
+    for n in range(6):  # more ids, more slots: the keys spread over the masters
+        await sdk.responses.create(model="gpt-test", input=f"spread {n}")
+    assert masters_holding(redis_cluster, tmp_path.name) >= 2
+
+    await sdk.responses.delete(second.id)
+    with pytest.raises(openai.NotFoundError):
+        await sdk.responses.retrieve(second.id)
+    await sdk.conversations.delete(conv.id)
+    with pytest.raises(openai.NotFoundError):
+        await sdk.conversations.retrieve(conv.id)
+
+
+async def test_background_job_runs_to_completion(
+    sdk: openai.AsyncOpenAI, stub: StubUpstream
+) -> None:
+    stub.behaviour = Behaviour(between_s=0.01)
+    first = await sdk.responses.create(model="gpt-test", input="in the background", background=True)
+    assert first.status == "queued"
+    async with asyncio.timeout(10):
+        while (final := await sdk.responses.retrieve(first.id)).status in ("queued", "in_progress"):
+            await asyncio.sleep(0.05)
+    assert final.status == "completed"
+    assert "in the background" in final.output_text
+
+
+async def test_admin_key_made_used_and_deleted(on_cluster: Client) -> None:
+    made = await on_cluster.post("/admin/keys", json={"models": ["mock-*"]}, headers=ADMIN)
+    assert made.status == 201, await made.text()
+    created = await made.json()
+    auth = {"Authorization": f"Bearer {created['key']}"}
+    body = {"model": "mock-model", "input": "hi", "store": False}
+    assert (await on_cluster.post("/v1/responses", json=body, headers=auth)).status == 200
+    listed = await (await on_cluster.get("/admin/keys", headers=ADMIN)).json()
+    assert created["id"] in {k["id"] for k in listed["data"]}
+    gone = await on_cluster.delete(f"/admin/keys/{created['id']}", headers=ADMIN)
+    assert gone.status == 200
+    assert (await on_cluster.post("/v1/responses", json=body, headers=auth)).status == 401
+
+
+async def test_rpm_and_concurrency_refuse_exactly(
+    make_gateway: MakeGateway, cluster_config: dict[str, Any], stub: StubUpstream
+) -> None:
+    cluster_config["auth"]["keys"][0]["rpm"] = 5
+    cluster_config["auth"]["keys"][1]["max_concurrent"] = 1
+    gateway = await make_gateway(cluster_config)
+    body = {"model": "cheap", "input": "x", "store": False}
+
+    async def post(key: str) -> tuple[int, Any]:
+        resp = await gateway.post(
+            "/v1/responses", json=body, headers={"Authorization": f"Bearer {key}"}
+        )
+        return resp.status, await resp.json()
+
+    answers = await asyncio.gather(*(post(KEY_A) for _ in range(8)))
+    assert sorted(status for status, _ in answers) == [200] * 5 + [429] * 3
+    refused = next(b for s, b in answers if s == 429)
+    assert refused["error"]["code"] == "rate_limit_exceeded"
+
+    stub.behaviour = Behaviour(delay_s=0.5)
+    seen = len(stub.requests)
+    slow = asyncio.create_task(post(KEY_B))
+    async with asyncio.timeout(5):  # the first one holds its lease while upstream answers
+        while len(stub.requests) == seen:
+            await asyncio.sleep(0.01)
+    status, second = await post(KEY_B)
+    assert status == 429, second
+    assert (await slow)[0] == 200
+    stub.behaviour = Behaviour()
+    assert (await post(KEY_B))[0] == 200  # the lease went back when the first one ended
+
+
+async def test_usage_report_counts_every_request(on_cluster: Client) -> None:
+    body = {"model": "mock-model", "input": "count me", "store": False}
+    for _ in range(3):
+        resp = await on_cluster.post(
+            "/v1/responses", json=body, headers={"Authorization": f"Bearer {KEY_A}"}
+        )
+        assert resp.status == 200
+    async with asyncio.timeout(5):
+        while True:
+            report = await (await on_cluster.get("/admin/usage?group_by=key", headers=ADMIN)).json()
+            rows = {row["key"]: row for row in report["data"]}
+            if rows.get("team-a", {}).get("requests") == 3:
+                break
+            await asyncio.sleep(0.05)
+    assert rows["team-a"]["total_tokens"] > 0
+
+
+@pytest.fixture
+def replicas(cluster_config: dict[str, Any], tmp_path: Path) -> Iterator[list[Replica]]:
+    cluster_config["auth"]["keys"][0]["rpm"] = 10
+    started = [Replica(cluster_config, tmp_path, f"r{i}").start() for i in range(2)]
+    yield started
+    for replica in started:
+        replica.stop()
+
+
+async def test_two_processes_share_the_cluster(replicas: list[Replica], stub: StubUpstream) -> None:
+    one, two = replicas
+    async with (
+        openai.AsyncOpenAI(base_url=f"{one.url}/v1", api_key=KEY_B, max_retries=0) as a,
+        openai.AsyncOpenAI(base_url=f"{two.url}/v1", api_key=KEY_B, max_retries=0) as b,
+    ):
+        first = await a.responses.create(model="cheap", input="first turn")
+        assert (await b.responses.retrieve(first.id)).output_text == first.output_text
+        await b.responses.create(model="cheap", input="second", previous_response_id=first.id)
+        conv = await b.conversations.create(items=[{"role": "user", "content": "c1"}])
+        await a.responses.create(model="cheap", input="c2", conversation=conv.id)
+        assert [i["content"][0]["text"] for i in stub.last.json["input"]] == ["c1", "c2"]
+    async with aiohttp.ClientSession() as http:
+
+        async def one_request(i: int) -> int:
+            async with http.post(
+                f"{replicas[i % 2].url}/v1/responses",
+                json={"model": "mock-model", "input": "x", "store": False},
+                headers={"Authorization": f"Bearer {KEY_A}"},
+            ) as resp:
+                return resp.status
+
+        statuses = await asyncio.gather(*(one_request(i) for i in range(12)))
+    # The key's 10 a minute hold across both processes.
+    assert sorted(statuses) == [200] * 10 + [429] * 2
