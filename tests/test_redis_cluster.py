@@ -17,6 +17,7 @@ from tests.conftest import MakeGateway
 from tests.support.configs import ADMIN_KEY, KEY_A, KEY_B
 from tests.support.processes import Replica
 from tests.support.redis_cluster import LoopbackCluster
+from tests.support.redis_server import free_port
 from tests.support.stub import Behaviour, StubUpstream
 
 Client = TestClient[Any, Any]
@@ -208,3 +209,25 @@ async def test_two_processes_share_the_cluster(replicas: list[Replica], stub: St
         statuses = await asyncio.gather(*(one_request(i) for i in range(12)))
     # The key's 10 a minute hold across both processes.
     assert sorted(statuses) == [200] * 10 + [429] * 2
+
+
+@pytest.mark.parametrize("scheme", ["redis", "redis+cluster"])
+async def test_unreachable_cluster_is_a_clear_503(
+    make_gateway: MakeGateway, config: dict[str, Any], scheme: str
+) -> None:
+    config["store"] = {"url": f"{scheme}://127.0.0.1:{free_port()}/"}
+    config["limits"] = {"on_redis_error": "closed"}
+    config["auth"]["keys"][0]["rpm"] = 100
+    gateway = await make_gateway(config)
+    ready = await gateway.get("/readyz")
+    assert ready.status == 503, await ready.text()
+    assert (await ready.json())["status"] == "unavailable"
+    for key, body, code in [
+        (KEY_A, {"model": "mock-model", "input": "x", "store": False}, "limits_unavailable"),
+        (KEY_B, {"model": "mock-model", "input": "x"}, "store_unavailable"),
+    ]:
+        auth = {"Authorization": f"Bearer {key}"}
+        resp = await gateway.post("/v1/responses", json=body, headers=auth)
+        assert resp.status == 503, await resp.text()
+        assert (await resp.json())["error"]["code"] == code
+        assert resp.headers["retry-after"] == "1"

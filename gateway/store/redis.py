@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway import metrics
 from gateway.errors import ServiceUnavailableError
@@ -120,7 +120,9 @@ class RedisConnection:
         operation; a write that succeeds says the store keeps again."""
         try:
             yield
-        except (RedisError, OSError) as exc:
+        # RedisClusterException: a Cluster client's own failures (no node reachable, a slot
+        # no master serves) are not RedisErrors.
+        except (RedisError, RedisClusterException, OSError) as exc:
             self.failed_at = time.monotonic()
             metrics.redis_error(operation)
             raise unavailable(exc) from exc
