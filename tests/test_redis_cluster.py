@@ -13,6 +13,7 @@ import openai
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.store.redis import RedisConnection
 from tests.conftest import MakeGateway
 from tests.support.configs import ADMIN_KEY, KEY_A, KEY_B
 from tests.support.processes import Replica
@@ -231,3 +232,24 @@ async def test_unreachable_cluster_is_a_clear_503(
         assert resp.status == 503, await resp.text()
         assert (await resp.json())["error"]["code"] == code
         assert resp.headers["retry-after"] == "1"
+
+
+async def test_many_commands_at_once_each_get_a_connection(
+    redis_cluster: LoopbackCluster, tmp_path: Path
+) -> None:
+    """As on one Redis, commands in flight are not capped per node: a burst of requests
+    (each writing its stored response) is not refused by the client itself."""
+    conn = RedisConnection(redis_cluster.url, f"{tmp_path.name}:", 5.0)
+    key = conn.key("burst", "one")  # one slot: every command on the same master
+    events = conn.key("burst", "events")
+    try:
+        for _ in range(2):  # the second burst finds the connections the first one opened
+            done = await asyncio.gather(
+                *(conn.client.hset(key, str(n), b"x" * 1000) for n in range(300)),
+                *(conn.blocking.xread({events: "$"}, block=50) for _ in range(150)),
+                return_exceptions=True,
+            )
+            assert [d for d in done if isinstance(d, BaseException)] == []
+        assert await conn.client.hlen(key) == 300
+    finally:
+        await conn.close()

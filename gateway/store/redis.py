@@ -70,7 +70,11 @@ def _client(url: str, **options: Any) -> Any:
     """A client for `url`: a plain Redis, or a Redis Cluster (it finds the other nodes from the
     one named, and sends each command to the master holding its keys' slot)."""
     if is_cluster(url):
-        return redis.RedisCluster.from_url(url.replace("+cluster", "", 1), **options)
+        # Connections per node as a single Redis's pool has them (no cap): the cluster
+        # client's default, 100, refuses every command past it at once (MaxConnectionsError).
+        return redis.RedisCluster.from_url(
+            url.replace("+cluster", "", 1), max_connections=2**31, **options
+        )
     return redis.Redis.from_url(url, retry_on_timeout=False, **options)
 
 
