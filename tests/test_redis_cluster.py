@@ -13,6 +13,8 @@ import openai
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.jobs import Event
+from gateway.jobs.redis import RedisJobs
 from gateway.store.redis import RedisConnection
 from tests.conftest import MakeGateway
 from tests.support.configs import ADMIN_KEY, KEY_A, KEY_B
@@ -159,21 +161,28 @@ async def test_rpm_and_concurrency_refuse_exactly(
     assert (await post(KEY_B))[0] == 200  # the lease went back when the first one ended
 
 
-async def test_usage_report_counts_every_request(on_cluster: Client) -> None:
-    body = {"model": "mock-model", "input": "count me", "store": False}
-    for _ in range(3):
-        resp = await on_cluster.post(
-            "/v1/responses", json=body, headers={"Authorization": f"Bearer {KEY_A}"}
-        )
-        assert resp.status == 200
+async def test_usage_report_and_budget_count_every_request(
+    make_gateway: MakeGateway, cluster_config: dict[str, Any]
+) -> None:
+    cluster_config["auth"]["keys"][0].update(budget_usd=0.000001, budget_period="day", tpm=10**6)
+    gateway = await make_gateway(cluster_config)
+    body = {"model": "gpt-test", "input": "count me", "store": False}
+    auth = {"Authorization": f"Bearer {KEY_A}"}
+    statuses = [(await gateway.post("/v1/responses", json=body, headers=auth)).status]
+    async with asyncio.timeout(5):  # the day's budget, spent on the cluster, stops the key
+        while statuses[-1] == 200:
+            statuses.append((await gateway.post("/v1/responses", json=body, headers=auth)).status)
+    assert statuses[-1] == 429
+    served = statuses.count(200)
     async with asyncio.timeout(5):
         while True:
-            report = await (await on_cluster.get("/admin/usage?group_by=key", headers=ADMIN)).json()
+            report = await (await gateway.get("/admin/usage?group_by=key", headers=ADMIN)).json()
             rows = {row["key"]: row for row in report["data"]}
-            if rows.get("team-a", {}).get("requests") == 3:
+            if rows.get("team-a", {}).get("requests") == served:
                 break
             await asyncio.sleep(0.05)
     assert rows["team-a"]["total_tokens"] > 0
+    assert rows["team-a"]["cost_usd"] >= 0.000001
 
 
 @pytest.fixture
@@ -251,5 +260,31 @@ async def test_many_commands_at_once_each_get_a_connection(
             )
             assert [d for d in done if isinstance(d, BaseException)] == []
         assert await conn.client.hlen(key) == 300
+    finally:
+        await conn.close()
+
+
+async def test_job_queue_take_reclaim_and_events(
+    redis_cluster: LoopbackCluster, tmp_path: Path
+) -> None:
+    """The queue's consumer group on the cluster: a job taken by one consumer and never
+    finished is reclaimed by another, and its events are read back, blocking until they come."""
+    conn = RedisConnection(redis_cluster.url, f"{tmp_path.name}:", 5.0)
+    jobs = RedisJobs(conn)
+    job = {"owner": "a", "input_items": [], "chain": []}
+    try:
+        await jobs.enqueue("resp_1", job, {"id": "resp_1", "status": "queued"}, 60)
+        assert await jobs.take("one", 10, 100) == ["resp_1"]
+        assert await jobs.take("two", 10, 50) == []  # blocks, then nothing new
+        assert await jobs.reclaim("two", 0, 10) == ["resp_1"]
+        assert await jobs.start_attempt("resp_1", 60) == 1
+        waiting = asyncio.create_task(jobs.read_events("resp_1", "0-0", 5000))
+        await jobs.append_events("resp_1", [Event(1, b"{}", "response.created")], 60)
+        events, _ = await waiting
+        assert [e.seq for e in events] == [1]
+        assert await jobs.write("resp_1", "completed", {"id": "resp_1"}, 60)
+        await jobs.done("resp_1")
+        assert await jobs.status("resp_1") == "completed"
+        await jobs.check()
     finally:
         await conn.close()
