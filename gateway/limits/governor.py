@@ -60,7 +60,7 @@ class Governor:
     def __init__(
         self,
         settings: Settings,
-        redis_client: redis.Redis | None,
+        redis_client: redis.Redis | redis.RedisCluster | None,
         prefix: str,
         *,
         clock: Callable[[], float] = time.time,
