@@ -4,6 +4,7 @@ there, in process and across two `gateway serve` processes sharing the cluster."
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -288,3 +289,38 @@ async def test_job_queue_take_reclaim_and_events(
         await jobs.check()
     finally:
         await conn.close()
+
+
+async def test_a_master_down_answers_503_promptly_and_recovers(
+    make_gateway: MakeGateway, config: dict[str, Any]
+) -> None:
+    # A cluster of its own (joined by hand, without redis-cli); a node timeout long enough
+    # that the stopped master is never marked failed, so the cluster takes it back at once.
+    cluster = LoopbackCluster(node_timeout_ms=30_000)
+    cluster.start(use_cli=False)
+    try:
+        config["store"] = {"url": cluster.url}
+        gateway = await make_gateway(config)
+        auth = {"Authorization": f"Bearer {KEY_A}"}
+        body = {"model": "mock-model", "input": "x"}
+        assert (await gateway.post("/v1/responses", json=body, headers=auth)).status == 200
+        cluster.stop_node(1)
+        for path, payload in [("/readyz", None), *[("/v1/responses", body)] * 4]:
+            started = time.monotonic()
+            if payload is None:
+                resp = await gateway.get(path)
+            else:
+                resp = await gateway.post(path, json=payload, headers=auth)
+            # What the stopped master holds is unavailable: a prompt 503, never a 500 or a wait.
+            assert resp.status in (200, 503), await resp.text()
+            assert time.monotonic() - started < 2
+            if path == "/readyz":
+                assert resp.status == 503
+        cluster.start_node(1)
+        async with asyncio.timeout(10):
+            while (await gateway.get("/readyz")).status != 200:
+                await asyncio.sleep(0.1)
+        for _ in range(4):
+            assert (await gateway.post("/v1/responses", json=body, headers=auth)).status == 200
+    finally:
+        cluster.stop()

@@ -55,7 +55,8 @@ def redis_cli() -> str | None:
 class LoopbackCluster:
     """Starts three master nodes, joins them into one cluster, stops them."""
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(self, masters: int = 3, node_timeout_ms: int = 5000) -> None:
+        self.node_timeout_ms = node_timeout_ms
         taken: set[int] = set()
         self.ports: list[int] = []
         for _ in range(masters):
@@ -107,7 +108,7 @@ class LoopbackCluster:
                 "--cluster-config-file",
                 str(self.workdir / f"nodes-{port}.conf"),
                 "--cluster-node-timeout",
-                "5000",
+                str(self.node_timeout_ms),
                 "--save",
                 "",
                 "--appendonly",
@@ -167,6 +168,17 @@ class LoopbackCluster:
         """Every node's keys gone (the cluster itself, and its slots, stay)."""
         for port in self.ports:
             self.node(port).flushall()
+
+    def stop_node(self, index: int) -> None:
+        """One master down (its slots unserved until it comes back: no replicas here)."""
+        self.procs[index].terminate()
+        self.procs[index].wait(timeout=10)
+
+    def start_node(self, index: int) -> None:
+        """The master back on its port; it rejoins from its cluster config file."""
+        self.procs[index] = self._spawn(self.ports[index])
+        self._wait_ping(self.ports[index])
+        self._wait_ok()
 
     def stop(self) -> None:
         for proc in self.procs:
