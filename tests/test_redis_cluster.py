@@ -14,11 +14,12 @@ import openai
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.errors import ConfigError
 from gateway.jobs import Event
 from gateway.jobs.redis import RedisJobs
 from gateway.store.redis import RedisConnection
 from tests.conftest import MakeGateway
-from tests.support.configs import ADMIN_KEY, KEY_A, KEY_B
+from tests.support.configs import ADMIN_KEY, KEY_A, KEY_B, settings_from
 from tests.support.processes import Replica
 from tests.support.redis_cluster import LoopbackCluster
 from tests.support.redis_server import free_port
@@ -324,3 +325,23 @@ async def test_a_master_down_answers_503_promptly_and_recovers(
             assert (await gateway.post("/v1/responses", json=body, headers=auth)).status == 200
     finally:
         cluster.stop()
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("redis+cluster://10.0.0.1:6379/", True),
+        ("redis+cluster://user:pw@10.0.0.1:6379", True),
+        ("rediss+cluster://node.example.com:6379/0?ssl_ca_certs=/ca.crt", True),
+        ("redis+cluster://10.0.0.1:6379/1", False),  # a Cluster has database 0 only
+        ("redis+sentinel://10.0.0.1:26379/", False),
+    ],
+)
+def test_cluster_store_urls_in_the_config(config: dict[str, Any], url: str, ok: bool) -> None:
+    config["store"] = {"url": url}
+    if ok:
+        assert settings_from(config).store.url == url
+    else:
+        with pytest.raises(ConfigError) as err:
+            settings_from(config)
+        assert err.value.problems[0].startswith("store.url: ")
