@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from gateway.errors import ConfigError
 from gateway.jobs import Event
 from gateway.jobs.redis import RedisJobs
+from gateway.keys import DEPS
 from gateway.store.redis import RedisConnection
 from tests.conftest import MakeGateway
 from tests.support.configs import ADMIN_KEY, KEY_A, KEY_B, settings_from
@@ -345,3 +346,60 @@ def test_cluster_store_urls_in_the_config(config: dict[str, Any], url: str, ok: 
         with pytest.raises(ConfigError) as err:
             settings_from(config)
         assert err.value.problems[0].startswith("store.url: ")
+
+
+async def test_flushed_nodes_and_scripts_leave_every_feature_working(
+    make_gateway: MakeGateway,
+    cluster_config: dict[str, Any],
+    redis_cluster: LoopbackCluster,
+    tmp_path: Path,
+) -> None:
+    """Every master emptied of keys and scripts (as after restarts): the scripts are loaded
+    again on every master, the job queue's group made again, and settlements reach Redis."""
+    cluster_config["auth"]["keys"][0]["rpm"] = 1000
+    gateway = await make_gateway(cluster_config)
+    auth = {"Authorization": f"Bearer {KEY_A}"}
+    async with openai.AsyncOpenAI(
+        base_url=str(gateway.make_url("/v1")), api_key=KEY_A, max_retries=0
+    ) as sdk:
+        job = await sdk.responses.create(model="gpt-test", input="job", background=True)
+        async with asyncio.timeout(10):
+            while (await sdk.responses.retrieve(job.id)).status != "completed":
+                await asyncio.sleep(0.05)
+        redis_cluster.flush()
+        for port in redis_cluster.ports:
+            redis_cluster.node(port).script_flush()
+
+        resp = await gateway.post(
+            "/v1/responses", json={"model": "gpt-test", "input": "after"}, headers=auth
+        )
+        assert resp.status == 200
+        assert resp.headers["x-ratelimit-remaining-requests"] == "999"  # counted in Redis again
+        usage = f"{tmp_path.name}:rl:{{limits}}:usage"
+        direct = redis_cluster.client()
+
+        def settled() -> bool:  # the pipelined settlement loaded its script again
+            return bool(direct.xlen(usage))
+
+        try:
+            async with asyncio.timeout(5):
+                while not settled():
+                    await asyncio.sleep(0.05)
+        finally:
+            direct.close()
+        assert not gateway.app[DEPS].governor.memory.stream  # nothing fell back
+        after = (await resp.json())["id"]
+        chained = await sdk.responses.create(
+            model="gpt-test", input="chained", previous_response_id=after
+        )
+        assert chained.status == "completed"
+        conv = await sdk.conversations.create(items=[{"role": "user", "content": "c1"}])
+        await sdk.responses.create(model="gpt-test", input="c2", conversation=conv.id)
+        assert len([i async for i in sdk.conversations.items.list(conv.id)]) == 3
+        again = await sdk.responses.create(model="gpt-test", input="job two", background=True)
+        async with asyncio.timeout(10):
+            while (await sdk.responses.retrieve(again.id)).status != "completed":
+                await asyncio.sleep(0.05)
+        made = await gateway.post("/admin/keys", json={"id": "made-after"}, headers=ADMIN)
+        assert made.status == 201
+    assert (await gateway.get("/readyz")).status == 200

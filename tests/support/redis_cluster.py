@@ -75,6 +75,10 @@ class LoopbackCluster:
         """A plain client on one node (typed Any: redis-py's execute_command is untyped)."""
         return redis.Redis(port=port, socket_timeout=5)
 
+    def client(self) -> Any:
+        """A cluster client: each command goes to the master holding its key."""
+        return redis.RedisCluster(host="127.0.0.1", port=self.ports[0], socket_timeout=5)
+
     def start(self, *, use_cli: bool = True) -> None:
         try:
             for port in self.ports:
