@@ -68,9 +68,7 @@ class Governor:
         window_s: float = 60.0,
         probe_interval_s: float = 1.0,
         concurrency_retry_ms: int = 1000,
-        tag: str = "limits",
         stream_max: int = 100_000,
-        totals_ttl_s: int = 400 * 86400,
     ) -> None:
         self.clock = clock
         # `limits.projects` and `limits.models` of the config, unless given here.
@@ -87,9 +85,7 @@ class Governor:
                 prefix,
                 self.window,
                 timeout_s=self.timeout_s,
-                tag=tag,
                 stream_max=stream_max,
-                totals_ttl_s=totals_ttl_s,
             )
         )
         self.fail_open = settings.limits.on_redis_error != "closed"
