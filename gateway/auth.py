@@ -58,7 +58,7 @@ class KeyRing:
             from gateway.jwt_auth import JwtVerifier  # PyJWT only when tokens are configured
 
             self._jwt = JwtVerifier(jwt)
-        self._clock = clock
+        self.clock = clock  # injectable: the key cache TTL runs on it
         self._cache: dict[str, _Cached] = {}
         self._fetching: dict[str, asyncio.Task[KeySettings | None]] = {}
         self._generation = 0
@@ -94,7 +94,7 @@ class KeyRing:
         if self.store is None:
             return None
         hit = self._cache.get(sha256)
-        if hit is not None and self._clock() < hit.until:
+        if hit is not None and self.clock() < hit.until:
             return hit.key
         task = self._fetching.get(sha256)
         if task is None:
@@ -105,7 +105,7 @@ class KeyRing:
         return await asyncio.shield(task)
 
     async def _fetch(self, store: KeyStore, sha256: str) -> KeySettings | None:
-        started, generation = self._clock(), self._generation
+        started, generation = self.clock(), self._generation
         try:
             record = await store.find(sha256)
         finally:

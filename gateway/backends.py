@@ -3,7 +3,9 @@
 One Redis connection (gateway.store.redis.RedisConnection), opened here and closed here, serves
 the stored responses and conversations (store), the background job queue (jobs), the keys made
 through the admin API (keys) and the shared limits (limiter); with `memory://` each of them
-lives in this process. Every process opens its own (a `--workers` child after it starts).
+lives in this process. `redis+cluster://` (or `rediss+cluster://`) opens a Redis Cluster client
+instead: every key carries a hash tag, so each script and transaction stays in one slot. Every
+process opens its own (a `--workers` child after it starts).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from gateway.config import Settings
 from gateway.jobs import JobStore
@@ -77,5 +79,5 @@ def _in_memory(settings: Settings) -> Backends:
     )
 
 
-def _governor(settings: Settings, client: Redis | None) -> Governor:
+def _governor(settings: Settings, client: Redis | RedisCluster | None) -> Governor:
     return Governor(settings, client, settings.store.prefix)

@@ -109,16 +109,17 @@ class NotImplementedByGatewayError(GatewayError):
     )
 
 
+# The gateway's and upstreams' failures keep GatewayError's type, server_error.
 class UpstreamError(GatewayError):
-    status, error_type, default_code = 502, "server_error", "upstream_error"
+    status, default_code = 502, "upstream_error"
 
 
 class ServiceUnavailableError(GatewayError):
-    status, error_type, default_code = 503, "server_error", "service_unavailable"
+    status, default_code = 503, "service_unavailable"
 
 
 class UpstreamTimeoutError(GatewayError):
-    status, error_type, default_code = 504, "server_error", "upstream_timeout"
+    status, default_code = 504, "upstream_timeout"
 
 
 def internal_error() -> dict[str, object]:

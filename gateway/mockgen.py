@@ -153,7 +153,9 @@ def _fill(schema: Mapping[str, Any]) -> dict[str, object]:
     return {name: _placeholder(props.get(name)) for name in names}
 
 
-def _answer(turn: _Turn, tool: Tool | None, limit: object) -> Answer:
+def _answer(turn: _Turn, body: Mapping[str, Any], limit: object) -> Answer:
+    """The reply to `turn`: a call of the tool the body's tools and tool_choice pick, else text."""
+    tool = _pick_tool(_tools(body.get("tools")), _choice(body.get("tool_choice")), turn)
     input_tokens = max(1, math.ceil(turn.input_chars / 4))
     if tool is not None:
         args = orjson.dumps(_fill(tool.parameters)).decode()
@@ -282,8 +284,7 @@ def build_response(
     rid = response_id or "resp_" + secrets.token_hex(24)
     created = int(time.time()) if created_at is None else created_at
     turn = _responses_turn(body)
-    tool = _pick_tool(_tools(body.get("tools")), _choice(body.get("tool_choice")), turn)
-    answer = _answer(turn, tool, body.get("max_output_tokens"))
+    answer = _answer(turn, body, body.get("max_output_tokens"))
     usage = {
         "input_tokens": answer.input_tokens,
         "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
@@ -414,7 +415,6 @@ def build_chat_completion(
     created: int | None = None,
 ) -> MockChat:
     turn = _chat_turn(_dicts(body.get("messages")))
-    tool = _pick_tool(_tools(body.get("tools")), _choice(body.get("tool_choice")), turn)
     limit = or_default(body, "max_completion_tokens", body.get("max_tokens"))
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -422,6 +422,6 @@ def build_chat_completion(
         completion_id or "chatcmpl-" + secrets.token_hex(12),
         int(time.time()) if created is None else created,
         model,
-        _answer(turn, tool, limit),
+        _answer(turn, body, limit),
         include_usage,
     )

@@ -344,6 +344,16 @@ def _listing(items: Sequence[str], conjunction: str) -> str:
     return ", ".join(items[:-1]) + f", {conjunction} " + items[-1]
 
 
+def invalid_type(param: str | None, expected: str, value: Any) -> InvalidRequestError:
+    """The 400 for a value of the wrong JSON type: `expected` is e.g. "an array"."""
+    return InvalidRequestError(
+        f"Invalid type for {_quoted(param)}: expected {expected}, but got {_actual(value)} "
+        "instead.",
+        param=param,
+        code="invalid_type",
+    )
+
+
 def _actual(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
@@ -369,21 +379,15 @@ _BOUNDS: Final[dict[type[Any], tuple[str, str, str]]] = {
     Kind.Maximum: ("above_max", "above maximum", "<="),
     Kind.ExclusiveMaximum: ("above_max", "above maximum", "<"),
 }
-# kind -> code, reason, expectation (with {limit}), the JSON type whose size is checked
-_SIZES: Final[dict[type[Any], tuple[str, str, str, type[Any]]]] = {
-    Kind.MaxLength: ("string_above_max_length", "string too long",
-                     "a string with maximum length {limit}", str),
-    Kind.MinLength: ("string_below_min_length", "string too short",
-                     "a string with minimum length {limit}", str),
-    Kind.MaxItems: ("array_above_max_length", "array too long",
-                    "an array with maximum length {limit}", list),
-    Kind.MinItems: ("array_below_min_length", "array too short",
-                    "an array with minimum length {limit}", list),
-    Kind.MaxProperties: ("object_above_max_properties", "too many properties",
-                         "an object with at most {limit} properties", dict),
-    Kind.MinProperties: ("object_below_min_properties", "too few properties",
-                         "an object with at least {limit} properties", dict),
-}  # fmt: skip
+# kind -> code, reason, the JSON type whose size is checked, the bound's word (see _allowed)
+_SIZES: Final[dict[type[Any], tuple[str, str, type[Any], str]]] = {
+    Kind.MaxLength: ("string_above_max_length", "string too long", str, "maximum"),
+    Kind.MinLength: ("string_below_min_length", "string too short", str, "minimum"),
+    Kind.MaxItems: ("array_above_max_length", "array too long", list, "maximum"),
+    Kind.MinItems: ("array_below_min_length", "array too short", list, "minimum"),
+    Kind.MaxProperties: ("object_above_max_properties", "too many properties", dict, "at most"),
+    Kind.MinProperties: ("object_below_min_properties", "too few properties", dict, "at least"),
+}
 
 
 def _to_error(
@@ -412,11 +416,7 @@ def _to_error(
             types.remove("null")
         names = [_TYPE_NAMES.get(t, t) for t in types]
         expected = names[0] if len(names) == 1 else "one of " + _listing(names, "or")
-        return InvalidRequestError(
-            f"Invalid type for {where}: expected {expected}, but got {_actual(value)} instead.",
-            param=param,
-            code="invalid_type",
-        )
+        return invalid_type(param, expected, value)
     if isinstance(kind, Kind.Enum | Kind.Constant):
         options: list[Any] = []
         for k in same:
@@ -442,11 +442,11 @@ def _to_error(
             code=f"{number}_{side}_value",
         )
     if type(kind) in _SIZES:
-        code, reason, expectation, sized = _SIZES[type(kind)]
+        code, reason, sized, bound = _SIZES[type(kind)]
         size = shrunk.length.get(tuple(best.instance_path), 0)
         size = size or (len(value) if isinstance(value, sized) else 0)
         got = _sized(sized, size)
-        expected = expectation.format(limit=getattr(kind, "limit", None))
+        expected = _allowed(sized, bound, getattr(kind, "limit", None))
         return InvalidRequestError(
             f"Invalid {where}: {reason}. Expected {expected}, but got {got} instead.",
             param=param,
@@ -462,6 +462,13 @@ def _to_error(
     return InvalidRequestError(
         f"Invalid {where}: {_show(best.message)}", param=param, code="invalid_value"
     )
+
+
+def _allowed(sized: type[Any], bound: str, limit: object) -> str:
+    """The sizes a schema allows, as a message says them: `a string with maximum length 64`."""
+    if sized is dict:
+        return f"an object with {bound} {limit} properties"
+    return f"{'a string' if sized is str else 'an array'} with {bound} length {limit}"
 
 
 def _sized(sized: type[Any], size: int) -> str:

@@ -39,37 +39,15 @@ BODIES: dict[str, tuple[str, str]] = {
 
 SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "dependentSchemas"})
 SCHEMA_VALUES = frozenset(
-    {
-        "items",
-        "additionalProperties",
-        "not",
-        "if",
-        "then",
-        "else",
-        "contains",
-        "propertyNames",
-        "unevaluatedProperties",
-        "unevaluatedItems",
-    }
+    {"items", "contains", "unevaluatedItems"}
+    | {"additionalProperties", "propertyNames", "unevaluatedProperties"}
+    | {"not", "if", "then", "else"}
 )
 SCHEMA_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
 ANNOTATIONS = frozenset(
-    {
-        "description",
-        "example",
-        "examples",
-        "title",
-        "deprecated",
-        "default",
-        "discriminator",
-        "readOnly",
-        "writeOnly",
-        "externalDocs",
-        "xml",
-        "$comment",
-        "$recursiveAnchor",
-        "format",
-    }
+    {"title", "description", "$comment", "default", "example", "examples", "deprecated"}
+    | {"readOnly", "writeOnly", "format", "$recursiveAnchor"}
+    | {"discriminator", "externalDocs", "xml"}  # OpenAPI's own
 )
 
 # Fields the spec marks required that the live API and the SDKs' own *Param

@@ -12,6 +12,28 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from gateway.jwt_keys import FileKeys
 
+__all__ = [
+    "ADMIN_KEY_ENV",
+    "DEFAULT_MOUNTS",
+    "Account",
+    "JobSettings",
+    "JwtSettings",
+    "KeySettings",
+    "LimitSettings",
+    "ModelLimits",
+    "ModelSettings",
+    "Policy",
+    "Price",
+    "ProjectLimits",
+    "ProviderSettings",
+    "RoutingSettings",
+    "ServerSettings",
+    "Settings",
+    "StoreSettings",
+    "TargetSettings",
+    "TracingSettings",
+]
+
 ADMIN_KEY_ENV = "GATEWAY_ADMIN_KEY"
 DEFAULT_MOUNTS = ("/v1", "/openai/v1", "/openai", "/api/llm", "/api/v2/llm/proxy/openai/v1")
 

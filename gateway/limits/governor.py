@@ -13,7 +13,7 @@ from datetime import date
 from typing import Any, TypeVar
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway import metrics
 from gateway.config import ModelLimits, Price, ProjectLimits, Settings
@@ -58,7 +58,7 @@ class Governor:
     def __init__(
         self,
         settings: Settings,
-        redis_client: redis.Redis | None,
+        redis_client: redis.Redis | redis.RedisCluster | None,
         prefix: str,
         *,
         clock: Callable[[], float] = time.time,
@@ -68,9 +68,7 @@ class Governor:
         window_s: float = 60.0,
         probe_interval_s: float = 1.0,
         concurrency_retry_ms: int = 1000,
-        tag: str = "limits",
         stream_max: int = 100_000,
-        totals_ttl_s: int = 400 * 86400,
     ) -> None:
         self.clock = clock
         # `limits.projects` and `limits.models` of the config, unless given here.
@@ -87,9 +85,7 @@ class Governor:
                 prefix,
                 self.window,
                 timeout_s=self.timeout_s,
-                tag=tag,
                 stream_max=stream_max,
-                totals_ttl_s=totals_ttl_s,
             )
         )
         self.fail_open = settings.limits.on_redis_error != "closed"
@@ -253,7 +249,7 @@ class Governor:
             try:
                 async with asyncio.timeout(max(1.0, self.timeout_s * 4)):  # many days
                     found = await self.redis.day_totals(days)
-            except (RedisError, OSError) as exc:
+            except (RedisError, RedisClusterException, OSError) as exc:
                 metrics.redis_error("usage_report")
                 raise unavailable() from exc
         return accounting.report(days, found, project, group_by)
@@ -275,7 +271,9 @@ class Governor:
         if time.monotonic() >= self._down_until:
             try:  # RedisLimiter bounds each round trip by timeout_s itself
                 result = await on_redis(self.redis)
-            except (RedisError, OSError) as exc:  # asyncio's TimeoutError is an OSError
+            # asyncio's TimeoutError is an OSError; a Cluster client's own failures (no node
+            # reachable, a slot no master serves) are RedisClusterExceptions
+            except (RedisError, RedisClusterException, OSError) as exc:
                 metrics.redis_error(operation)
                 self._failed(exc)
             else:

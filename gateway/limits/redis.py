@@ -138,7 +138,7 @@ _Admission = tuple[list[str], dict[str, Any], "asyncio.Future[Any]"]
 class RedisLimiter:
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.RedisCluster,
         prefix: str,
         window: Window,
         *,

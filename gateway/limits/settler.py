@@ -23,13 +23,27 @@ class Settler:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._submitted = 0
+        self._done = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
     def submit(self, item: SettleItem) -> None:
         self._queue.append(item)
+        self._submitted += 1
         self._ready.set()
+
+    async def flush(self) -> None:
+        """Wait until every settlement submitted before this call is done, failed ones too
+        (a caller about to read usage or counters sees them all, instead of sleeping)."""
+        target = self._submitted
+        if self._done >= target:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, waiter))
+        await waiter
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -45,6 +59,18 @@ class Settler:
                 await self.governor.settle_many(batch)
             except Exception:
                 log.exception("settling %d requests failed", len(batch))
+            self._done += len(batch)
+            if self._waiters:
+                self._wake()
+
+    def _wake(self) -> None:
+        waiting = []
+        for target, waiter in self._waiters:
+            if target > self._done:
+                waiting.append((target, waiter))
+            elif not waiter.done():
+                waiter.set_result(None)
+        self._waiters = waiting
 
     async def stop(self) -> None:
         """Settle what is queued, then stop (at shutdown). No cancel: a settlement cut in

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from gateway.errors import InvalidRequestError
+from gateway.schemas import invalid_type
 
 INCLUDE_VALUES: Final = (
     "file_search_call.results",
@@ -66,22 +67,12 @@ def _check_messages(body: dict[str, Any]) -> None:
             code="mutually_exclusive_parameters",
         )
     if not isinstance(body["messages"], list):
-        raise InvalidRequestError(
-            f"Invalid type for 'messages': expected an array, but got "
-            f"{_json_type(body['messages'])} instead.",
-            param="messages",
-            code="invalid_type",
-        )
+        raise invalid_type("messages", "an array", body["messages"])
 
 
 def _check_include(include: Any) -> None:
     if not isinstance(include, list):
-        raise InvalidRequestError(
-            f"Invalid type for 'include': expected an array, but got {_json_type(include)} "
-            "instead.",
-            param="include",
-            code="invalid_type",
-        )
+        raise invalid_type("include", "an array", include)
     for i, value in enumerate(include):
         if not isinstance(value, str) or value not in _INCLUDE_SET:
             supported = ", ".join(f"'{v}'" for v in INCLUDE_VALUES[:-1])
@@ -98,11 +89,7 @@ def check_metadata(value: Any, param: str = "metadata") -> None:
     if value is None:
         return
     if not isinstance(value, dict):
-        raise InvalidRequestError(
-            f"Invalid type for '{param}': expected an object, but got {_json_type(value)} instead.",
-            param=param,
-            code="invalid_type",
-        )
+        raise invalid_type(param, "an object", value)
     if len(value) > METADATA_MAX_PAIRS:
         raise InvalidRequestError(
             f"Invalid '{param}': too many properties. Expected an object with at most "
@@ -122,12 +109,7 @@ def check_metadata(value: Any, param: str = "metadata") -> None:
             )
         where = f"{param}.{key}"
         if not isinstance(item, str):
-            raise InvalidRequestError(
-                f"Invalid type for '{where}': expected a string, but got {_json_type(item)} "
-                "instead.",
-                param=where,
-                code="invalid_type",
-            )
+            raise invalid_type(where, "a string", item)
         if len(item) > METADATA_MAX_VALUE:
             raise InvalidRequestError(
                 f"Invalid '{where}': string too long. Expected a string with maximum length "
@@ -135,22 +117,6 @@ def check_metadata(value: Any, param: str = "metadata") -> None:
                 param=where,
                 code="string_above_max_length",
             )
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return "null"
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -14,7 +14,9 @@ from typing import Any
 
 import orjson
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway import metrics
 from gateway.errors import ServiceUnavailableError
@@ -58,6 +60,32 @@ return 0
 """
 
 
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+def is_cluster(url: str) -> bool:
+    """`redis+cluster://host:port/` (or `rediss+cluster://`): a Redis Cluster, found from a node."""
+    return url.startswith(CLUSTER_SCHEMES)
+
+
+def _client(url: str, **options: Any) -> Any:
+    """A client for `url`: a plain Redis, or a Redis Cluster (it finds the other nodes from the
+    one named, and sends each command to the master holding its keys' slot)."""
+    if is_cluster(url):
+        # Connections per node as a single Redis's pool has them (no cap): the cluster
+        # client's default, 100, refuses every command past it at once (MaxConnectionsError).
+        # Two quick retries (each after a topology refresh, which follows a failover) instead
+        # of ten backing off to a second: a master that is down costs a request a prompt
+        # 503, not seconds of waiting. Redirects (MOVED, ASK) are followed apart from these.
+        return redis.RedisCluster.from_url(
+            url.replace("+cluster", "", 1),
+            max_connections=2**31,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries=2),
+            **options,
+        )
+    return redis.Redis.from_url(url, retry_on_timeout=False, **options)
+
+
 class RedisConnection:
     """The process's Redis: one client for commands, one for blocking reads, the key prefix,
     and whether a call failed lately. The store, the jobs and the admin keys share it, so a
@@ -65,17 +93,17 @@ class RedisConnection:
 
     def __init__(self, url: str, prefix: str, timeout_s: float) -> None:
         self.prefix = prefix
+        self.cluster = is_cluster(url)
         # Typed Any: redis-py annotates its asyncio commands with the sync client's unions
         # (`Awaitable[T] | T`), which no caller can use as written.
-        self.client: Any = redis.Redis.from_url(
+        self.client: Any = _client(
             url,
             socket_timeout=max(timeout_s, 0.05),
             socket_connect_timeout=max(timeout_s, 0.05),
             health_check_interval=30,
-            retry_on_timeout=False,
         )
         # Blocking reads (job queue, event logs) wait longer than any command may take.
-        self.blocking: Any = redis.Redis.from_url(
+        self.blocking: Any = _client(
             url,
             socket_timeout=30,
             socket_connect_timeout=max(timeout_s, 0.05),
@@ -83,6 +111,13 @@ class RedisConnection:
         )
         # When a call last failed, until a write succeeds again: the store may not keep now.
         self.failed_at: float | None = None
+
+    async def ping(self) -> None:
+        """Every node answers: on a Cluster each master, not only the one a PING would reach."""
+        if self.cluster:
+            await self.client.ping(target_nodes=redis.RedisCluster.PRIMARIES)
+        else:
+            await self.client.ping()
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -97,7 +132,9 @@ class RedisConnection:
         operation; a write that succeeds says the store keeps again."""
         try:
             yield
-        except (RedisError, OSError) as exc:
+        # RedisClusterException: a Cluster client's own failures (no node reachable, a slot
+        # no master serves) are not RedisErrors.
+        except (RedisError, RedisClusterException, OSError) as exc:
             self.failed_at = time.monotonic()
             metrics.redis_error(operation)
             raise unavailable(exc) from exc
@@ -125,7 +162,7 @@ class RedisStore:
 
     async def ping(self) -> None:
         async with self.guard("ping"):
-            await self.client.ping()
+            await self.redis.ping()
 
     async def check_writable(self, suspect: bool = False) -> None:
         """After a failure (or when the caller `suspect`s one), one small write decides

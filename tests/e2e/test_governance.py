@@ -65,13 +65,27 @@ async def test_rpm_is_exact_across_three_replicas(
     assert len(stub.requests) == 60
 
 
+async def until_settled(replica: Replica, key_id: str, requests: int) -> None:
+    """Poll `/admin/usage` until `requests` of the key are settled: each process settles a
+    request just after its answer went out."""
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with aiohttp.ClientSession() as http, asyncio.timeout(10):
+        while True:
+            async with http.get(f"{replica.url}/admin/usage?group_by=key", headers=admin) as resp:
+                assert resp.status == 200
+                rows = {row["key"]: row for row in (await resp.json())["data"]}
+            if rows.get(key_id, {}).get("requests", 0) >= requests:
+                return
+            await asyncio.sleep(0.02)
+
+
 async def test_budget_stops_at_the_limit(replicas: list[Replica], stub: StubUpstream) -> None:
     async with openai.AsyncOpenAI(
         base_url=f"{replicas[0].url}/v1", api_key=KEY_B, max_retries=2
     ) as client:
         first = await client.responses.with_raw_response.create(model="cheap", input="x" * 40)
         assert float(first.headers["x-gateway-cost-usd"]) > 0.0001
-        await asyncio.sleep(0.3)  # the cost is settled just after the answer
+        await until_settled(replicas[1], "team-b", 1)
         with pytest.raises(openai.RateLimitError) as err:
             await client.responses.create(model="cheap", input="x")
     assert err.value.code == "insufficient_quota"
@@ -98,7 +112,7 @@ async def test_attribution_totals_add_up(replicas: list[Replica]) -> None:
         ) as refused:
             assert refused.status == 403
             assert (await refused.json())["error"]["param"] == "attribution"
-        await asyncio.sleep(0.3)
+        await until_settled(replicas[1], "team-a", 4)
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
         async with http.get(
             f"{replicas[1].url}/admin/usage?group_by=project", headers=admin
@@ -128,7 +142,9 @@ async def test_sdk_waits_the_advertised_retry_after(
         base_url=str(gateway.make_url("/v1")), api_key=KEY_A, max_retries=2
     ) as client:
         slow = asyncio.create_task(client.responses.create(model="gpt-test", input="slow"))
-        await asyncio.sleep(0.2)
+        async with asyncio.timeout(5):  # admitted: it holds the one place until it ends
+            while not stub.requests:
+                await asyncio.sleep(0.01)
         started = time.monotonic()
         waited = await client.responses.create(model="gpt-test", input="waits")
         elapsed = time.monotonic() - started

@@ -11,7 +11,7 @@ import pytest
 from gateway.config import digest, load, load_file
 from gateway.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def problems(text: str, env: dict[str, str] | None = None) -> list[str]:

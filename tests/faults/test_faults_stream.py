@@ -96,8 +96,10 @@ def records(gateway: Client) -> list[dict[str, str]]:
 
 async def settled(gateway: Client, access: AccessLines, count: int = 1) -> dict[str, Any]:
     """Wait until one request has been logged and its usage recorded; answers its log line."""
-    await wait_for(lambda: len(access.lines) >= count and len(records(gateway)) >= count)
-    await asyncio.sleep(0)  # nothing more may follow: a second line or record would show
+    await wait_for(lambda: len(access.lines) >= count)
+    # Its ticket was handed to the settler before its line was logged: once the settler has
+    # settled everything handed to it, a second record (or a missing one) shows.
+    await gateway.app[DEPS].settler.flush()
     assert len(access.lines) == count, access.lines
     assert len(records(gateway)) == count, records(gateway)
     return access.lines[-1]
