@@ -38,6 +38,7 @@ class ServerSettings:
     header_timeout_s: float = 10.0  # a connection without a whole request head by then is closed
     keepalive_timeout_s: float = 75.0  # an idle keep-alive connection is closed after this
     max_connections: int = 10000  # per process; past it new requests get a 503
+    backlog: int = 4096  # connects the kernel queues for accept(); capped by net.core.somaxconn
     log_level: str = "info"
     access_log: bool = True
     print_snippet: bool = False  # show an SDK snippet with a key written in the file (demos)
@@ -288,6 +289,7 @@ class _Builder:
                 header_timeout_s=server.get("header_timeout_s", _SERVER.header_timeout_s),
                 keepalive_timeout_s=server.get("keepalive_timeout_s", _SERVER.keepalive_timeout_s),
                 max_connections=server.get("max_connections", _SERVER.max_connections),
+                backlog=server.get("backlog", _SERVER.backlog),
                 log_level=server.get("log_level", _SERVER.log_level),
                 access_log=server.get("access_log", _SERVER.access_log),
                 print_snippet=server.get("print_snippet", _SERVER.print_snippet),
