@@ -818,7 +818,17 @@ def report(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--streams" or a.startswith("--streams=") for a in argv):
+        # `make bench BENCH_ARGS="--streams 8000"`: the many-streams run instead.
+        import streams
+
+        return streams.main(argv)
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        epilog="--streams N [--hold S] [--backlog B]: instead, N slow streams opened at once "
+        "against one gateway process (bench/streams.py)",
+    )
     parser.add_argument("--duration", type=int, default=10, help="measured seconds per run")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per run")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 s + 3 s per run")

@@ -9,12 +9,14 @@ import asyncio
 import contextlib
 import http.client
 import resource
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, cast
@@ -29,6 +31,7 @@ import overhead  # the bench's shared pieces: servers, configs, the request
 # The kernel's count of connects dropped because a listen queue was full (all listeners in
 # this network namespace): what a backlog too short for the burst shows as.
 DROP_COUNTERS: Final = ("ListenOverflows", "ListenDrops", "TCPReqQFullDrop")
+OPEN_WITHIN_S: Final = 300.0  # the burst is held once all are open, or this long after it began
 
 
 @dataclass(slots=True)
@@ -203,12 +206,25 @@ async def watch(pid: int, tally: Tally, peak: Peak, stop: asyncio.Event) -> None
 
 
 async def burst(
-    port: int, pid: int, n: int, request: bytes, limit_s: float
+    port: int, pid: int, n: int, request: bytes, hold_s: float, release: Callable[[], None]
 ) -> tuple[Tally, Peak, float]:
+    """Opens `n` streams at once; once all are open (or none more opened for a while), holds
+    them `hold_s` seconds, then `release()` makes the upstream end them all."""
     tally, peak, stop = Tally(), Peak(), asyncio.Event()
     watcher = asyncio.create_task(watch(pid, tally, peak, stop))
     started = time.perf_counter()
-    await asyncio.gather(*(one_stream(port, request, tally, limit_s) for _ in range(n)))
+    limit_s = hold_s + OPEN_WITHIN_S + 60
+    streams = asyncio.gather(*(one_stream(port, request, tally, limit_s) for _ in range(n)))
+    opened = 0
+    deadline = time.monotonic() + OPEN_WITHIN_S
+    while tally.open_now + sum(tally.outcomes.values()) < n and time.monotonic() < deadline:
+        if len(tally.first_event_s) != opened:
+            opened = len(tally.first_event_s)
+            deadline = min(time.monotonic() + hold_s + 10, started + OPEN_WITHIN_S)
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(hold_s)
+    release()
+    await streams
     elapsed = time.perf_counter() - started
     stop.set()
     await watcher
@@ -250,7 +266,9 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     servers = overhead.Servers()
-    interval, deltas = args.interval, max(1, round(args.hold / args.interval))
+    interval = args.interval
+    # More deltas than any stream lives for: the run ends them all with SIGUSR1.
+    deltas = round((OPEN_WITHIN_S + args.hold + 30) / interval)
     with tempfile.TemporaryDirectory(prefix="gw-streams-") as tmp_name:
         tmp = Path(tmp_name)
         try:
@@ -283,11 +301,15 @@ def run(args: argparse.Namespace) -> int:
             )
             gateway = servers.procs["gateway"]
             request = http_request(overhead.SCENARIOS["stream"])
-            timeout = args.hold + 60
+            upstream = servers.procs["upstream"]
+
+            def release() -> None:
+                upstream.send_signal(signal.SIGUSR1)
+
             wait_healthy(gateway, port, tmp / "gateway.log")
             # A few streams first, so what is made once (imports, pools, buffers) is not
             # counted against the burst.
-            warm, _, _ = uvloop.run(burst(port, gateway.pid, 20, request, timeout))
+            warm, _, _ = uvloop.run(burst(port, gateway.pid, 20, request, 0.5, release))
             if warm.outcomes["completed"] != 20:
                 raise overhead.SetupError(
                     f"the warm-up streams did not complete: {dict(warm.outcomes)}\n"
@@ -295,13 +317,13 @@ def run(args: argparse.Namespace) -> int:
                 )
             base_rss, base_fds = rss_kb(gateway.pid), open_fds(gateway.pid)
             print(
-                f"opening {args.streams} streams at once (a delta every {interval:g} s, "
-                f"{deltas} deltas each) ...",
+                f"opening {args.streams} streams at once (a delta every {interval:g} s), "
+                f"holding them {args.hold:g} s once all are open ...",
                 flush=True,
             )
             cpu0, drops0 = overhead.cpu_seconds(gateway.pid), tcp_drops()
             tally, peak, elapsed = uvloop.run(
-                burst(port, gateway.pid, args.streams, request, timeout)
+                burst(port, gateway.pid, args.streams, request, args.hold, release)
             )
             cpu = overhead.cpu_seconds(gateway.pid) - cpu0
             drops = tcp_drops()
@@ -384,20 +406,17 @@ def report(
         "host during the burst)"
     )
     if tally.most_open < n:
-        print(
-            f"warning: only {tally.most_open} of {n} streams were open at the same time: the "
-            "first ended before the last began; pass a longer --hold"
-        )
+        print(f"warning: only {tally.most_open} of {n} streams were open at the same time")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--streams", type=int, default=8000, help="streams opened at once")
     parser.add_argument(
         "--hold",
         type=float,
-        default=30.0,
-        help="seconds each stream lasts (longer than it takes to open them all)",
+        default=5.0,
+        help="seconds the streams are held open together before the upstream ends them",
     )
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between deltas")
     parser.add_argument(

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import re
+import signal
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
@@ -201,22 +202,23 @@ class RawUpstream(asyncio.Protocol):
 
 class SlowUpstream(RawUpstream):
     """Streams as a slow model writes them: the framing events at once, then one delta every
-    `interval` seconds, then the closing events."""
+    `interval` seconds until the last, or until `release()` ends every open stream at once."""
 
-    def __init__(self, interval: float, writes: Sequence[bytes]) -> None:
+    def __init__(self, interval: float, writes: Sequence[bytes], open_streams: set[SlowUpstream]):
         super().__init__()
         self.interval = interval
         self.writes = writes
+        self.open_streams = open_streams
         self.timer: asyncio.TimerHandle | None = None
 
     def stream(self) -> None:
         self.answer(self.writes[:HEAD_EVENTS])
+        self.open_streams.add(self)
         self.next_delta(HEAD_EVENTS)
 
     def next_delta(self, at: int) -> None:
         if at == len(self.writes) - TAIL_EVENTS:
-            self.timer = None
-            self.answer(self.writes[at:])
+            self.end()
             return
         loop = asyncio.get_running_loop()
         self.timer = loop.call_later(self.interval, self.send_delta, at)
@@ -225,9 +227,19 @@ class SlowUpstream(RawUpstream):
         self.answer(self.writes[at : at + 1])
         self.next_delta(at + 1)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def end(self) -> None:
+        """The closing events now, whatever deltas were still to come."""
+        self.stop()
+        self.answer(self.writes[-TAIL_EVENTS:])
+
+    def stop(self) -> None:
+        self.open_streams.discard(self)
         if self.timer is not None:
             self.timer.cancel()
+            self.timer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop()
 
 
 def slow_stream_writes(deltas: int) -> tuple[bytes, ...]:
@@ -236,11 +248,19 @@ def slow_stream_writes(deltas: int) -> tuple[bytes, ...]:
 
 
 async def serve_raw(host: str, port: int, interval: float = 0.0, deltas: int = DELTAS) -> None:
-    """The raw server; with `interval`, streams of `deltas` deltas paced that far apart."""
+    """The raw server; with `interval`, streams of `deltas` deltas paced that far apart, and
+    SIGUSR1 ends every stream open at that moment."""
     writes = slow_stream_writes(deltas)
+    open_streams: set[SlowUpstream] = set()
 
     def protocol() -> RawUpstream:
-        return SlowUpstream(interval, writes) if interval > 0 else RawUpstream()
+        return SlowUpstream(interval, writes, open_streams) if interval > 0 else RawUpstream()
+
+    def release() -> None:
+        for stream in list(open_streams):
+            stream.end()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, release)
 
     # A deep accept queue: a proxy opening thousands of streams at once connects in a burst.
     server = await asyncio.get_running_loop().create_server(protocol, host, port, backlog=65535)
@@ -289,7 +309,10 @@ def main() -> None:
         help="raw server only: seconds between a stream's deltas (default: all at once)",
     )
     parser.add_argument(
-        "--deltas", type=int, default=DELTAS, help="with --event-interval: deltas per stream"
+        "--deltas",
+        type=int,
+        default=DELTAS,
+        help="with --event-interval: deltas per stream at most (SIGUSR1 ends them all sooner)",
     )
     args = parser.parse_args()
     if args.server == "raw":
