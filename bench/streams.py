@@ -242,21 +242,6 @@ def raise_own_fd_limit(needed: int) -> int:
     return soft
 
 
-def http_request(body: bytes) -> bytes:
-    return (
-        b"POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b"Authorization: Bearer " + overhead.KEY.encode() + b"\r\n"
-        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-    )
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def run(args: argparse.Namespace) -> int:
     limit = raise_own_fd_limit(args.streams + 512)
     if limit < args.streams + 64:
@@ -300,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
                 env,
             )
             gateway = servers.procs["gateway"]
-            request = http_request(overhead.SCENARIOS["stream"])
+            request = overhead.raw_request(overhead.SCENARIOS["stream"])
             upstream = servers.procs["upstream"]
 
             def release() -> None:
@@ -370,7 +355,9 @@ def report(
         ("most open at the same time", f"{tally.most_open}"),
         (
             "connect time p50 / p99 / max",
-            " / ".join(f"{percentile(tally.connect_s, q) * 1e3:.0f} ms" for q in (0.5, 0.99, 1.0)),
+            " / ".join(
+                f"{overhead.percentile(tally.connect_s, q) * 1e3:.0f} ms" for q in (0.5, 0.99, 1.0)
+            ),
         ),
         (
             "connects the kernel dropped (full listen queue)",
@@ -379,7 +366,8 @@ def report(
         (
             "first event p50 / p99 / max",
             " / ".join(
-                f"{percentile(tally.first_event_s, q) * 1e3:.0f} ms" for q in (0.5, 0.99, 1.0)
+                f"{overhead.percentile(tally.first_event_s, q) * 1e3:.0f} ms"
+                for q in (0.5, 0.99, 1.0)
             ),
         ),
         ("whole run", f"{elapsed:.1f} s, gateway CPU {cpu:.1f} s"),
