@@ -955,11 +955,13 @@ def report(
                 f"warning: {r.scenario}/{r.target}: the upstream / load generator core was "
                 f"{helpers:.0%} busy, so the proxy may not be the limit"
             )
-        if r.other_cpu > 0.10:
-            print(
-                f"warning: {r.scenario}/{r.target}: other processes used {r.other_cpu:.0%} of a "
-                "core during the run; the machine was not quiet, so the figures are unreliable"
-            )
+    noisy = [r.other_cpu for r in results if r.other_cpu > 0.10]
+    if noisy:
+        print(
+            f"warning: other processes used {min(noisy):.0%} to {max(noisy):.0%} of a core "
+            f"during {len(noisy)} of {len(results)} runs (the 'other' column): the machine was "
+            "not quiet, so the figures are unreliable"
+        )
     gateways = [r for r in results if r.target != "floor"]
     bound = all(r.proxy_cpu >= 0.90 for r in gateways)
     print(
