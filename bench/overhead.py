@@ -990,9 +990,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if any(a == "--streams" or a.startswith("--streams=") for a in argv):
         # `make bench BENCH_ARGS="--streams 8000"`: the many-streams run instead.
-        import streams
-
-        return streams.main(argv)
+        os.execv(PYTHON, [PYTHON, str(HERE / "streams.py"), *argv])
     parser = argparse.ArgumentParser(
         description=__doc__,
         epilog="--streams N [--hold S] [--backlog B]: instead, N slow streams opened at once "
