@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import contextlib
 import http.client
+import re
 import resource
 import signal
 import socket
@@ -54,6 +55,8 @@ class StreamClient(asyncio.Protocol):
         self.started = started
         self.done = done
         self.head = b""
+        self.length = 0  # of a refusal's body
+        self.refusal = b""
         self.tail = b""  # the last bytes read, to find a marker split across two reads
         self.status = 0
         self.events = 0
@@ -72,10 +75,14 @@ class StreamClient(asyncio.Protocol):
             if end < 0:
                 return
             self.status = int(self.head[9:12])
-            data = self.head[end + 4 :]
-            if self.status != 200:
-                self.finish(f"HTTP {self.status}")
-                return
+            found = re.search(rb"\r\ncontent-length: *(\d+)", self.head[:end].lower())
+            self.length = int(found.group(1)) if found else 0
+            self.head, data = self.head[:end], self.head[end + 4 :]
+        if self.status != 200:
+            self.refusal += data
+            if len(self.refusal) >= self.length:
+                self.finish(self.refused())
+            return
         window = self.tail + data
         events = window.count(b"event: ") - self.tail.count(b"event: ")
         if events and not self.events:
@@ -89,8 +96,17 @@ class StreamClient(asyncio.Protocol):
             self.finish("completed")
         self.tail = window[-64:]
 
+    def refused(self) -> str:
+        try:
+            code = orjson.loads(self.refusal)["error"]["code"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            code = None
+        return f"HTTP {self.status} {code or ''}".strip()
+
     def connection_lost(self, exc: Exception | None) -> None:
-        if isinstance(exc, ConnectionResetError):
+        if self.status and self.status != 200:
+            self.finish(self.refused())
+        elif isinstance(exc, ConnectionResetError):
             self.finish("reset")
         elif exc is not None:
             self.finish(type(exc).__name__)
