@@ -319,13 +319,13 @@ def main() -> None:
         with contextlib.suppress(KeyboardInterrupt):
             uvloop.run(serve_raw(args.host, args.port, args.event_interval, args.deltas))
         return
+    serve(create_app(), args.host, args.port)
+
+
+def serve(app: web.Application, host: str, port: int) -> None:
+    """Serve `app` on uvloop without an access log or a banner (the bench's floor too)."""
     web.run_app(
-        create_app(),
-        host=args.host,
-        port=args.port,
-        access_log=None,
-        loop=uvloop.new_event_loop(),
-        print=None,
+        app, host=host, port=port, access_log=None, loop=uvloop.new_event_loop(), print=None
     )
 
 
