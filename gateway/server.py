@@ -9,6 +9,7 @@ import multiprocessing
 import resource
 import signal
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, cast
 
 import orjson
@@ -25,6 +26,8 @@ from gateway.keys import DEPS, DRAINING, WORKERS
 from gateway.observability import setup_logging
 
 log = logging.getLogger("gateway")
+
+DEFAULT_SOMAXCONN_FILE = Path("/proc/sys/net/core/somaxconn")
 
 
 class _EnvelopeRequestHandler(RequestHandler):
@@ -189,6 +192,26 @@ def raise_fd_limit(max_connections: int) -> int:
     return soft
 
 
+def listen_backlog(wanted: int, somaxconn_file: Path = DEFAULT_SOMAXCONN_FILE) -> int:
+    """The backlog to ask of listen(): `server.backlog`, or the kernel's cap on it
+    (net.core.somaxconn, which listen() applies silently) when that is lower, with a warning."""
+    try:
+        cap = int(somaxconn_file.read_text().strip())
+    except (OSError, ValueError):
+        return wanted
+    if cap < wanted:
+        log.warning(
+            "net.core.somaxconn (%d) is below server.backlog (%d): a burst of more than %d"
+            " connects loses some; raise it with `sysctl -w net.core.somaxconn=%d`",
+            cap,
+            wanted,
+            cap,
+            wanted,
+        )
+        return cap
+    return wanted
+
+
 async def serve(settings: Settings, host: str, port: int, *, reuse_port: bool, banner: str) -> None:
     """Serve until SIGTERM or SIGINT, then drain: /readyz fails at once, new connections are
     refused after `shutdown_delay_s`, open requests get `shutdown_grace_s` to finish."""
@@ -202,7 +225,8 @@ async def serve(settings: Settings, host: str, port: int, *, reuse_port: bool, b
     gc.freeze()
     handing_back: asyncio.Task[None] | None = None
     try:
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
+        backlog = listen_backlog(settings.server.backlog)
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=backlog)
         await site.start()
         if banner:
             print(banner, flush=True)

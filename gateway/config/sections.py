@@ -59,6 +59,7 @@ class ServerSettings:
     header_timeout_s: float = 10.0  # a connection without a whole request head by then is closed
     keepalive_timeout_s: float = 75.0  # an idle keep-alive connection is closed after this
     max_connections: int = 10000  # per process; past it new requests get a 503
+    backlog: int = 4096  # connects the kernel queues for accept(); capped by net.core.somaxconn
     log_level: str = "info"  # debug | info | warning | error
     access_log: bool = True  # one line per request
     print_snippet: bool = False  # show an SDK snippet with a key written in the file (demos)
