@@ -7,7 +7,7 @@ import socket
 import ssl
 from collections.abc import Mapping
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from gateway.upstream_http.connection import Connection
 from gateway.upstream_http.errors import ConnectError, ConnectTimeout, DisconnectedError
@@ -16,6 +16,8 @@ from gateway.upstream_http.response import Response
 
 # How long a connection may sit idle in a pool before the pool closes it.
 KEEPALIVE_S: Final = 30.0
+# Same-origin 307/308 redirects followed for one request.
+MAX_REDIRECTS: Final = 10
 _PEEK: Final = socket.MSG_PEEK | socket.MSG_DONTWAIT
 # Headers the client writes itself.
 _OWN: Final = frozenset(("host", "content-length", "transfer-encoding"))
@@ -184,7 +186,28 @@ class Client:
         self, method: str, url: str, body: bytes, headers: Mapping[str, str]
     ) -> Response:
         """Send the request and wait for the answer's status and headers; the body is the
-        Response's to read. Raises the errors of gateway.upstream_http.errors."""
+        Response's to read. Raises the errors of gateway.upstream_http.errors.
+
+        A 307 or 308 to the same origin is followed (the same method and body: a server that
+        adds or drops a trailing slash); any other redirect is the answer.
+        """
+        resp = await self._exchange(method, url, body, headers)
+        hops = 0
+        while resp.status in (307, 308) and hops < MAX_REDIRECTS:
+            location = resp.headers.get("Location")
+            if location is None:
+                break
+            target = urljoin(url, location)
+            if _origin(target) != _origin(url):
+                break  # another origin: the account's key does not travel there
+            await resp.read()
+            url, hops = target, hops + 1
+            resp = await self._exchange(method, url, body, headers)
+        return resp
+
+    async def _exchange(
+        self, method: str, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> Response:
         if self.closed:
             raise RuntimeError("the client is closed")
         route = self.routes.get(url)
@@ -233,6 +256,12 @@ class Client:
         self.pools.clear()
         self.routes.clear()
         await asyncio.sleep(0)  # let the transports finish closing
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname, parts.port or (443 if scheme == "https" else 80)
 
 
 def _head(method: str, target: str, host: str, length: int, headers: Mapping[str, str]) -> bytes:

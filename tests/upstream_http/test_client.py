@@ -216,3 +216,40 @@ async def test_a_burst_of_new_connections_looks_the_name_up_once(
 async def test_a_name_that_does_not_resolve_is_a_connect_error(client: Client) -> None:
     with pytest.raises(ConnectError, match="cannot resolve"):
         await client.post("http://no-such-host.invalid/v1/responses", b"{}", JSON)
+
+
+async def test_a_same_origin_307_is_followed_with_the_body(serve: Serve, client: Client) -> None:
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        peer.writer.write(
+            b"HTTP/1.1 307 Temporary Redirect\r\nLocation: /v1/responses/\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        )
+        await peer.request()
+        await peer.answer(b"moved")
+        await peer.request()
+
+    server = await serve(handler)
+    resp = await client.post(server.url(), b'{"input": "x"}', JSON)
+    assert resp.status == 200
+    assert await resp.read() == b"moved"
+    _, second = server.requests
+    assert second.startswith(b"POST /v1/responses/ HTTP/1.1\r\n")
+    assert second.endswith(b'\r\n\r\n{"input": "x"}')
+    assert server.connections == 1  # the redirect's connection was reused
+
+
+async def test_a_redirect_to_another_origin_is_the_answer(serve: Serve, client: Client) -> None:
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        peer.writer.write(
+            b"HTTP/1.1 308 Permanent Redirect\r\nLocation: https://elsewhere.example/v1\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        )
+        await peer.request()
+
+    server = await serve(handler)
+    resp = await client.post(server.url(), b"{}", JSON)
+    assert resp.status == 308
+    await resp.read()
+    assert len(server.requests) == 1
