@@ -37,6 +37,9 @@ SHUTTING_DOWN = ServiceUnavailableError(
 # The events the tap keeps, by their `event:` line; a false alarm (the words in a delta's
 # text) only costs parsing that one frame.
 _NAMES = tuple(b"event: " + name.encode() for name in (*sorted(LIFECYCLE), ERROR))
+# A frame that names no lifecycle event, neither in its `event:` line nor in its data's
+# `type` (both read as raw bytes), cannot be one: restating passes it on unparsed.
+_LIFECYCLE_NAMES = tuple(name.encode() for name in sorted(LIFECYCLE))
 # What ends the `type` of every delta event (output text, arguments, reasoning...): counted,
 # never parsed, to estimate the output of a stream that ended without its usage. A quote in
 # a delta's text is escaped, so the text cannot fake it.
@@ -156,7 +159,7 @@ class StreamTap:
         return b"".join(pieces)
 
     def _restate_frame(self, frame: bytes) -> bytes:
-        if b"response." not in frame:
+        if not any(name in frame for name in _LIFECYCLE_NAMES):
             return frame
         events = SSEParser().feed(frame + b"\n\n")
         if len(events) != 1 or event_type(events[0]) not in LIFECYCLE:
