@@ -43,3 +43,25 @@ def test_only_lifecycle_frames_are_parsed_when_restating(
     # restating adds one parse per lifecycle frame, never one per delta.
     own = len(EVENTS) if raw is NO_NAMES else LIFECYCLE_EVENTS
     assert len(parsed) - own <= LIFECYCLE_EVENTS
+
+
+@pytest.mark.parametrize("gap", [b"\n\n", b"\r\n\r\n", b"\r\r"])
+def test_a_delta_naming_a_lifecycle_event_goes_out_byte_for_byte(gap: bytes) -> None:
+    events = build_response(
+        {"input": "then response.completed and response.created " * 5},
+        model="m",
+        response_id="resp_x",
+        created_at=1,
+    ).events()
+    frames = [b"data: " + orjson.dumps(e) for e in events]
+    raw = gap.join(frames) + gap
+    for cut in range(0, len(raw), 97):
+        tap = relay.StreamTap({"store": True})
+        out = tap.feed(raw[:cut]) + tap.feed(raw[cut:])
+        sent = [f for f in out.split(gap) if f]
+        assert len(sent) == len(events)
+        for frame, before, event in zip(sent, frames, events, strict=True):
+            if event["type"] in LIFECYCLE:
+                assert orjson.loads(frame[6:])["response"]["store"] is True
+            else:
+                assert frame == before
