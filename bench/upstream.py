@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import re
+import secrets
 import signal
 from collections.abc import Sequence
 from typing import Any, Final, cast
@@ -150,6 +152,19 @@ NOT_FOUND: Final = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 BAD_REQUEST: Final = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
+# Every answer gets an id of its own, as a real upstream's do (a gateway storing responses
+# would otherwise find each id already kept): this process's random half, then a counter.
+_ID_HEX: Final = RESPONSE_ID.encode()[len(b"resp_") :]
+_RUN: Final = secrets.token_hex(8).encode()
+_SERIAL: Final = itertools.count()
+
+
+def with_new_id(writes: Sequence[bytes]) -> list[bytes]:
+    """`writes` with RESPONSE_ID replaced by a new id of the same length (chunk sizes hold)."""
+    fresh = _RUN + b"%032x" % next(_SERIAL)
+    return [w.replace(_ID_HEX, fresh) for w in writes]
+
+
 def wants_stream(body: bytes) -> bool:
     return b'"stream":true' in body or b'"stream": true' in body
 
@@ -186,12 +201,14 @@ class RawUpstream(asyncio.Protocol):
             elif wants_stream(body):
                 self.stream()
             else:
-                self.answer([JSON_ANSWER])
+                self.answer(with_new_id([JSON_ANSWER]))
             if b"\r\nconnection: close" in head and self.transport:
                 self.transport.close()
 
     def stream(self) -> None:
-        self.answer(STREAM_WRITES)
+        # The id rides in the first writes (created, in_progress) and the last (completed).
+        first, second, last = with_new_id((*STREAM_WRITES[:2], STREAM_WRITES[-1]))
+        self.answer((first, second, *STREAM_WRITES[2:-1], last))
 
     def answer(self, writes: Sequence[bytes]) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -271,14 +288,15 @@ async def serve_raw(host: str, port: int, interval: float = 0.0, deltas: int = D
 async def create_response(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     if not wants_stream(body):
-        return web.Response(body=JSON_BODY, content_type="application/json")
+        return web.Response(body=with_new_id([JSON_BODY])[0], content_type="application/json")
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
     try:
         # One write per event, as a provider flushes each token: the proxy sees many small reads.
-        for event in SSE_EVENTS:
+        first, second, last = with_new_id((*SSE_EVENTS[:2], SSE_EVENTS[-1]))
+        for event in (first, second, *SSE_EVENTS[2:-1], last):
             await response.write(event)
         await response.write_eof()
     except ConnectionResetError:

@@ -7,6 +7,7 @@ one conversation sit in one slot and its scripts run on Cluster too.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +17,7 @@ import orjson
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from gateway import metrics
 from gateway.errors import ServiceUnavailableError
@@ -152,6 +153,9 @@ class RedisStore:
         self._add_items = self.client.register_script(_ADD_ITEMS)
         self._delete_item = self.client.register_script(_DELETE_ITEM)
         self._delete_conversation = self.client.register_script(_DELETE_CONVERSATION)
+        # Responses kept in the same loop tick, written together in one round trip.
+        self._puts: list[tuple[str, bytes, int, asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
 
     def _conv_keys(self, conv_id: str) -> list[str]:
         return [
@@ -173,11 +177,53 @@ class RedisStore:
             await self.client.set(self.key("health", "write"), b"1", px=60_000)
 
     async def put_response(self, response_id: str, record: Json, ttl_s: int) -> bool:
+        loop = asyncio.get_running_loop()
+        made: asyncio.Future[Any] = loop.create_future()
+        self._puts.append((self.key("resp", response_id), orjson.dumps(record), ttl_s, made))
+        if len(self._puts) == 1:
+            loop.call_soon(self._send_puts)
         async with self.guard("put_response", write=True):
-            made = await self._create(
-                keys=[self.key("resp", response_id)], args=[orjson.dumps(record), ttl_s]
-            )
-        return bool(made)
+            return bool(await made)
+
+    def _send_puts(self) -> None:
+        batch, self._puts = self._puts, []
+        task = asyncio.create_task(self._write_puts(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _write_puts(self, batch: list[tuple[str, bytes, int, asyncio.Future[Any]]]) -> None:
+        """Every create a loop tick asked, pipelined: each script call is atomic on its own,
+        and each caller gets its own reply or error."""
+        try:
+            replies = await self._pipelined_creates([(k, r, t) for k, r, t, _ in batch])
+        except asyncio.CancelledError:
+            for *_, made in batch:
+                made.cancel()
+            raise
+        except Exception as exc:  # every caller sees the failure (a 503 after its retries)
+            replies = [exc] * len(batch)
+        for (*_, made), reply in zip(batch, replies, strict=True):
+            if made.done():  # its request left
+                continue
+            if isinstance(reply, BaseException):
+                made.set_exception(reply)
+            else:
+                made.set_result(reply)
+
+    async def _pipelined_creates(self, creates: list[tuple[str, bytes, int]]) -> list[Any]:
+        """EVALSHA straight on the pipeline (a script object would ask SCRIPT EXISTS first, a
+        second round trip); after a NOSCRIPT (Redis restarted) the script is loaded and the
+        batch sent again, which a create that landed already answers alike (same bytes)."""
+        script = self._create
+        for _ in range(2):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, record, ttl_s in creates:
+                    _ = pipe.evalsha(script.sha, 1, key, record, ttl_s)
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, NoScriptError) for r in replies):
+                return replies
+            script.sha = await self.client.script_load(script.script)
+        return replies
 
     async def get_responses(self, owner: str, response_ids: list[str]) -> list[Json | None]:
         if not response_ids:

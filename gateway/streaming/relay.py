@@ -37,6 +37,10 @@ SHUTTING_DOWN = ServiceUnavailableError(
 # The events the tap keeps, by their `event:` line; a false alarm (the words in a delta's
 # text) only costs parsing that one frame.
 _NAMES = tuple(b"event: " + name.encode() for name in (*sorted(LIFECYCLE), ERROR))
+# A frame that names no lifecycle event, neither in its `event:` line nor in its data's
+# `type` (both read as raw bytes), cannot be one: restating passes it on unparsed.
+_LIFECYCLE_NAMES = tuple(name.encode() for name in sorted(LIFECYCLE))
+_LIFECYCLE_RE = re.compile(b"|".join(map(re.escape, _LIFECYCLE_NAMES)))
 # What ends the `type` of every delta event (output text, arguments, reasoning...): counted,
 # never parsed, to estimate the output of a stream that ended without its usage. A quote in
 # a delta's text is escaped, so the text cannot fake it.
@@ -146,17 +150,24 @@ class StreamTap:
             return out
         self._restate = False
         assert self._fields is not None
+        # Only the frames holding a lifecycle name are looked at; the rest is copied whole.
+        hits = [m.start() for m in _LIFECYCLE_RE.finditer(out)]
         pieces: list[bytes] = []
-        start = 0
+        start = copied = i = 0
         for gap in _FRAME_GAP.finditer(out):
-            frame = out[start : gap.start()]
-            pieces += (self._restate_frame(frame), gap.group())
+            if i == len(hits):
+                break
+            if hits[i] < gap.start():
+                pieces += (out[copied:start], self._restate_frame(out[start : gap.start()]))
+                copied = gap.start()
+                while i < len(hits) and hits[i] < gap.end():
+                    i += 1
             start = gap.end()
-        pieces.append(out[start:])
+        pieces.append(out[copied:])
         return b"".join(pieces)
 
     def _restate_frame(self, frame: bytes) -> bytes:
-        if b"response." not in frame:
+        if not any(name in frame for name in _LIFECYCLE_NAMES):
             return frame
         events = SSEParser().feed(frame + b"\n\n")
         if len(events) != 1 or event_type(events[0]) not in LIFECYCLE:
