@@ -122,6 +122,7 @@ class Attempts(Generic[T]):
         pair = self.next()
         if pair is None:
             raise self.exhausted()
+        last = False
         while True:
             target, account = pair
             sent = time.monotonic()
@@ -139,8 +140,13 @@ class Attempts(Generic[T]):
                         self.failed(target, account, retry_after(reply.headers), reason)
                         pair = self.next()
                         if pair is None:
+                            # The last answer is the client's, as it is: its failure was
+                            # counted just above, and must not be counted again below.
+                            last = True
                             return await self.reply(reply, target, sent)
             except ATTEMPT_FAILURES as exc:
+                if last:
+                    raise
                 reason = "timeout" if isinstance(exc, UpstreamTimeoutError) else "error"
                 self.failed(target, account, None, reason)
                 pair = self.next()

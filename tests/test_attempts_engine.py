@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from gateway.config import Account, ProviderSettings
+from gateway.keys import DEPS
 from gateway.providers.base import UpstreamRequest
 from gateway.providers.mock import MockProvider
 from gateway.traceparent import new_trace
@@ -74,3 +75,30 @@ async def test_job_upstream_attempts_follow_routing_max_attempts(
     assert final.error is not None
     assert "gave up after 2 attempts" in final.error.message
     assert len(stub.requests) == 2
+
+
+async def test_the_last_failed_answer_is_counted_once_and_keeps_its_retry_after(
+    make_gateway: MakeGateway, config: dict[str, Any], stub: StubUpstream
+) -> None:
+    config["routing"] = {"max_attempts": 1}
+    gateway = await make_gateway(config)
+    stub.behaviour = Behaviour(status=503, body=b"busy", headers={"retry-after": "40"})
+    metric = 'gateway_upstream_errors_total{kind="status_503",provider="up"}'
+
+    async def errors() -> float:
+        text = await (await gateway.get("/metrics")).text()
+        found = [line for line in text.splitlines() if line.startswith(metric)]
+        return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
+
+    before = await errors()
+    resp = await gateway.post(
+        "/v1/responses",
+        json={"model": "cheap", "input": "hi"},
+        headers={"Authorization": f"Bearer {KEY_A}"},
+    )
+    assert resp.status == 502
+    assert await errors() - before == 1
+    router = gateway.app[DEPS].router
+    _, targets = router.resolve("cheap", gateway.app[DEPS].keys.config_keys[0])
+    # The upstream's retry-after (40 s), not the provider's default cooldown (30 s).
+    assert router.health.soonest(targets) > 35
