@@ -14,7 +14,7 @@ from gateway import metrics
 from gateway.errors import GatewayError, RateLimitError
 from gateway.keys import CALL, CLIENT_GONE, REQUEST_ID, TRACE
 from gateway.models import Call
-from gateway.redact import RedactingFilter, guard_library_loggers, printable, redact, suspect
+from gateway.redact import guard_library_loggers, printable, redact, suspect
 
 access = logging.getLogger("gateway.access")
 
@@ -53,7 +53,7 @@ class JSONFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        elif record.exc_text:
+        elif record.exc_text:  # a library logger's filter already rendered (and redacted) it
             line["exc"] = record.exc_text
         text = _dumps(line)
         # One look at the whole line; only a suspect one is redacted field by field.
@@ -87,7 +87,6 @@ def _scrub(value: Any, depth: int = 0) -> Any:
 def setup_logging(level: str, access_log: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter())
-    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

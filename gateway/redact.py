@@ -43,7 +43,7 @@ _WORDS: Final = (
     "refresh_token",
     "secret",
     "password",
-    "@",
+    "://",  # a password in a URL
 )
 
 
