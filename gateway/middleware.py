@@ -93,9 +93,9 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = _http_exception(request, exc)
     except asyncio.CancelledError:
         # The client hung up (aiohttp cancels the handler): logged and counted all the same.
+        # (observe logs the call's own status when it has one: 200 if the answer had gone out.)
         request[CLIENT_GONE] = True
-        call = request.get(CALL)
-        observe(request, call.status if call is not None and call.status else 499, started, None)
+        observe(request, 499, started, None)
         request.pop(CALL, None)
         raise
     except Exception as exc:

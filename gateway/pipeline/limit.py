@@ -46,7 +46,7 @@ def estimate(call: Call) -> int:
 
 def estimated_usage(call: Call, output_tokens: int) -> Usage:
     """What an answer that ended without the upstream's usage is charged: the input it sent
-    (a quarter of its bytes, as admitted) and the output it relayed."""
+    upstream (a quarter of its bytes, stored context included) and the output it relayed."""
     return Usage(
         input_tokens=len(call.upstream_body()) // 4, output_tokens=output_tokens, estimated=True
     )
