@@ -135,7 +135,15 @@ class Connection(asyncio.Protocol):
 
     def reusable(self) -> bool:
         """Whether the finished exchange left the connection fit for another."""
-        return self.complete and self.keep_alive and not self.lost and self.exc is None
+        # A connection whose reading is still paused (its consumer stopped while behind) would
+        # read nothing for the next exchange: it is closed, not pooled.
+        return (
+            self.complete
+            and self.keep_alive
+            and not self.lost
+            and not self.paused
+            and self.exc is None
+        )
 
     async def _wait(self) -> None:
         if self.exc is not None:

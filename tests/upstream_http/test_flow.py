@@ -65,3 +65,29 @@ async def test_reading_whole_is_not_paused(serve: Serve, client: Client) -> None
     server = await serve(big)
     resp = await client.post(server.url(), b"{}", JSON)
     assert len(await asyncio.wait_for(resp.read(), 10)) == size
+
+
+async def test_a_connection_left_paused_is_not_reused(serve: Serve) -> None:
+    # The whole body arrives in the read that pauses reading; its consumer then stops. The
+    # connection must not go back to the pool still paused: the next answer would never come.
+    size = 2 * HIGH_WATER
+
+    async def big(peer: Peer) -> None:
+        while await peer.request() is not None:
+            peer.writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+            peer.writer.write(b"x" * size)
+            await peer.writer.drain()
+
+    server = await serve(big)
+    client = Client(connect_timeout=2.0, read_timeout=2.0)
+    try:
+        first = await client.post(server.url(), b"{}", JSON)
+        await anext(first)
+        (pool,) = client.pools.values()
+        (conn,) = pool.connections
+        await poll(lambda: conn.complete and conn.paused)
+        first.release()
+        second = await client.post(server.url(), b"{}", JSON)
+        assert len(await second.read()) == size
+    finally:
+        await client.close()
