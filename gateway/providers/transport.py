@@ -92,7 +92,9 @@ class ProxiedTransport:
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         data = body if len(body) < LARGE_BODY else io.BytesIO(body)
-        return ProxiedAnswer(await self.session.post(url, data=data, headers=headers))
+        return ProxiedAnswer(
+            await self.session.post(url, data=data, headers=headers, allow_redirects=False)
+        )
 
     async def close(self) -> None:
         await self.session.close()
