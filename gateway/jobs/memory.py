@@ -66,8 +66,8 @@ class MemoryJobs:
         return self._jobs.get(job_id)
 
     async def start_attempt(self, job_id: str, ttl_s: int) -> int:
-        if job_id not in self._jobs:
-            return 0
+        if job_id not in self._jobs or self._status.get(job_id) in TERMINAL:
+            return 0  # gone, or already ended: no attempt may run it again
         self._attempts[job_id] += 1
         self._events[job_id] = []
         self._notify(job_id)

@@ -33,9 +33,13 @@ redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 return 1
 """
 
-# KEYS: job hash, event stream. ARGV: ttl. A new attempt starts a new event log.
+# KEYS: job hash, event stream. ARGV: ttl. A new attempt starts a new event log; a job gone,
+# or already ended (its outcome written), starts no attempt.
 _START = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local current = redis.call('HGET', KEYS[1], 'status')
+if current == false then return 0 end
+if current == 'completed' or current == 'failed' or current == 'incomplete'
+   or current == 'cancelled' then return 0 end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('DEL', KEYS[2])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
