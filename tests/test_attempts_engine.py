@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from gateway.config import Account, ProviderSettings
+from gateway.jobs.run import JobRun
 from gateway.keys import DEPS
 from gateway.providers.base import UpstreamRequest
 from gateway.providers.mock import MockProvider
@@ -102,3 +103,32 @@ async def test_the_last_failed_answer_is_counted_once_and_keeps_its_retry_after(
     _, targets = router.resolve("cheap", gateway.app[DEPS].keys.config_keys[0])
     # The upstream's retry-after (40 s), not the provider's default cooldown (30 s).
     assert router.health.soonest(targets) > 35
+
+
+async def test_a_second_run_of_an_ended_job_charges_nothing(
+    make_gateway: MakeGateway, config: dict[str, Any]
+) -> None:
+    # A copy of the job that reclaimed it after a lapsed lease ends without an attempt, and
+    # settles nothing: the run that wrote the outcome charged it once.
+    config["auth"]["keys"][0]["rpm"] = 1000  # admitted by the limits: the job holds a ticket
+    gateway = await make_gateway(config)
+    created = await gateway.post(
+        "/v1/responses",
+        json={"model": "mock-model", "input": "hi", "background": True},
+        headers={"Authorization": f"Bearer {KEY_A}"},
+    )
+    job_id = (await created.json())["id"]
+    deps = gateway.app[DEPS]
+    async with asyncio.timeout(10):
+        while await deps.jobs.status(job_id) != "completed":
+            await asyncio.sleep(0.02)
+    await deps.settler.flush()
+    charged = len(deps.governor.memory.stream)
+    job = await deps.jobs.get_job(job_id)
+    assert job is not None
+    assert job.get("ticket")
+    again = JobRun(deps, deps.jobs, job_id, job)
+    await again.run()
+    await again.settle()
+    await deps.settler.flush()
+    assert len(deps.governor.memory.stream) == charged

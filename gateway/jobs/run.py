@@ -42,6 +42,9 @@ class JobRun:
         self.attempt = 0  # counted in the job's record: runs on other replicas count too
         self.provider: str | None = None
         self.model: str | None = None
+        # The response this run ended the job with: what it settles. None when another run
+        # (a copy that reclaimed it) or nobody wrote the outcome: then this run charges nothing.
+        self.outcome: Json | None = None
 
     async def run(self) -> None:
         error: GatewayError = UpstreamError("The job did not run.")
@@ -93,7 +96,8 @@ class JobRun:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-                    await self._log_end(await self._cancelled_response())
+                    self.outcome = await self._cancelled_response()
+                    await self._log_end(self.outcome)
                     return
             task.result()
         finally:
@@ -102,7 +106,8 @@ class JobRun:
     async def settle(self) -> None:
         """Charge the job's usage to the limits and budgets its submission was admitted by."""
         saved = self.job.get("ticket")
-        if not saved:
+        response = self.outcome
+        if not saved or response is None:
             return
         key = key_from_fields(saved["key"], saved["key"].get("sha256", ""))
         price = Price(**saved["price"]) if saved.get("price") else None
@@ -110,8 +115,6 @@ class JobRun:
         ticket = governor.restore(
             Subject(key, tuple(saved["projects"]), saved["model"], price), saved
         )
-        (record,) = await self.deps.store.get_responses(self.job["owner"], [self.job_id])
-        response = record["response"] if record else {}
         status = {"completed": 200, "incomplete": 200, "cancelled": 499}.get(
             str(response.get("status")), 502
         )
@@ -197,6 +200,7 @@ class JobRun:
     async def _finish(self, final: Json) -> None:
         status = str(final.get("status", "completed"))
         if await self.jobs.write(self.job_id, status, final, self.ttl):
+            self.outcome = final
             metrics.job(status if status in TERMINAL else "completed")
             await grow_conversation(self._call(), final)
 
@@ -215,6 +219,7 @@ class JobRun:
             "error": response_error(error, prefix=prefix),
         }
         if await self.jobs.write(self.job_id, "failed", failed, self.ttl):
+            self.outcome = failed
             metrics.job("failed")
             await self._log_end(failed)
 
