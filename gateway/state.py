@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -11,7 +12,12 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
-from gateway.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
+from gateway.errors import (
+    GatewayError,
+    InvalidRequestError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from gateway.models import Call
 from gateway.store import Json, Store
 
@@ -216,6 +222,7 @@ async def save(call: Call, response: Json) -> None:
     deadline = call.started + call.deps.settings.routing.deadline_s
     until = now + min(SAVE_WITHIN_S, max(deadline - now, SAVE_MAX_WAIT_S))
     rid = response.get("id")
+    kept = False
     if call.store and isinstance(rid, str):
         record = {
             "owner": call.principal.owner,
@@ -237,7 +244,14 @@ async def save(call: Call, response: Json) -> None:
                 extra={"request_id": call.request_id},
             )
     # Each step is retried on its own: a put that failed never grows the conversation twice.
-    await _retried(call, rid, until, lambda: grow_conversation(call, response))
+    try:
+        await _retried(call, rid, until, lambda: grow_conversation(call, response))
+    except ServiceUnavailableError:
+        # The client is told this turn was not kept: nor may its response be found.
+        if kept and isinstance(rid, str):
+            with contextlib.suppress(GatewayError):
+                await call.deps.store.delete_response(call.principal.owner, rid)
+        raise
 
 
 async def _retried(call: Call, rid: object, until: float, step: Callable[[], Awaitable[T]]) -> T:

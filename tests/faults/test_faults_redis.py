@@ -18,6 +18,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.errors import ServiceUnavailableError
 from gateway.keys import DEPS
 from tests.support.configs import ADMIN_KEY, KEY_A
 from tests.support.processes import Replica
@@ -529,3 +530,27 @@ async def test_a_job_running_when_redis_restarts_empty_is_gone_and_the_queue_goe
     after = await sdk_gw.responses.create(model="gpt-test", input="next", background=True)
     assert (await finished(sdk_gw, after.id)).status == "completed"
     assert faulty.keys(f"f:resp:{{{running.id}}}") == []  # the old run wrote nothing back
+
+
+async def test_a_turn_whose_conversation_cannot_grow_leaves_no_response_behind(
+    make_gateway: Any, config: dict[str, Any]
+) -> None:
+    # The response was kept, then the conversation refused its items: the client is told
+    # nothing was kept, so the response must not be found either.
+    gateway = await make_gateway(config)
+    store = gateway.app[DEPS].store
+    conv = await gateway.post("/v1/conversations", json={}, headers=AUTH)
+    conv_id = (await conv.json())["id"]
+
+    async def refuse(*args: Any) -> bool:
+        raise ServiceUnavailableError("The store is not answering.", code="store_unavailable")
+
+    store.add_items = refuse
+    resp = await gateway.post(
+        "/v1/responses",
+        json={"model": "mock-model", "input": "hi", "conversation": conv_id},
+        headers=AUTH,
+    )
+    assert resp.status == 503
+    assert (await resp.json())["error"]["code"] == "store_unavailable"
+    assert store._responses == {}
