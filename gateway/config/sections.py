@@ -163,6 +163,7 @@ class Price:
     input: float = 0.0
     cached_input: float = 0.0
     output: float = 0.0
+    cache_write: float | None = None  # input written to the prompt cache; None: at `input`
 
 
 @dataclass(frozen=True, slots=True)

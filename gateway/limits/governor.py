@@ -316,6 +316,7 @@ def _record(item: SettleItem, usd: float, now: float) -> dict[str, str]:
         "upstream_model": upstream_model or "",
         "input_tokens": str(u.input_tokens),
         "cached_tokens": str(u.cached_tokens),
+        "cache_write_tokens": str(u.cache_write_tokens),
         "output_tokens": str(u.output_tokens),
         "total_tokens": str(u.total_tokens),
         "estimated_tokens": str(ticket.estimated_tokens),

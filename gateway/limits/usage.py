@@ -29,6 +29,7 @@ class Usage:
     cached_tokens: int = 0
     output_tokens: int = 0
     estimated: bool = False  # the gateway's estimate: the answer ended without its usage
+    cache_write_tokens: int = 0  # part of input_tokens: written to the prompt cache
 
     @property
     def total_tokens(self) -> int:
@@ -39,11 +40,14 @@ class Usage:
         usage = response.get("usage") if isinstance(response, dict) else None
         if not isinstance(usage, dict):
             return None
-        details = usage.get("input_tokens_details") or {}
+        details = usage.get("input_tokens_details")
+        if not isinstance(details, dict):
+            details = {}
         return cls(
             input_tokens=_int(usage.get("input_tokens")),
-            cached_tokens=_int(details.get("cached_tokens") if isinstance(details, dict) else 0),
+            cached_tokens=_int(details.get("cached_tokens")),
             output_tokens=_int(usage.get("output_tokens")),
+            cache_write_tokens=_int(details.get("cache_write_tokens")),
         )
 
 
@@ -52,15 +56,21 @@ def _int(value: Any) -> int:
 
 
 def cost(price: Price | None, usage: Usage | None) -> float:
-    """USD for an answer: cached input at the cached_input price, the rest of input at input."""
+    """USD for an answer: input read from the prompt cache at the cached_input price, input
+    written to it at cache_write (input when unset), the rest of input at input."""
     if price is None or usage is None:
         return 0.0
+    return sum(cost_parts(price, usage))
+
+
+def cost_parts(price: Price, usage: Usage) -> tuple[float, float]:
+    """USD for an answer's input and for its output."""
     cached = min(max(usage.cached_tokens, 0), usage.input_tokens)
-    return (
-        (usage.input_tokens - cached) * price.input
-        + cached * price.cached_input
-        + usage.output_tokens * price.output
-    ) / 1_000_000
+    written = min(max(usage.cache_write_tokens, 0), usage.input_tokens - cached)
+    write_price = price.input if price.cache_write is None else price.cache_write
+    plain = usage.input_tokens - cached - written
+    usd_in = (plain * price.input + cached * price.cached_input + written * write_price) / 1e6
+    return usd_in, usage.output_tokens * price.output / 1_000_000
 
 
 def field(view: str, project: str | None, key: str, model: str, metric: str) -> str:
