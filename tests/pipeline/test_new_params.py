@@ -109,3 +109,34 @@ async def test_stream_options_include_obfuscation_passes_on_a_stream(
     assert resp.status == 200
     assert b"response.completed" in await resp.read()
     assert stub.last.body == raw
+
+
+COMPACT_PARAMS: dict[str, Any] = {
+    "prompt_cache_key": "tenant-42/agent-7",
+    "prompt_cache_options": {"mode": "implicit", "ttl": "30m"},
+    "prompt_cache_retention": "in_memory",
+    "safety_identifier": "user-1234",
+    "image": {"context_compression": "disabled"},
+}
+
+
+@pytest.mark.parametrize("tier", ["auto", "default", "fast", "flex", "priority"])
+async def test_new_params_pass_unchanged_on_compact(
+    gateway: Client, stub: StubUpstream, tier: str
+) -> None:
+    body = {"model": "gpt-test", "input": "hi", "service_tier": tier, **COMPACT_PARAMS}
+    raw = orjson.dumps(body)
+    resp = await gateway.post("/v1/responses/compact", data=raw, headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    assert stub.last.path == "/v1/responses/compact"
+    assert stub.last.body == raw
+
+
+async def test_new_params_pass_on_a_chained_compact(gateway: Client, stub: StubUpstream) -> None:
+    first = await (await create(gateway, {"model": "gpt-test", "input": "hi"})).json()
+    body = {"model": "gpt-test", "previous_response_id": first["id"], **COMPACT_PARAMS}
+    resp = await gateway.post("/v1/responses/compact", data=orjson.dumps(body), headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    upstream = stub.last.json
+    for name, value in COMPACT_PARAMS.items():
+        assert upstream[name] == value, name

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.mockcompact import build_compaction
 from gateway.mockgen import build_response
 from gateway.streaming.sse import encode_event
 
@@ -50,6 +51,7 @@ class StubUpstream:
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_post("/v1/responses", self.responses)
         self.app.router.add_post("/v1/responses/input_tokens", self.input_tokens)
+        self.app.router.add_post("/v1/responses/compact", self.compact)
 
     @property
     def last(self) -> Recorded:
@@ -59,6 +61,22 @@ class StubUpstream:
         raw = await request.read()
         self.requests.append(Recorded(request.path, dict(request.headers), raw))
         return web.json_response({"object": "response.input_tokens", "input_tokens": 4242})
+
+    async def compact(self, request: web.Request) -> web.Response:
+        """POST /responses/compact as OpenAI answers it (a `response.compaction` object), or
+        the fixed answer or failure `behaviour` asks for."""
+        raw = await request.read()
+        self.requests.append(Recorded(request.path, dict(request.headers), raw))
+        b = self.behaviour
+        key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if key in b.fail_keys:
+            failed = {"error": {"message": "account failed", "type": "server_error"}}
+            return web.json_response(failed, status=b.fail_keys[key])
+        if b.body is not None:
+            return web.Response(body=b.body, status=b.status, content_type=b.content_type)
+        body = orjson.loads(raw)
+        answer = build_compaction(body, body.get("model", "stub"))
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
