@@ -94,6 +94,7 @@ class KeySettings:
     # API gets a random one when it is made, so a later key under the same id owns nothing of
     # it; a key from the file (or a bearer token's subject) owns under its id.
     owner: str = ""
+    compat: str | None = None  # bifrost: JSON answers carry Bifrost's usage.cost, extra_fields
 
     def __post_init__(self) -> None:
         if not self.projects and self.project:

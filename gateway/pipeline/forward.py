@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
-from gateway import metrics
+from gateway import bifrost, metrics
 from gateway.attempts import Attempts, aimed
 from gateway.codec import dumps, loads, raw_json_response
 from gateway.config import Account
@@ -151,6 +151,7 @@ async def _answer(call: Call, reply: Reply, headers: dict[str, str]) -> web.Resp
     if call.stateful and call.response is not None and answered.status < 300:
         await save(call, client_view(call, call.response))
         answered.body = dumps(call.response)
+    bifrost.add_fields(call, answered)
     return answered
 
 
