@@ -7,7 +7,7 @@ from aiohttp import web
 from gateway.config import Settings
 from gateway.routes import conversations as conv, responses as resp
 from gateway.routes.admin import add_admin_routes
-from gateway.routes.compact import compact_response
+from gateway.routes.compact import add_compact_route
 from gateway.routes.health import healthz, readyz, serve_metrics
 from gateway.routes.models import list_models, retrieve_model
 from gateway.routes.usage import usage_report
@@ -23,7 +23,7 @@ def setup_routes(app: web.Application, settings: Settings) -> None:
     for p in settings.server.mounts:
         router.add_post(f"{p}/responses", resp.create_response)
         router.add_post(f"{p}/responses/input_tokens", resp.count_input_tokens)
-        router.add_post(f"{p}/responses/compact", compact_response)
+        add_compact_route(router, p)
         router.add_get(p + "/responses/{response_id}", resp.retrieve_response, allow_head=False)
         router.add_delete(p + "/responses/{response_id}", resp.delete_response)
         router.add_post(p + "/responses/{response_id}/cancel", resp.cancel_response)

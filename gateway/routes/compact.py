@@ -24,6 +24,7 @@ from aiohttp import web
 from gateway import pipeline
 from gateway.config import Account
 from gateway.errors import GatewayError, InvalidRequestError
+from gateway.errors_upstream import upstream_envelope
 from gateway.keys import CALL, DEPS, REQUEST_ID, TRACE
 from gateway.mockcompact import build_compaction
 from gateway.models import Call
@@ -221,7 +222,18 @@ def compacting(target: Target) -> Target | None:
 
 
 class CompactAttempts(ClientAttempts):
-    """Create's attempts, where a fallback model is tried on its compacting targets only."""
+    """Create's attempts, where a fallback model is tried on its compacting targets only, and
+    an upstream without the endpoint is the caller's clear 400, not a bare 404."""
+
+    async def reply(self, reply: Reply, target: Target, sent: float) -> web.StreamResponse:
+        if reply.status in (404, 405) and not _about_the_model(reply.body):
+            raise InvalidRequestError(
+                f"The upstream provider '{target.provider.name}' has no {UPSTREAM_PATH} "
+                f"(it answered {reply.status}): this model cannot be compacted through it.",
+                param="model",
+                code="unsupported_endpoint",
+            )
+        return await super().reply(reply, target, sent)
 
     def _next_fallback(self) -> None:
         while True:
@@ -235,6 +247,17 @@ class CompactAttempts(ClientAttempts):
                 self.models[-1] = (route, able)
                 return
             self.models.pop()
+
+
+def _about_the_model(body: bytes) -> bool:
+    """Whether an upstream's 404 names the model (unknown there), not the endpoint."""
+    found = upstream_envelope(body)
+    return found is not None and (found["param"] == "model" or found["code"] == "model_not_found")
+
+
+def add_compact_route(router: web.UrlDispatcher, prefix: str) -> None:
+    compact_check()  # compiled at start-up, not on the first request
+    router.add_post(f"{prefix}{UPSTREAM_PATH}", compact_response)
 
 
 async def compact_response(request: web.Request) -> web.StreamResponse:

@@ -347,3 +347,31 @@ async def test_zdr_key_cannot_compact_a_stored_chain(
     )
     assert error["param"] == "previous_response_id"
     assert (await compact(gateway, {"model": "gpt-test", "input": "x"})).status == 200
+
+
+@pytest.mark.parametrize("status", [404, 405])
+async def test_upstream_without_compaction_is_a_clear_400(
+    gateway: Client, stub: StubUpstream, status: int
+) -> None:
+    """A Responses upstream that lacks the endpoint (vLLM, older proxies) answers 404/405."""
+    stub.behaviour = Behaviour(status=status, body=b'{"detail":"Not Found"}')
+    error = await error_of(await compact(gateway, {"model": "gpt-test", "input": "x"}), 400)
+    assert error["code"] == "unsupported_endpoint"
+    assert "'up'" in error["message"]
+    assert "/responses/compact" in error["message"]
+
+
+async def test_upstream_unknown_model_404_passes_through(
+    gateway: Client, stub: StubUpstream
+) -> None:
+    missing = {
+        "error": {
+            "message": "The model 'gpt-test' does not exist.",
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "model_not_found",
+        }
+    }
+    stub.behaviour = Behaviour(status=404, body=orjson.dumps(missing))
+    error = await error_of(await compact(gateway, {"model": "gpt-test", "input": "x"}), 404)
+    assert error["code"] == "model_not_found"
