@@ -155,8 +155,9 @@ async def test_compact_obeys_the_keys_rate_limit(
 
 
 async def test_previous_response_id_is_expanded_from_the_store(
-    gateway: Client, stub: StubUpstream
+    store_gateway: Client, stub: StubUpstream
 ) -> None:
+    gateway = store_gateway
     first = await gateway.post(
         "/v1/responses", json={"model": "gpt-test", "input": "first question"}, headers=AUTH
     )
