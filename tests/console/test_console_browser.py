@@ -255,9 +255,13 @@ def test_live_state_names_the_replica(page: Page, replica: Replica) -> None:
     signed_in(page)
     assert replica.proc is not None
     expect(page.locator("#replica")).to_contain_text(f"pid {replica.proc.pid}")
+    note = page.locator("#stat-rps .stat-note")
+    expect(note).to_contain_text("since start")
+    before = int((note.text_content() or "").split()[0].replace(",", ""))
     with sdk(replica, "sk-ops-0123456789") as client:
         client.responses.create(model="mock-model", input="count me")
-    expect(page.locator("#stat-rps .stat-note")).not_to_have_text("0 since start")
+    # The page refreshes by itself, every 2 seconds.
+    expect(note).to_have_text(f"{before + 1:,} since start")
     expect(page.locator("#stat-queued .stat-value")).to_have_text("0")
     page.click("#sign-out")
     expect(page.locator("#login-error")).to_contain_text("Locked")
