@@ -8,6 +8,7 @@ the answer names the process (`replica`).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -25,6 +26,7 @@ from gateway.routes.admin import require_admin
 
 WINDOW_S: Final = 10.0  # rates cover about the last this many seconds
 MIN_WINDOW_S: Final = 1.0  # a shorter gap than this falls back to the whole uptime
+QUEUE_TIMEOUT_S: Final = 1.0  # a store that does not answer by then: the queue length is unknown
 JOB_EVENTS: Final = ("submitted", "retried", "completed", "incomplete", "failed", "cancelled")
 
 _STARTED_AT: Final = time.time()
@@ -118,8 +120,9 @@ async def admin_stats(request: web.Request) -> web.Response:
     answered = now.total - base.total
     queued: int | None
     try:
-        queued = await app[DEPS].jobs.queued()
-    except GatewayError:
+        async with asyncio.timeout(QUEUE_TIMEOUT_S):
+            queued = await app[DEPS].jobs.queued()
+    except (GatewayError, TimeoutError):
         queued = None  # the queue's store does not answer: unknown, not zero
     pool = app.get(WORKERS)
     running = len(pool.running) if pool is not None else 0

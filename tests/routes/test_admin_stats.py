@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.conftest import MakeGateway
 from tests.support.configs import ADMIN_KEY, KEY_A
+from tests.support.redis_faults import FaultyRedis
 from tests.support.redis_server import RedisServer
 from tests.support.stub import Behaviour, StubUpstream
 
@@ -136,3 +139,27 @@ async def test_running_and_failed_jobs(
     assert jobs["failed"] - before["failed"] == 1
     assert jobs["cancelled"] - before["cancelled"] == 1
     assert jobs["submitted"] - before["submitted"] == 2
+
+
+@pytest.fixture
+def faulty() -> Iterator[FaultyRedis]:
+    server = FaultyRedis()
+    server.start()
+    yield server
+    server.kill()
+
+
+async def test_a_store_that_does_not_answer_leaves_the_queue_unknown(
+    make_gateway: MakeGateway, config: dict[str, Any], faulty: FaultyRedis
+) -> None:
+    config["store"] = {"url": faulty.url}
+    gateway = await make_gateway(config)
+    assert (await stats(gateway))["jobs"]["queued"] == 0
+    with faulty.paused():
+        started = time.monotonic()
+        body = await stats(gateway)
+        assert time.monotonic() - started < 5
+    assert body["jobs"]["queued"] is None
+    assert body["streams"]["open"] >= 0
+    faulty.kill()
+    assert (await stats(gateway))["jobs"]["queued"] is None
