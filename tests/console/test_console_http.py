@@ -32,6 +32,8 @@ def assert_secured(headers: Any) -> None:
     assert csp["script-src"] == ["'self'"]
     assert csp["style-src"] == ["'self'"]
     assert csp["frame-ancestors"] == ["'none'"]
+    assert csp["img-src"] == ["'self'"]
+    assert csp["object-src"] == ["'none'"]
     assert "'unsafe-inline'" not in headers["Content-Security-Policy"]
     assert "'unsafe-eval'" not in headers["Content-Security-Policy"]
 

@@ -163,7 +163,7 @@ export function keysView(container, context) {
         h("td", {}, key.project || h("span", { class: "muted" }, "none"), key.projects && key.projects.length > 1 ? h("div", {}, list(key.projects)) : null),
         h("td", {}, list(key.models, "every model")),
         h("td", {}, list(key.regions, "any")),
-        h("td", { class: "small" }, limits(key)),
+        h("td", { class: "small nowrap" }, limits(key)),
         h("td", {}, budget(key, spentOf)),
         h("td", {}, h("span", { class: key.disabled ? "status off" : "status on" }, key.disabled ? "disabled" : "active")),
         h("td", {}, actions(key)),
