@@ -78,6 +78,13 @@ def page(browser: Browser, replica: Replica, dialogs: list[str]) -> Iterator[Pag
     opened.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    # A blocked inline style or script shows as a console error naming the policy.
+    opened.on(
+        "console",
+        lambda message: (
+            errors.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
 
     def on_dialog(dialog: Dialog) -> None:
         dialogs.append(dialog.message)
