@@ -17,5 +17,5 @@ fi
 echo "ensure-chromium: installing Debian's chromium" >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null
+$SUDO apt-get install -y -qq chromium >/dev/null
 test -x "$CHROMIUM"
