@@ -30,6 +30,7 @@ run: install
 	$(BIN)/gateway serve --config deploy/demo.yaml
 
 test: dev
+	scripts/ensure-chromium.sh
 	$(BIN)/pytest
 
 lint: dev

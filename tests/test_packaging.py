@@ -158,3 +158,15 @@ def test_an_installed_wheel_serves_the_demo_config(served: str) -> None:
                 model="gpt-4.1-mini", input="Hi", extra_body={"temperature": "hot"}
             )
         assert refused.value.param == "temperature"
+
+
+def test_the_wheel_holds_the_console(wheel: Path) -> None:
+    static = ROOT / "gateway" / "console" / "static"
+    shipped = sorted(p.name for p in static.iterdir() if p.is_file())
+    assert {"index.html", "app.js", "console.css"} <= set(shipped)
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        for name in shipped:
+            member = f"gateway/console/static/{name}"
+            assert member in names, f"{member} is missing from {wheel.name}"
+            assert archive.read(member) == (static / name).read_bytes()

@@ -57,3 +57,6 @@ class JobStore(Protocol):
 
     async def read_events(self, job_id: str, cursor: Any, block_ms: int) -> tuple[list[Event], Any]:
         """Events after `cursor` (None: from the start), waiting up to block_ms for new ones."""
+
+    async def queued(self) -> int:
+        """Jobs waiting for a worker (taken by none yet), across every replica sharing the queue."""

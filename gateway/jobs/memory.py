@@ -109,3 +109,6 @@ class MemoryJobs:
         if len(log) < start:
             start = 0  # a new attempt restarted the log
         return log[start:], len(log)
+
+    async def queued(self) -> int:
+        return self._queue.qsize()

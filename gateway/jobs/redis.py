@@ -236,6 +236,15 @@ class RedisJobs:
         entries = found[0][1] if found else []
         return _events(entries), entries[-1][0] if entries else cursor
 
+    async def queued(self) -> int:
+        # Ended jobs leave the stream (XDEL), so its length is queued plus taken-not-done.
+        async with self.redis.guard("count_jobs"):
+            length = int(await self.client.xlen(self.queue))
+            if length == 0:
+                return 0
+            pending = await self._grouped(lambda: self.client.xpending(self.queue, GROUP))
+        return max(length - int(pending["pending"]), 0)
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.config import Settings
+from gateway.console.routes import add_console_routes
 from gateway.routes import conversations as conv, responses as resp
 from gateway.routes.admin import add_admin_routes
 from gateway.routes.compact import add_compact_route
 from gateway.routes.health import healthz, readyz, serve_metrics
 from gateway.routes.models import list_models, retrieve_model
+from gateway.routes.stats import admin_stats
 from gateway.routes.usage import usage_report
 
 
@@ -20,6 +22,8 @@ def setup_routes(app: web.Application, settings: Settings) -> None:
     router.add_get("/metrics", serve_metrics, allow_head=False)
     add_admin_routes(router)
     router.add_get("/admin/usage", usage_report, allow_head=False)
+    router.add_get("/admin/stats", admin_stats, allow_head=False)
+    add_console_routes(router, settings)
     for p in settings.server.mounts:
         router.add_post(f"{p}/responses", resp.create_response)
         router.add_post(f"{p}/responses/input_tokens", resp.count_input_tokens)
