@@ -85,6 +85,11 @@ JOBS = Counter(
     "ended (completed, incomplete, failed, cancelled).",
     ["event"],
 )
+GUARDRAIL_HITS = Counter(
+    "gateway_guardrail_hits_total",
+    "Guardrail matches, by rule name (configured) and action (redact, block, flag).",
+    ["rule", "action"],
+)
 
 
 # Labelled children, looked up once per label set: `.labels()` takes a lock and checks its
@@ -143,3 +148,7 @@ def render() -> tuple[bytes, str]:
 
 def status_class(status: int) -> str:
     return f"{status // 100}xx"
+
+
+def guardrail_hit(rule: str, action: str) -> None:
+    GUARDRAIL_HITS.labels(rule, action).inc()
