@@ -67,7 +67,7 @@ def advance(scanner: Scanner, guard: Guard, part: _Part, final: bool) -> str:
             part.pending = ""
             sent = "".join(out)
             part.sent.append(sent)
-            raise Blocked(sent)
+            raise Blocked(sent, part.template)
         cut = max(cut, m.end)
         if matcher.action == REDACT:
             out.append(text[at : m.start])
@@ -130,11 +130,19 @@ class StreamFilter:
         if not isinstance(data, dict):
             return [encode_event(ev.data, ev.event)]
         kind = event_type(ev)
+        sequence = data.get("sequence_number")
         try:
             return self._rewrite(ev, kind, data)
-        except Blocked:
+        except Blocked as blocked:
             self.ended = True
-            return [self._incomplete(data)]
+            frames = []
+            text, template = blocked.args
+            if text and template is not None:
+                # What came before the match goes out, so that the end says what was sent.
+                name = TEXT_DELTA if ev.event is not None else None
+                frames.append(self._frame(name, {**template, "delta": text}, sequence))
+                self.shift += 1
+            return [*frames, self._incomplete(data, sequence)]
 
     def _rewrite(self, ev: SSEEvent, kind: str | None, data: dict[str, Any]) -> list[bytes]:
         if kind == TEXT_DELTA and isinstance(data.get("delta"), str):
@@ -146,16 +154,19 @@ class StreamFilter:
                 self.shift -= 1
                 return []
             data["delta"] = sent
-            return [self._frame(ev.event, data, True)]
+            return [self._frame(ev.event, data)]
         if kind == TEXT_DONE:
             part = self._part(data)
             frames = []
             rest = advance(self.scanner, self.guard, part, final=True)
             if rest:
-                frames.append(self._frame(ev.event, {**part.template, "delta": rest}, False))
+                # One more delta, numbered in the place of this event, which moves up one.
+                name = TEXT_DELTA if ev.event is not None else None
+                extra = {**part.template, "delta": rest}
+                frames.append(self._frame(name, extra, data.get("sequence_number")))
                 self.shift += 1
             data["text"] = part.text
-            return [*frames, self._frame(ev.event, data, True)]
+            return [*frames, self._frame(ev.event, data)]
         changed = False
         if kind == PART_DONE and isinstance(data.get("part"), dict):
             changed = self._fix_part(data.get("item_id"), data.get("content_index"), data["part"])
@@ -173,7 +184,7 @@ class StreamFilter:
                 self.snapshot = response
         if not changed and not self.shift:
             return [encode_event(ev.data, ev.event)]
-        return [self._frame(ev.event, data, True)]
+        return [self._frame(ev.event, data)]
 
     def _part(self, data: dict[str, Any]) -> _Part:
         key = (data.get("item_id"), data.get("content_index"))
@@ -204,18 +215,20 @@ class StreamFilter:
         else:
             new, blocked_at = redact_whole(self.scanner, self.guard, text)
             if blocked_at is not None:
-                raise Blocked(new)
+                raise Blocked("", None)
         if new == text:
             return False
         part["text"] = new
         return True
 
-    def _frame(self, name: str | None, data: dict[str, Any], numbered: bool) -> bytes:
-        if numbered and isinstance(data.get("sequence_number"), int):
-            data["sequence_number"] += self.shift
+    def _frame(self, name: str | None, data: dict[str, Any], sequence: Any = None) -> bytes:
+        """The event, numbered `sequence` (default: its own number) moved by the shift."""
+        sequence = data.get("sequence_number") if sequence is None else sequence
+        if isinstance(sequence, int):
+            data["sequence_number"] = sequence + self.shift
         return encode_event(orjson.dumps(data), name)
 
-    def _incomplete(self, data: dict[str, Any]) -> bytes:
+    def _incomplete(self, data: dict[str, Any], sequence: Any) -> bytes:
         """The end of a blocked stream: the Response with what the client was sent."""
         response = dict(self.snapshot or data.get("response") or {})
         output: dict[int, dict[str, Any]] = dict(self.done_items)
@@ -239,7 +252,6 @@ class StreamFilter:
             incomplete_details=CONTENT_FILTER,
             output=[output[k] for k in sorted(output)],
         )
-        sequence = data.get("sequence_number")
         event: dict[str, Any] = {"type": events.INCOMPLETE, "response": response}
         if isinstance(sequence, int):
             event["sequence_number"] = sequence + self.shift
