@@ -13,7 +13,7 @@ HEADER = "x-gateway-guardrails"
 @dataclass(slots=True)
 class Guard:
     policy: Policy
-    hits: list[str] = field(default_factory=list)  # rule names, each once, as first matched
+    hits: list[str] = field(default_factory=list)  # rule names, each once
 
     def hit(self, rule: str, action: str) -> None:
         metrics.guardrail_hit(rule, action)
@@ -22,5 +22,6 @@ class Guard:
 
     @property
     def names(self) -> str:
-        """The matched rules as the header and the usage record name them."""
-        return ",".join(self.hits)
+        """The matched rules, in the config's order, as the header and the usage record name
+        them."""
+        return ",".join(name for name in self.policy.names if name in self.hits)

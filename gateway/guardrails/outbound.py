@@ -8,7 +8,9 @@ from typing import Any
 
 import orjson
 
+from gateway.config.sections import Settings
 from gateway.guardrails.guard import HEADER, Guard
+from gateway.guardrails.rules import guardrails_of
 from gateway.guardrails.stream import CONTENT_FILTER, filtered, redact_whole
 from gateway.providers.base import Reply
 
@@ -24,6 +26,13 @@ def guard_reply(guard: Guard, reply: Reply, headers: dict[str, str]) -> Reply:
     if guard.hits:
         headers[HEADER] = guard.names
     return reply
+
+
+def job_guard(settings: Settings, names: list[str] | None) -> Guard | None:
+    """A background job's guardrails: the rules its submission was admitted under."""
+    guardrails = guardrails_of(settings) if names else None
+    policy = guardrails.of(names) if guardrails is not None and names else None
+    return Guard(policy) if policy is not None else None
 
 
 def guard_answer(guard: Guard, body: bytes) -> bytes:

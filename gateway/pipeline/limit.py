@@ -69,6 +69,8 @@ def settle(call: Call) -> None:
     ticket = call.ticket
     if ticket is None or ticket.settled:
         return
+    if call.guard is not None:
+        ticket.guardrails = call.guard.names
     target = call.target
     call.deps.settler.submit(
         (

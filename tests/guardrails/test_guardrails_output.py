@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import openai
@@ -154,3 +155,20 @@ async def test_a_key_without_rules_gets_the_upstream_bytes_unchanged(
     body = await answer.read()
     assert EMAIL.encode() not in body
     assert b"content_filter" in body
+
+
+async def test_a_background_job_keeps_and_replays_the_redacted_stream(
+    client: openai.AsyncOpenAI, stub: StubUpstream
+) -> None:
+    stub.behaviour = Behaviour(events=split_events(TEXT, list(range(0, len(TEXT), 2))))
+    first = await client.responses.create(model="gpt-test", input="x", background=True)
+    async with asyncio.timeout(10):
+        while (done := await client.responses.retrieve(first.id)).status in (
+            "queued",
+            "in_progress",
+        ):
+            await asyncio.sleep(0.05)
+    assert done.output_text == REDACTED
+    replay = await client.responses.retrieve(first.id, stream=True)
+    deltas = "".join([e.delta async for e in replay if e.type == "response.output_text.delta"])
+    assert deltas == REDACTED
