@@ -150,5 +150,12 @@ def status_class(status: int) -> str:
     return f"{status // 100}xx"
 
 
+_guardrail_hits: dict[tuple[str, str], Any] = {}
+
+
 def guardrail_hit(rule: str, action: str) -> None:
-    GUARDRAIL_HITS.labels(rule, action).inc()
+    """A match of a rule (a configured name) and what it did."""
+    found = _guardrail_hits.get((rule, action))
+    if found is None:
+        found = _guardrail_hits[rule, action] = GUARDRAIL_HITS.labels(rule, action)
+    found.inc()

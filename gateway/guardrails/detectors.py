@@ -9,7 +9,7 @@ match), which is all a match still to be completed can begin with.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,6 +26,8 @@ class Detector:
     check: Check | None = None
     # Text before the trailing run that a match may begin with ("Bearer " before a token).
     lead: re.Pattern[str] | None = None
+    # Finds the regex's matches faster (a cheap search for where one can be, first).
+    finder: Callable[[str], Iterator[tuple[int, int]]] | None = None
 
     def hold_from(self, text: str) -> int:
         """Where the text that a match still to be completed could begin with starts."""
@@ -36,7 +38,7 @@ class Detector:
         at = len(text)
         while at > floor and text[at - 1] in chars:
             at -= 1
-        if self.lead is not None:
+        if self.lead is not None and at > floor and text[at - 1] in " \t":
             lead = self.lead.search(text, max(floor, at - 16), at)
             if lead is not None:
                 at = lead.start()
@@ -44,8 +46,12 @@ class Detector:
 
     def find(self, text: str) -> list[tuple[int, int]]:
         found = []
-        for m in self.regex.finditer(text):
-            start, end = m.span()
+        spans = (
+            self.finder(text)
+            if self.finder is not None
+            else (m.span() for m in self.regex.finditer(text))
+        )
+        for start, end in spans:
             if self.check is not None:
                 end = self.check(text, start, end)
                 if end < 0:
@@ -114,6 +120,56 @@ def _secret(text: str, start: int, end: int) -> int:
     return tail.end() if tail is not None else end
 
 
+def _within(
+    anchor: re.Pattern[str], regex: re.Pattern[str]
+) -> Callable[[str], Iterator[tuple[int, int]]]:
+    """Matches lie inside the anchor's matches (runs of the characters they are made of)."""
+
+    def find(text: str) -> Iterator[tuple[int, int]]:
+        for a in anchor.finditer(text):
+            for m in regex.finditer(text, a.start(), a.end() + 1):
+                yield m.span()
+
+    return find
+
+
+def _starting(
+    anchor: re.Pattern[str], regex: re.Pattern[str]
+) -> Callable[[str], Iterator[tuple[int, int]]]:
+    """Matches begin where the anchor matches (a key's prefix)."""
+
+    def find(text: str) -> Iterator[tuple[int, int]]:
+        after = 0
+        for a in anchor.finditer(text):
+            if a.start() < after:
+                continue
+            m = regex.match(text, a.start())
+            if m is not None:
+                after = m.end()
+                yield m.span()
+
+    return find
+
+
+_LOCAL: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
+_DOMAIN: Final = re.compile(r"@(?:[A-Za-z0-9-]{1,63}\.){1,4}[A-Za-z]{2,24}(?![A-Za-z0-9-])")
+
+
+def _emails(text: str) -> Iterator[tuple[int, int]]:
+    """From each `@`: the local part before it (1 to 64 characters), the domain after it."""
+    at = text.find("@")
+    while at >= 0:
+        start = at
+        while start > 0 and at - start <= 64 and text[start - 1] in _LOCAL:
+            start -= 1
+        domain = _DOMAIN.match(text, at) if 0 < at - start <= 64 else None
+        if domain is not None and (start == 0 or text[start - 1] not in _LOCAL):
+            yield start, domain.end()
+            at = text.find("@", domain.end())
+        else:
+            at = text.find("@", at + 1)
+
+
 EMAIL: Final = Detector(
     "email",
     re.compile(
@@ -122,47 +178,53 @@ EMAIL: Final = Detector(
     ),
     64 + 1 + 4 * 64 + 24,
     frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-@"),
+    finder=_emails,
+)
+_PHONE: Final = re.compile(
+    r"(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"
+    r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4})(?![\w])"
 )
 PHONE: Final = Detector(
     "phone",
-    re.compile(
-        r"(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"
-        r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4})(?![\w])"
-    ),
+    _PHONE,
     48,
     frozenset("0123456789+() .-"),
     _phone,
+    finder=_within(re.compile(r"[\d+(][\d +().-]{6,}"), _PHONE),
 )
 CREDIT_CARD: Final = Detector(
     "credit_card",
-    re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?!\d)"),
+    # A digit first (then no digit before it): the regex engine skips to digits quickly.
+    re.compile(r"\d(?<!\d\d)(?:[ -]?\d){12,18}(?!\d)"),
     19 + 18,
     frozenset("0123456789 -"),
     _trimmed(_card, " -"),
 )
 IBAN: Final = Detector(
     "iban",
-    re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])"),
+    re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])"),
     4 + 2 * 30,
     frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 "),
     _trimmed(iban_valid, " "),
 )
+_SECRET: Final = re.compile(
+    r"(?<![A-Za-z0-9_-])(?:"
+    r"sk-(?:proj-|svcacct-|admin-|ant-)?[A-Za-z0-9_-]{20,256}"
+    r"|AKIA[0-9A-Z]{16}"
+    r"|gh[pousr]_[A-Za-z0-9]{36,255}"
+    r"|xox[bpoas]-[A-Za-z0-9-]{10,250}"
+    r"|eyJ[A-Za-z0-9_-]{8,500}\.eyJ[A-Za-z0-9_-]{8,2000}\.[A-Za-z0-9_-]{8,800}"
+    r"|[Bb][Ee][Aa][Rr][Ee][Rr][ \t]{1,4}[A-Za-z0-9._~+/-]{16,512}=*"
+    r")"
+)
 SECRET: Final = Detector(
     "secret",
-    re.compile(
-        r"(?<![A-Za-z0-9_-])(?:"
-        r"sk-(?:proj-|svcacct-|admin-|ant-)?[A-Za-z0-9_-]{20,256}"
-        r"|AKIA[0-9A-Z]{16}"
-        r"|gh[pousr]_[A-Za-z0-9]{36,255}"
-        r"|xox[bpoas]-[A-Za-z0-9-]{10,250}"
-        r"|eyJ[A-Za-z0-9_-]{8,500}\.eyJ[A-Za-z0-9_-]{8,2000}\.[A-Za-z0-9_-]{8,800}"
-        r"|[Bb][Ee][Aa][Rr][Ee][Rr][ \t]{1,4}[A-Za-z0-9._~+/-]{16,512}=*"
-        r")"
-    ),
+    _SECRET,
     3320,
     _TOKEN,
     _secret,
     re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr][ \t]{1,4}\Z"),
+    _starting(re.compile(r"[sAgxeBb](?:k-|KIA|h[pousr]_|ox[bpoas]-|yJ|(?i:earer))"), _SECRET),
 )
 
 BUILT_IN: Final = {d.name: d for d in (EMAIL, PHONE, CREDIT_CARD, IBAN, SECRET)}

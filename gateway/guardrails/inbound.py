@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 
 from gateway.errors import InvalidRequestError, ServiceUnavailableError
-from gateway.guardrails.guard import Guard
+from gateway.guardrails.guard import HEADER, Guard
 from gateway.guardrails.rules import BLOCK, REDACT, Policy, Webhook, guardrails_of, redacted
 from gateway.models import Call
 
@@ -59,7 +59,7 @@ async def guard_input(call: Call) -> None:
             for i in flagged:
                 guard.hit(hook.rule, hook.action)
                 if hook.action == BLOCK:
-                    raise blocked(hook.rule, _param(call, slots[i][0]))
+                    raise blocked(hook.rule, _param(call, slots[i][0]), guard)
                 if hook.action == REDACT:
                     set_at(body, slots[i][0], f"[REDACTED:{hook.rule}]")
                     changed = True
@@ -76,15 +76,16 @@ def scan_text(guard: Guard, policy: Policy, text: str, param: Any) -> str:
     for m in matches:
         guard.hit(m.matcher.rule, m.matcher.action)
         if m.matcher.action == BLOCK:
-            raise blocked(m.matcher.rule, param())
+            raise blocked(m.matcher.rule, param(), guard)
     return redacted(text, matches)
 
 
-def blocked(rule: str, param: str) -> InvalidRequestError:
+def blocked(rule: str, param: str, guard: Guard) -> InvalidRequestError:
     return InvalidRequestError(
         f"The request was blocked by the guardrail '{rule}' (in '{param}').",
         param=param,
         code="content_blocked",
+        headers={HEADER: guard.names},
     )
 
 

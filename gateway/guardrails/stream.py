@@ -53,6 +53,8 @@ def advance(scanner: Scanner, guard: Guard, part: _Part, final: bool) -> str:
     text = part.context + part.pending
     base = len(part.context)
     cut = len(text) if final else max(base, scanner.hold_from(text))
+    if cut == base:
+        return ""  # all of it may still be part of a match: nothing to look at yet
     out: list[str] = []
     at = base
     for m in scanner.scan(text):

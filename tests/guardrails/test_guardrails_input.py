@@ -97,6 +97,7 @@ async def test_a_block_rule_refuses_with_content_blocked_naming_the_field(
     assert error["param"] == "input[1].content[0].text"
     assert "cards" in error["message"]
     assert "4111" not in error["message"]
+    assert refused.value.response.headers["x-gateway-guardrails"] == "cards"
     assert stub.requests == []
     with pytest.raises(openai.BadRequestError) as refused:
         await client.responses.create(model="gpt-test", instructions=f"use {CARD}", input="hi")
