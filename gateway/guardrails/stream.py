@@ -158,6 +158,14 @@ class StreamFilter:
             data["delta"] = sent
             return [self._frame(ev.event, data)]
         if kind == TEXT_DONE:
+            if (data.get("item_id"), data.get("content_index")) not in self.parts:
+                # A text that came without deltas: scanned whole.
+                changed = self._fix_part(
+                    data.get("item_id"), data.get("content_index"), {**data, "type": "output_text"}
+                )
+                if changed:
+                    data["text"] = self.parts[data.get("item_id"), data.get("content_index")].text
+                return [self._frame(ev.event, data)]
             part = self._part(data)
             frames = []
             rest = advance(self.scanner, self.guard, part, final=True)
@@ -218,6 +226,8 @@ class StreamFilter:
             new, blocked_at = redact_whole(self.scanner, self.guard, text)
             if blocked_at is not None:
                 raise Blocked("", None)
+            # Scanned once: the item's and the Response's copies of the part say the same.
+            self.parts[item_id, index] = _Part({}, sent=[new])
         if new == text:
             return False
         part["text"] = new
@@ -235,8 +245,8 @@ class StreamFilter:
         response = dict(self.snapshot or data.get("response") or {})
         output: dict[int, dict[str, Any]] = dict(self.done_items)
         for (item_id, _), part in self.parts.items():
-            at = part.template.get("output_index", len(output))
-            if at in self.done_items:
+            at = part.template.get("output_index")
+            if not isinstance(at, int) or at in self.done_items:
                 continue
             item = output.setdefault(
                 at,

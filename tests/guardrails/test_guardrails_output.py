@@ -172,3 +172,27 @@ async def test_a_background_job_keeps_and_replays_the_redacted_stream(
     replay = await client.responses.retrieve(first.id, stream=True)
     deltas = "".join([e.delta async for e in replay if e.type == "response.output_text.delta"])
     assert deltas == REDACTED
+
+
+async def test_text_that_comes_without_deltas_is_redacted_once_and_alike(
+    client: openai.AsyncOpenAI, stub: StubUpstream, guarded: Client
+) -> None:
+    events = [e for e in split_events(TEXT, [10]) if e["type"] != "response.output_text.delta"]
+    stub.behaviour = Behaviour(events=events)
+    before = await (await guarded.get("/metrics")).text()
+    got = await stream_of(client)
+    (part,) = [e.part for e in got if e.type == "response.content_part.done"]
+    assert getattr(part, "text", None) == REDACTED
+    (item,) = [e.item for e in got if e.type == "response.output_item.done"]
+    assert item.content[0].text == REDACTED
+    assert got[-1].response.output_text == REDACTED
+    after = await (await guarded.get("/metrics")).text()
+
+    def pii_hits(text: str) -> float:
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("gateway_guardrail_hits_total{") and 'rule="pii"' in line
+        )
+
+    assert pii_hits(after) - pii_hits(before) == 2  # the address and the key, once each
