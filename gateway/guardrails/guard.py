@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from gateway import metrics
 from gateway.guardrails.rules import Policy
+from gateway.limits.usage import Usage
 
 HEADER = "x-gateway-guardrails"
 
@@ -14,6 +15,8 @@ HEADER = "x-gateway-guardrails"
 class Guard:
     policy: Policy
     hits: list[str] = field(default_factory=list)  # rule names, each once
+    # What an answer withheld (its check failed, closed) had used upstream: it is charged.
+    withheld: Usage | None = None
 
     def hit(self, rule: str, action: str) -> None:
         metrics.guardrail_hit(rule, action)

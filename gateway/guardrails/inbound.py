@@ -8,18 +8,13 @@ input (`call.input_items`) is redacted the same way, so no matched text is store
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any, Final
 
-import aiohttp
-import orjson
-
-from gateway.errors import InvalidRequestError, ServiceUnavailableError
+from gateway.errors import InvalidRequestError
 from gateway.guardrails.guard import HEADER, Guard
-from gateway.guardrails.rules import BLOCK, REDACT, Policy, Webhook, guardrails_of, redacted
+from gateway.guardrails.rules import BLOCK, REDACT, Policy, guardrails_of, redacted
+from gateway.guardrails.webhook import flagged
 from gateway.models import Call
-
-log = logging.getLogger("gateway.guardrails")
 
 # The fields of input items (of every kind) and their content parts that hold text.
 _TEXT_KEYS: Final = frozenset({"text", "content", "output", "arguments"})
@@ -54,9 +49,10 @@ async def guard_input(call: Call) -> None:
                 changed = True
     if policy.webhooks:
         slots = text_slots(body, ("instructions", "input"))
-        results = await asyncio.gather(*(_ask(hook, slots) for hook in policy.webhooks))
-        for hook, flagged in zip(policy.webhooks, results, strict=True):
-            for i in flagged:
+        texts = [text for _, text in slots]
+        results = await asyncio.gather(*(flagged(hook, texts) for hook in policy.webhooks))
+        for hook, found in zip(policy.webhooks, results, strict=True):
+            for i in found:
                 guard.hit(hook.rule, hook.action)
                 if hook.action == BLOCK:
                     raise blocked(hook.rule, _param(call, slots[i][0]), guard)
@@ -153,35 +149,3 @@ def _redact_kept(call: Call, guard: Guard, policy: Policy) -> None:
         if new is not text:
             set_at(kept, path, new)
     call.input_items = kept["input"]
-
-
-async def _ask(hook: Webhook, slots: list[tuple[Path, str]]) -> list[int]:
-    """The slots the moderation endpoint flagged; on its failure, as `on_error` says."""
-    if not slots:
-        return []
-    settings = hook.settings
-    payload = orjson.dumps({"input": [text for _, text in slots]})
-    try:
-        timeout = aiohttp.ClientTimeout(total=settings.timeout_ms / 1000)
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.post(
-                settings.url, data=payload, headers={"Content-Type": "application/json"}
-            ) as answer,
-        ):
-            raw = await answer.read()
-            if answer.status >= 300:
-                raise ValueError(f"status {answer.status}")
-        results = orjson.loads(raw)["results"]
-        if not isinstance(results, list) or len(results) != len(slots):
-            raise ValueError("results do not match the input")
-        return [i for i, r in enumerate(results) if isinstance(r, dict) and r.get("flagged")]
-    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-        log.warning("guardrail %s: the moderation endpoint failed (%s)", hook.rule, reason)
-        if settings.on_error == "closed":
-            raise ServiceUnavailableError(
-                f"The guardrail '{hook.rule}' could not check the request; try again.",
-                code="guardrail_unavailable",
-            ) from None
-        return []

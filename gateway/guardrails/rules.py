@@ -95,8 +95,9 @@ class Policy:
 
     names: tuple[str, ...]
     input: Scanner
-    webhooks: tuple[Webhook, ...]
+    webhooks: tuple[Webhook, ...]  # on input
     output: Scanner
+    output_webhooks: tuple[Webhook, ...] = ()  # on JSON answers
 
 
 @dataclass(slots=True)
@@ -147,12 +148,21 @@ class Guardrails:
             return None
         inbound = [m for r in rules if "input" in r.apply_to for m in self._matchers[r.name]]
         outbound = [m for r in rules if "output" in r.apply_to for m in self._matchers[r.name]]
-        hooks = tuple(
-            Webhook(r.name, r.action, r.webhook)
-            for r in rules
-            if r.webhook is not None and "input" in r.apply_to
+        hooks = {
+            side: tuple(
+                Webhook(r.name, r.action, r.webhook)
+                for r in rules
+                if r.webhook is not None and side in r.apply_to
+            )
+            for side in ("input", "output")
+        }
+        return Policy(
+            tuple(r.name for r in rules),
+            Scanner(inbound),
+            hooks["input"],
+            Scanner(outbound),
+            hooks["output"],
         )
-        return Policy(tuple(r.name for r in rules), Scanner(inbound), hooks, Scanner(outbound))
 
 
 def _applies(rule: GuardrailRule, key: str, projects: tuple[str, ...], model: str) -> bool:

@@ -26,8 +26,6 @@ def parse_rules(raw: list[dict[str, Any]], problems: list[str]) -> tuple[Guardra
         seen.add(rule.name)
         if not (rule.detect or rule.patterns or rule.webhook):
             problems.append(f"{where}: the rule needs detect, patterns or webhook")
-        if rule.webhook is not None and "output" in rule.apply_to and len(rule.apply_to) == 1:
-            problems.append(f"{where}.webhook: a webhook checks input only")
         for j, pattern in enumerate(rule.patterns):
             try:
                 re.compile(pattern)

@@ -269,7 +269,7 @@ class JobAttempts(Attempts[None]):
 
     async def reply(self, reply: Reply, target: Target, sent: float) -> None:
         if self.job.guard is not None:
-            reply = guard_reply(self.job.guard, reply, {})
+            reply = await guard_reply(self.job.guard, reply, {})
         await self.job.stream(reply, target.provider.name, self.job.job["request_id"])
 
     async def retrying(self, reason: str) -> None:

@@ -83,7 +83,7 @@ class ClientAttempts(Attempts[web.StreamResponse]):
         if call.ticket is not None and call.ticket.headers:
             headers.update(call.ticket.headers)
         if call.guard is not None:
-            reply = guard_reply(call.guard, reply, headers)
+            reply = await guard_reply(call.guard, reply, headers)
         if reply.chunks is not None:
             return await _stream(call, reply.chunks, target.provider.name, headers, sent)
         return await _answer(call, reply, headers)

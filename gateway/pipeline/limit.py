@@ -71,6 +71,7 @@ def settle(call: Call) -> None:
         return
     if call.guard is not None:
         ticket.guardrails = call.guard.names
+        call.usage = call.usage or call.guard.withheld
     target = call.target
     call.deps.settler.submit(
         (

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
+from gateway.keys import DEPS
 from tests.conftest import MakeGateway
 from tests.support.configs import KEY_A
 from tests.support.redis_server import free_port
@@ -141,3 +142,57 @@ async def test_an_endpoint_that_is_down_follows_on_error(
     rules = [rule(down, "open")]
     async with await sdk_for(make_gateway, config, rules) as client:
         assert (await client.responses.create(model="gpt-test", input="x")).status == "completed"
+
+
+def output_rule(url: str, on_error: str, action: str) -> dict[str, Any]:
+    return {**rule(url, on_error, action), "apply_to": ["output"]}
+
+
+async def test_a_json_answer_goes_through_an_output_webhook(
+    make_gateway: MakeGateway,
+    config: dict[str, Any],
+    moderation: tuple[Moderation, str],
+    stub: StubUpstream,
+) -> None:
+    mod, url = moderation
+    async with await sdk_for(make_gateway, config, [output_rule(url, "open", "block")]) as client:
+        blocked = await client.responses.create(model="gpt-test", input="something forbidden")
+        # The request itself went upstream as it was: the rule is on output.
+        assert stub.last.json["input"] == "something forbidden"
+        assert mod.seen[-1] == ["Echo: something forbidden"]
+        assert blocked.status == "incomplete"
+        assert blocked.incomplete_details is not None
+        assert blocked.incomplete_details.reason == "content_filter"
+        assert blocked.output_text == ""
+        fine = await client.responses.create(model="gpt-test", input="all good")
+        assert fine.output_text == "Echo: all good"
+    async with await sdk_for(make_gateway, config, [output_rule(url, "open", "redact")]) as client:
+        redacted = await client.responses.create(model="gpt-test", input="something forbidden")
+        assert redacted.status == "completed"
+        assert redacted.output_text == "[REDACTED:moderation]"
+
+
+async def test_an_answer_whose_check_failed_closed_is_withheld_and_charged(
+    make_gateway: MakeGateway,
+    config: dict[str, Any],
+    moderation: tuple[Moderation, str],
+    stub: StubUpstream,
+) -> None:
+    mod, url = moderation
+    mod.delay_s = 5
+    config["guardrails"] = [output_rule(url, "closed", "block")]
+    gw = await make_gateway(config)
+    answer = await gw.post(
+        "/v1/responses",
+        json={"model": "gpt-test", "input": "anything"},
+        headers={"Authorization": f"Bearer {KEY_A}"},
+    )
+    assert answer.status == 503
+    assert (await answer.json())["error"]["code"] == "guardrail_unavailable"
+    assert len(stub.requests) == 1
+    deps = gw.app[DEPS]
+    await deps.settler.flush()
+    record = list(deps.governor.memory.stream)[-1]
+    assert record["status"] == "503"
+    assert record["usage"] == "reported"
+    assert int(record["output_tokens"]) > 0
