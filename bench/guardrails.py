@@ -1,7 +1,7 @@
 """Microbenchmark of guardrails: the cost per KB of text to scan a request's input and to
 filter a stream's output, with every built-in detector on (and with a rule's own pattern).
 
-Run as `.venv/bin/python bench/guardrails.py` (or `make bench BENCH_ARGS=--guardrails`).
+Run as `.venv/bin/python bench/guardrails.py`.
 A key no rule applies to pays none of this: its input is not walked and its stream stays a
 byte pipe.
 """

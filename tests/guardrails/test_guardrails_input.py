@@ -155,3 +155,17 @@ async def test_the_stored_context_of_a_chain_is_scanned_too(
             )
         assert isinstance(refused.value.body, dict)
         assert refused.value.body["param"] == "previous_response_id"
+
+
+async def test_a_stream_names_the_rules_its_input_matched(
+    guarded: Client, stub: StubUpstream
+) -> None:
+    answer = await guarded.post(
+        "/v1/responses",
+        json={"model": "gpt-test", "input": f"mail {EMAIL}", "stream": True},
+        headers={"Authorization": f"Bearer {KEY_A}"},
+    )
+    assert answer.status == 200
+    assert answer.headers["x-gateway-guardrails"] == "pii"
+    await answer.read()
+    assert EMAIL not in stub.last.body.decode()
