@@ -118,11 +118,30 @@ class StreamFilter:
 
     def feed(self, chunk: bytes) -> bytes:
         out: list[bytes] = []
-        for ev in self.parser.feed(chunk):
+        for ev in self._events(chunk):
             if self.ended:
                 break
             out += self._event(ev)
         return b"".join(out)
+
+    def _events(self, chunk: bytes) -> list[SSEEvent]:
+        """The events the chunk completes. Whole `event:` + `data:` frames, LF-framed (how
+        OpenAI and vLLM stream, one or more a chunk), are split here; anything else goes
+        through the incremental parser."""
+        if (
+            self.parser.at_boundary
+            and chunk.startswith(b"event: ")
+            and chunk.endswith(b"\n\n")
+            and b"\r" not in chunk
+        ):
+            found = []
+            for frame in chunk[:-2].split(b"\n\n"):
+                name, sep, data = frame.partition(b"\ndata: ")
+                if not sep or not name.startswith(b"event: ") or b"\n" in name or b"\n" in data:
+                    return self.parser.feed(chunk)
+                found.append(SSEEvent(name[7:].decode("utf-8", "replace") or None, data))
+            return found
+        return self.parser.feed(chunk)
 
     def _event(self, ev: SSEEvent) -> list[bytes]:
         try:
