@@ -41,6 +41,7 @@ async def guard_input(call: Call) -> None:
     body = call.body
     slots = text_slots(body, ("instructions", "input"))
     changed = False
+    replaced: dict[str, str] = {}  # a webhook's: the whole text, by the text
     if policy.input:
         for path, text in slots:
             new = scan_text(guard, policy, text, lambda p=path: _param(call, p))
@@ -57,11 +58,12 @@ async def guard_input(call: Call) -> None:
                 if hook.action == BLOCK:
                     raise blocked(hook.rule, _param(call, slots[i][0]), guard)
                 if hook.action == REDACT:
-                    set_at(body, slots[i][0], f"[REDACTED:{hook.rule}]")
+                    replaced[slots[i][1]] = f"[REDACTED:{hook.rule}]"
+                    set_at(body, slots[i][0], replaced[slots[i][1]])
                     changed = True
     if changed:
         call.changed = True
-        _redact_kept(call, guard, policy)
+        _redact_kept(call, policy, replaced)
 
 
 def scan_text(guard: Guard, policy: Policy, text: str, param: Any) -> str:
@@ -139,13 +141,15 @@ def _param(call: Call, path: Path) -> str:
     return out
 
 
-def _redact_kept(call: Call, guard: Guard, policy: Policy) -> None:
-    """The request's input as it is kept: redacted as what went upstream was."""
+def _redact_kept(call: Call, policy: Policy, replaced: dict[str, str]) -> None:
+    """The request's input as it is kept: redacted as what went upstream was (the kept items
+    hold the same texts, so the same scan, and a webhook's verdict on a text, apply)."""
     if not call.input_items:
         return
     kept = {"input": call.input_items}
     for path, text in text_slots(kept, ("input",)):
         new = redacted(text, policy.input.scan(text)) if policy.input else text
+        new = replaced.get(new, new)
         if new is not text:
             set_at(kept, path, new)
     call.input_items = kept["input"]

@@ -94,8 +94,11 @@ async def test_a_flagged_text_a_redact_rule_matches_is_replaced(
         raw = await client.responses.with_raw_response.create(
             model="gpt-test", input="something forbidden"
         )
-    assert raw.headers["x-gateway-guardrails"] == "moderation"
-    assert stub.last.json["input"] == "[REDACTED:moderation]"
+        assert raw.headers["x-gateway-guardrails"] == "moderation"
+        assert stub.last.json["input"] == "[REDACTED:moderation]"
+        kept = await client.responses.input_items.list(raw.parse().id)
+        assert "forbidden" not in kept.model_dump_json()
+        assert "[REDACTED:moderation]" in kept.model_dump_json()
 
 
 async def test_past_timeout_open_lets_the_request_through(
