@@ -9,6 +9,7 @@ import openai
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.keys import DEPS
 from tests.conftest import MakeGateway
 from tests.support.configs import KEY_A, KEY_B
 from tests.support.guardrails_events import split_events, sse_bytes
@@ -116,7 +117,7 @@ async def test_one_character_a_delta_is_caught_too(
 
 
 async def test_a_block_mid_stream_ends_it_incomplete(
-    client: openai.AsyncOpenAI, stub: StubUpstream
+    client: openai.AsyncOpenAI, stub: StubUpstream, guarded: Client
 ) -> None:
     text = f"Your card is {CARD} and more text follows"
     stub.behaviour = Behaviour(events=split_events(text, list(range(0, len(text), 3))))
@@ -131,6 +132,12 @@ async def test_a_block_mid_stream_ends_it_incomplete(
     kept = await client.responses.retrieve(end.response.id)
     assert kept.status == "incomplete"
     assert kept.output_text == deltas
+    # The upstream's usage never came: the estimate is charged, and the rule named.
+    deps = guarded.app[DEPS]
+    await deps.settler.flush()
+    record = [r for r in deps.governor.memory.stream if r["status"] == "200"][-1]
+    assert record["usage"] == "estimated"
+    assert record["guardrails"] == "cards"
 
 
 async def test_a_key_without_rules_gets_the_upstream_bytes_unchanged(
