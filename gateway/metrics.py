@@ -85,6 +85,11 @@ JOBS = Counter(
     "ended (completed, incomplete, failed, cancelled).",
     ["event"],
 )
+GUARDRAIL_HITS = Counter(
+    "gateway_guardrail_hits_total",
+    "Guardrail matches, by rule name (configured) and action (redact, block, flag).",
+    ["rule", "action"],
+)
 
 
 # Labelled children, looked up once per label set: `.labels()` takes a lock and checks its
@@ -143,3 +148,14 @@ def render() -> tuple[bytes, str]:
 
 def status_class(status: int) -> str:
     return f"{status // 100}xx"
+
+
+_guardrail_hits: dict[tuple[str, str], Any] = {}
+
+
+def guardrail_hit(rule: str, action: str) -> None:
+    """A match of a rule (a configured name) and what it did."""
+    found = _guardrail_hits.get((rule, action))
+    if found is None:
+        found = _guardrail_hits[rule, action] = GUARDRAIL_HITS.labels(rule, action)
+    found.inc()

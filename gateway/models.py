@@ -17,6 +17,7 @@ from gateway.traceparent import TraceContext, new_trace
 if TYPE_CHECKING:
     from gateway.auth import KeyRing
     from gateway.backends import Backends
+    from gateway.guardrails.guard import Guard
     from gateway.jobs import JobStore
     from gateway.limits import Governor, Ticket
     from gateway.limits.settler import Settler
@@ -77,6 +78,7 @@ class Call:
     upstream_s: float | None = None  # JSON: time spent waiting on the upstream
     overhead_s: float | None = None  # streams: time the gateway added before the first byte
     ticket: Ticket | None = None  # what the limits reserved; settled once at the end
+    guard: Guard | None = None  # the guardrails that apply, decided once at admission
 
     @property
     def stateful(self) -> bool:

@@ -175,4 +175,6 @@ def _fields(
             )
             if call.usage.estimated:
                 fields["usage_estimated"] = True
+        if call.guard is not None and call.guard.hits:
+            fields["guardrails"] = call.guard.names  # rule names, never the text they matched
     return {k: v for k, v in fields.items() if v is not None}

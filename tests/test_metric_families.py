@@ -43,6 +43,10 @@ async def test_every_declared_family_moves(
     make_gateway: MakeGateway, config: dict[str, Any], stub: StubUpstream
 ) -> None:
     config["auth"]["keys"][1]["rpm"] = 1  # team-b: its second request a minute is refused
+    # A guardrail that flags (counts, changes nothing) a card number team-a sends.
+    config["guardrails"] = [
+        {"name": "cards", "detect": ["credit_card"], "action": "flag", "keys": ["team-a"]}
+    ]
     gw = await make_gateway(config, server_kwargs={"handler_cancellation": True})
     dead = dict(config, store={"url": f"redis://127.0.0.1:{free_port()}/0"})
     down = await make_gateway(dead)
@@ -53,8 +57,10 @@ async def test_every_declared_family_moves(
     before = await scrape()
     seen: dict[str, float] = {}
 
-    # A priced JSON answer: requests, duration, overhead, tokens, cost.
-    ok = await gw.post("/v1/responses", json={"model": "gpt-test", "input": "hi"}, headers=A)
+    # A priced JSON answer: requests, duration, overhead, tokens, cost, a guardrail's hit.
+    ok = await gw.post(
+        "/v1/responses", json={"model": "gpt-test", "input": "4111111111111111"}, headers=A
+    )
     assert ok.status == 200
     # A stream with gaps between its events: time to first byte, chunk intervals.
     stub.behaviour = Behaviour(between_s=0.01)

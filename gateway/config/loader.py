@@ -42,6 +42,7 @@ from gateway.config.sections import (
     TracingSettings,
 )
 from gateway.errors import ConfigError
+from gateway.guardrails.settings import parse_rules
 
 _KEY_FIELDS = tuple(
     f.name for f in dataclasses.fields(KeySettings) if f.name not in ("id", "sha256", "owner")
@@ -135,6 +136,7 @@ class _Parser:
                 }
             ),
             jwt=self._jwt(auth["jwt"], keys) if "jwt" in auth else None,
+            guardrails=parse_rules(raw.get("guardrails", []), self.problems),
         )
         admin = self.env.get(settings.admin_key_env)
         return dataclasses.replace(settings, admin_key_sha256=digest(admin) if admin else None)

@@ -16,6 +16,8 @@ __all__ = [
     "ADMIN_KEY_ENV",
     "DEFAULT_MOUNTS",
     "Account",
+    "GuardrailRule",
+    "GuardrailWebhook",
     "JobSettings",
     "JwtSettings",
     "KeySettings",
@@ -224,6 +226,31 @@ class LimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class GuardrailWebhook:
+    """An external check in OpenAI's moderation shape: a flagged result is a match."""
+
+    url: str
+    timeout_ms: int = 1000
+    on_error: str = "open"  # open: the request goes on | closed: 503 guardrail_unavailable
+
+
+@dataclass(frozen=True, slots=True)
+class GuardrailRule:
+    """`guardrails[]`: what to look for, where, for whom, and what a match does."""
+
+    name: str
+    apply_to: tuple[str, ...] = ("input", "output")
+    detect: tuple[str, ...] = ()  # built-in detectors: email phone credit_card iban secret
+    patterns: tuple[str, ...] = ()  # Python regular expressions, checked at load
+    action: str = "redact"  # redact | block | flag
+    keys: tuple[str, ...] | None = None  # None: every key
+    projects: tuple[str, ...] | None = None
+    models: tuple[str, ...] | None = None
+    webhook: GuardrailWebhook | None = None
+    max_match_chars: int = 100  # the longest `patterns` match a stream holds text back for
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
@@ -237,3 +264,4 @@ class Settings:
     tracing: TracingSettings = field(default_factory=TracingSettings)
     admin_key_env: str = ADMIN_KEY_ENV  # auth.admin_key_env: the variable holding the admin key
     jwt: JwtSettings | None = None  # auth.jwt
+    guardrails: tuple[GuardrailRule, ...] = ()  # applied in order

@@ -93,6 +93,7 @@ async def submit(
         "input_items": call.input_items,
         "chain": call.chain,
         "ticket": _saved_ticket(call),
+        "guardrails": list(call.guard.policy.names) if call.guard is not None else None,
     }
     await jobs.enqueue(rid, job, first, ttl_s)
     metrics.job("submitted")

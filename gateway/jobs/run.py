@@ -16,6 +16,7 @@ from gateway.attempts import Attempts, aimed
 from gateway.config import Account, KeySettings, Price, key_from_fields
 from gateway.errors import GatewayError, UpstreamError, failed_event, response_error
 from gateway.errors_upstream import UPSTREAM_ERRORS, cut_stream, status_error, upstream_failure
+from gateway.guardrails.outbound import guard_reply, job_guard
 from gateway.jobs import TERMINAL, Event, JobStore
 from gateway.limits import Subject
 from gateway.limits.usage import Usage
@@ -45,6 +46,7 @@ class JobRun:
         # The response this run ended the job with: what it settles. None when another run
         # (a copy that reclaimed it) or nobody wrote the outcome: then this run charges nothing.
         self.outcome: Json | None = None
+        self.guard = job_guard(deps.settings, job.get("guardrails"))
 
     async def run(self) -> None:
         error: GatewayError = UpstreamError("The job did not run.")
@@ -115,6 +117,8 @@ class JobRun:
         ticket = governor.restore(
             Subject(key, tuple(saved["projects"]), saved["model"], price), saved
         )
+        if self.guard is not None:
+            ticket.guardrails = self.guard.names
         status = {"completed": 200, "incomplete": 200, "cancelled": 499}.get(
             str(response.get("status")), 502
         )
@@ -264,6 +268,8 @@ class JobAttempts(Attempts[None]):
         return self.job.request(target, trace_headers)
 
     async def reply(self, reply: Reply, target: Target, sent: float) -> None:
+        if self.job.guard is not None:
+            reply = await guard_reply(self.job.guard, reply, {})
         await self.job.stream(reply, target.provider.name, self.job.job["request_id"])
 
     async def retrying(self, reason: str) -> None:

@@ -52,6 +52,7 @@ class Ticket:
     headers: dict[str, str] = field(default_factory=dict)
     settled: bool = False
     cost_usd: float = 0.0
+    guardrails: str = ""  # the guardrail rules that matched, comma-separated
 
 
 class Governor:
@@ -325,4 +326,4 @@ def _record(item: SettleItem, usd: float, now: float) -> dict[str, str]:
         "latency_ms": f"{latency_ms:.1f}",
         "status": str(status),
         "time": f"{now:.3f}",
-    }
+    } | ({"guardrails": ticket.guardrails} if ticket.guardrails else {})

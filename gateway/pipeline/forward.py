@@ -14,6 +14,7 @@ from gateway.codec import dumps, loads, raw_json_response
 from gateway.config import Account
 from gateway.errors import UpstreamError
 from gateway.errors_upstream import credentials_failure, refusal_envelope, status_failure
+from gateway.guardrails.outbound import guard_reply
 from gateway.limits.usage import Usage
 from gateway.models import Call
 from gateway.pipeline.limit import estimated_usage
@@ -81,6 +82,8 @@ class ClientAttempts(Attempts[web.StreamResponse]):
         }
         if call.ticket is not None and call.ticket.headers:
             headers.update(call.ticket.headers)
+        if call.guard is not None:
+            reply = await guard_reply(call.guard, reply, headers)
         if reply.chunks is not None:
             return await _stream(call, reply.chunks, target.provider.name, headers, sent)
         return await _answer(call, reply, headers)

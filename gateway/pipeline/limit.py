@@ -69,6 +69,9 @@ def settle(call: Call) -> None:
     ticket = call.ticket
     if ticket is None or ticket.settled:
         return
+    if call.guard is not None:
+        ticket.guardrails = call.guard.names
+        call.usage = call.usage or call.guard.withheld
     target = call.target
     call.deps.settler.submit(
         (

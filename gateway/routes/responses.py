@@ -12,6 +12,7 @@ from gateway import pipeline
 from gateway.codec import dumps, json_response, parse_object, read_body
 from gateway.config import KeySettings
 from gateway.errors import GatewayError, InvalidRequestError, NotFoundError
+from gateway.guardrails.inbound import guard_input
 from gateway.jobs import TERMINAL, background
 from gateway.keys import CALL, DEPS, REQUEST_ID, TRACE
 from gateway.models import Call
@@ -36,6 +37,7 @@ CREATE_RESPONSE: Final[tuple[Stage, ...]] = (
     apply_policies,
     admit,
     load_context,
+    guard_input,
 )
 
 
