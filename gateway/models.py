@@ -15,6 +15,7 @@ from gateway.streaming.drain import OpenStreams
 from gateway.traceparent import TraceContext, new_trace
 
 if TYPE_CHECKING:
+    from gateway.affinity import Binding
     from gateway.auth import KeyRing
     from gateway.backends import Backends
     from gateway.jobs import JobStore
@@ -77,6 +78,7 @@ class Call:
     upstream_s: float | None = None  # JSON: time spent waiting on the upstream
     overhead_s: float | None = None  # streams: time the gateway added before the first byte
     ticket: Ticket | None = None  # what the limits reserved; settled once at the end
+    binding: Binding | None = None  # a chained request's ties to where its context was made
 
     @property
     def stateful(self) -> bool:

@@ -94,6 +94,8 @@ async def submit(
         "chain": call.chain,
         "ticket": _saved_ticket(call),
     }
+    if call.binding is not None:
+        job["binding"] = call.binding.saved()
     await jobs.enqueue(rid, job, first, ttl_s)
     metrics.job("submitted")
     return first

@@ -16,6 +16,7 @@ from gateway.errors import UpstreamError
 from gateway.errors_upstream import credentials_failure, refusal_envelope, status_failure
 from gateway.limits.usage import Usage
 from gateway.models import Call
+from gateway.pipeline import affinity
 from gateway.pipeline.limit import estimated_usage
 from gateway.providers.base import Reply, UpstreamRequest
 from gateway.routing import Target
@@ -47,6 +48,7 @@ class ClientAttempts(Attempts[web.StreamResponse]):
             key=call.principal,
             deadline=time.monotonic() + routing.deadline_s,
             tracing=deps.tracing,
+            affinity=affinity.for_call(call),
         )
         self.call = call
 
@@ -56,6 +58,7 @@ class ClientAttempts(Attempts[web.StreamResponse]):
         call = self.call
         call.route = self.route
         aim(call, target, account)
+        affinity.aim(call, target, account)
         return UpstreamRequest(
             call.body,
             None if call.changed else call.raw,
@@ -81,6 +84,7 @@ class ClientAttempts(Attempts[web.StreamResponse]):
         }
         if call.ticket is not None and call.ticket.headers:
             headers.update(call.ticket.headers)
+        affinity.say(call, headers)
         if reply.chunks is not None:
             return await _stream(call, reply.chunks, target.provider.name, headers, sent)
         return await _answer(call, reply, headers)
