@@ -66,6 +66,7 @@ class Binding:
     prefer_model: str | None = None
     runs: list[tuple[int, Pair | None]] = field(default_factory=list)
     full: list[Json] | None = None  # the input with every context item
+    sent: list[Json] | None = None  # the input the last attempt sent
     conversation_served: Json | None = None  # the conversation's record, as loaded
     conversation_bound: list[str] = field(default_factory=list)  # its bound items' ids
 

@@ -16,6 +16,8 @@ from gateway.affinity import Affinity, Binding, prompt_digest, rendezvous
 from gateway.app import create_app
 from gateway.config import Account, ProviderSettings
 from gateway.keys import DEPS
+from gateway.models import Call
+from gateway.pipeline.affinity import aim
 from gateway.routing import Health, Target
 from tests.support.affinity_upstream import (
     ACCOUNT_KEYS,
@@ -267,6 +269,60 @@ def test_only_items_bound_elsewhere_are_left_out() -> None:
     unknown.add(4, None)  # kept before affinity was recorded: sent as it is
     assert unknown.input_for(there) is None
     assert not unknown.switched(there)
+
+
+def test_an_input_rewritten_after_it_was_loaded_is_the_one_filtered() -> None:
+    """A stage that rewrites the input item for item (a redaction) after the context was
+    loaded: each attempt sends its rewrite, minus the items bound elsewhere."""
+    accounts = (Account("a"), Account("b"))
+    target = Target(_provider(accounts), "m")
+    full = [
+        {"type": "reasoning", "id": "rs_1", "encrypted_content": "x"},
+        {"type": "message", "role": "user", "content": "secret"},
+    ]
+    call = Call(None, Any, "req_1")  # type: ignore[arg-type]
+    call.binding = Binding(prefer=("p", "a"), full=full)
+    call.binding.add(1, ("p", "a"))
+    call.body = {"input": [full[0], {**full[1], "content": "[REDACTED]"}]}
+    aim(call, target, accounts[1])
+    assert call.body["input"] == [{"type": "message", "role": "user", "content": "[REDACTED]"}]
+    aim(call, target, accounts[0])
+    assert [i.get("content") for i in call.body["input"]] == [None, "[REDACTED]"]
+
+
+async def test_switches_and_kept_chains_are_counted(gateway: Client, bound: BoundUpstream) -> None:
+    def counts(text: str) -> dict[str, float]:
+        found = {}
+        for line in text.splitlines():
+            if line.startswith("gateway_affinity_total{"):
+                outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+                found[outcome] = float(line.rsplit(" ", 1)[1])
+        return found
+
+    before = counts(await (await gateway.get("/metrics")).text())
+    _, first, _ = await create(gateway, input="one")
+    await create(gateway, input="two", previous_response_id=first["id"])
+    bound.behaviour.fail_keys = {KEY_OF[bound.accounts()[0]]: 500}
+    await create(gateway, input="three", previous_response_id=first["id"])
+    after = counts(await (await gateway.get("/metrics")).text())
+    assert after.get("kept", 0) - before.get("kept", 0) == 1
+    assert after.get("switched", 0) - before.get("switched", 0) == 1
+
+
+async def test_a_provider_the_request_excludes_is_switched_from(
+    gateway: Client, bound: BoundUpstream
+) -> None:
+    """The previous turn's account is preferred only where this request may go: another
+    provider asked for with x-provider moves it, without the old provider's reasoning."""
+    _, first, _ = await create(gateway, input="one")
+    resp = await gateway.post(
+        "/v1/responses",
+        json={"model": "mock-model", "input": "two", "previous_response_id": first["id"]},
+        headers={**AUTH, "x-provider": "mock"},
+    )
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["x-gateway-provider"] == "mock"
+    assert resp.headers["x-gateway-affinity"] == "switched"
 
 
 async def test_a_record_kept_without_where_it_was_served_still_chains(

@@ -56,6 +56,13 @@ async def test_every_declared_family_moves(
     # A priced JSON answer: requests, duration, overhead, tokens, cost.
     ok = await gw.post("/v1/responses", json={"model": "gpt-test", "input": "hi"}, headers=A)
     assert ok.status == 200
+    # A chained turn: served where its previous turn was (routing affinity).
+    chained = await gw.post(
+        "/v1/responses",
+        json={"model": "gpt-test", "input": "on", "previous_response_id": (await ok.json())["id"]},
+        headers=A,
+    )
+    assert chained.status == 200
     # A stream with gaps between its events: time to first byte, chunk intervals.
     stub.behaviour = Behaviour(between_s=0.01)
     streamed = await gw.post(

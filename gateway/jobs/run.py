@@ -21,6 +21,7 @@ from gateway.jobs import TERMINAL, Event, JobStore
 from gateway.limits import Subject
 from gateway.limits.usage import Usage
 from gateway.models import Call, Deps
+from gateway.pipeline.affinity import counted
 from gateway.providers.base import Reply, UpstreamRequest
 from gateway.routing import Target
 from gateway.state import grow_conversation
@@ -218,6 +219,8 @@ class JobRun:
             target, account = self.served
             where = served(target.provider.name, account.name, target.model)
         if await self.jobs.write(self.job_id, status, final, self.ttl, served=where):
+            if self.served is not None:
+                counted(self.binding, *self.served)
             self.outcome = final
             metrics.job(status if status in TERMINAL else "completed")
             await grow_conversation(self._call(), final)

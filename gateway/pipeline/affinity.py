@@ -3,7 +3,8 @@ sends, and the header its answer carries (see gateway.affinity)."""
 
 from __future__ import annotations
 
-from gateway.affinity import HEADER, SWITCHED, Affinity
+from gateway import metrics
+from gateway.affinity import HEADER, SWITCHED, Affinity, Binding
 from gateway.config import Account
 from gateway.models import Call
 from gateway.routing import Target
@@ -19,18 +20,28 @@ def aim(call: Call, target: Target, account: Account) -> None:
     binding = call.binding
     if binding is None or binding.full is None:
         return
+    current = call.body.get("input")
+    if current is not binding.full and current is not binding.sent:
+        # A stage rewrote the input after it was loaded (item for item): that is the input.
+        if not isinstance(current, list) or len(current) != len(binding.full):
+            return
+        binding.full = current
     sent = binding.input_for((target.provider.name, account.name))
-    call.body["input"] = binding.full if sent is None else sent
+    binding.sent = call.body["input"] = binding.full if sent is None else sent
     call.changed = True
 
 
 def say(call: Call, headers: dict[str, str]) -> None:
     """The answer's header when a chained call could not go where its previous turn went."""
-    binding, target, account = call.binding, call.target, call.account
-    if (
-        binding is not None
-        and target is not None
-        and account is not None
-        and binding.switched((target.provider.name, account.name))
-    ):
+    target, account = call.target, call.account
+    if target is not None and account is not None and counted(call.binding, target, account):
         headers[HEADER] = SWITCHED
+
+
+def counted(binding: Binding | None, target: Target, account: Account) -> bool:
+    """Count a chained request's outcome; whether it switched."""
+    if binding is None or binding.prefer is None:
+        return False
+    switched = binding.switched((target.provider.name, account.name))
+    metrics.AFFINITY.labels(SWITCHED if switched else "kept").inc()
+    return switched
