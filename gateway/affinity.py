@@ -30,6 +30,7 @@ SWITCHED: Final = "switched"
 ELSEWHERE: Final[Pair] = ("", "")
 _MASK: Final = (1 << 64) - 1
 _PAIR_HASHES: dict[tuple[str, str, str], int] = {}
+_PAIR_HASHES_MAX: Final = 4096
 
 
 def is_bound(item: Json) -> bool:
@@ -187,7 +188,11 @@ def prompt_digest(key_id: str, body: Json) -> int | None:
         instructions, tools = body.get("instructions"), body.get("tools")
         if not instructions and not tools:
             return None
-        h.update(b"\0p\0" + orjson.dumps(instructions) + b"\0" + orjson.dumps(tools))
+        # A string's own bytes: only a list of input items needs serialising.
+        text = instructions if isinstance(instructions, str) else orjson.dumps(instructions)
+        h.update(b"\0p\0")
+        h.update(text.encode() if isinstance(text, str) else text)
+        h.update(b"\0" + orjson.dumps(tools) if tools else b"\0")
     return int.from_bytes(h.digest(), "little")
 
 
@@ -196,6 +201,8 @@ def _pair_hash(provider: str, model: str, account: str) -> int:
     ident = (provider, model, account)
     found = _PAIR_HASHES.get(ident)
     if found is None:
+        if len(_PAIR_HASHES) >= _PAIR_HASHES_MAX:  # `provider/<any model>` names are unbounded
+            _PAIR_HASHES.clear()
         raw = blake2b("\0".join(ident).encode(), digest_size=8).digest()
         found = _PAIR_HASHES[ident] = int.from_bytes(raw, "little")
     return found
