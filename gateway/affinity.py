@@ -98,7 +98,10 @@ class Binding:
             for item in chunk:
                 if is_bound(item):
                     continue
-                out.append({k: v for k, v in item.items() if k != "id"} if "id" in item else item)
+                # An item_reference's id is all it says: it goes as it is.
+                if "id" in item and item.get("type") != "item_reference":
+                    item = {k: v for k, v in item.items() if k != "id"}
+                out.append(item)
         out += full[start:]
         return out
 

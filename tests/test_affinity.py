@@ -253,20 +253,22 @@ def test_only_items_bound_elsewhere_are_left_out() -> None:
         {"type": "reasoning", "id": "rs_1", "encrypted_content": "x"},
         {"type": "message", "id": "msg_1", "role": "assistant", "content": "b"},
         {"type": "compaction", "id": "cmp_1", "encrypted_content": "y"},
+        {"type": "item_reference", "id": "msg_0"},
         {"type": "message", "role": "user", "content": "new"},
     ]
     binding = Binding(prefer=here, full=full)
-    binding.add(4, here)
+    binding.add(5, here)
     assert binding.input_for(here) is None
     assert not binding.switched(here)
     assert binding.switched(there)
     assert binding.input_for(there) == [
         {"type": "message", "role": "user", "content": "a"},
         {"type": "message", "role": "assistant", "content": "b"},
+        {"type": "item_reference", "id": "msg_0"},
         {"type": "message", "role": "user", "content": "new"},
     ]
     unknown = Binding(full=full)
-    unknown.add(4, None)  # kept before affinity was recorded: sent as it is
+    unknown.add(5, None)  # kept before affinity was recorded: sent as it is
     assert unknown.input_for(there) is None
     assert not unknown.switched(there)
 
