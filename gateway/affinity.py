@@ -31,6 +31,7 @@ ELSEWHERE: Final[Pair] = ("", "")
 _MASK: Final = (1 << 64) - 1
 _PAIR_HASHES: dict[tuple[str, str, str], int] = {}
 _PAIR_HASHES_MAX: Final = 4096
+_UNIT: Final = 2.0**-53
 
 
 def is_bound(item: Json) -> bool:
@@ -211,13 +212,6 @@ def _pair_hash(provider: str, model: str, account: str) -> int:
     return found
 
 
-def _mix(x: int) -> int:
-    """splitmix64's finaliser: every bit of the input moves every bit of the output."""
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
-    return x ^ (x >> 31)
-
-
 def rendezvous(
     choices: Sequence[P],
     idents: Sequence[tuple[str, str, str]],
@@ -228,9 +222,14 @@ def rendezvous(
     -weight / ln(u), u uniform from the hash of (digest, choice); the highest wins. A choice
     wins with probability weight / total, and removing one moves only the digests it won."""
     best, best_score = 0, -1.0
-    for i, (ident, weight) in enumerate(zip(idents, weights, strict=True)):
-        u = ((_mix(digest ^ _pair_hash(*ident)) >> 11) + 0.5) / 9007199254740992.0  # 2**53
-        score = -weight / math.log(u)
+    log, known = math.log, _PAIR_HASHES
+    for i, ident in enumerate(idents):
+        x = (known.get(ident) or _pair_hash(*ident)) ^ digest
+        # splitmix64's finaliser, inline (it runs per pair on every placed request).
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+        x ^= x >> 31
+        score = -weights[i] / log(((x >> 11) + 0.5) * _UNIT)
         if score > best_score:
             best, best_score = i, score
     return choices[best]
