@@ -185,7 +185,22 @@ async def test_replicas_sharing_redis_send_a_chain_to_one_account(
                 prompt_cache_key=f"k{n}",
             )
             previous = turn.id
-        assert len(Counter(bound.accounts())) == 1
+        (first_account,) = Counter(bound.accounts())
+        # Its account fails on replica 2: the chain moves there, and replica 1, which saw
+        # no failure, follows it to the new account (the record, in Redis, says where).
+        bound.behaviour.fail_keys = {KEY_OF[first_account]: 500}
+        raw = await clients[1].responses.with_raw_response.create(
+            model="gpt-test", input="moved", previous_response_id=previous
+        )
+        assert raw.headers["x-gateway-affinity"] == "switched"
+        moved_to = bound.accounts()[-1]
+        assert moved_to != first_account
+        raw = await clients[0].responses.with_raw_response.create(
+            model="gpt-test", input="after", previous_response_id=raw.parse().id
+        )
+        assert "x-gateway-affinity" not in raw.headers
+        assert bound.accounts()[-1] == moved_to
+        bound.behaviour.fail_keys = {}
         bound.requests.clear()
         for n in range(6):
             await clients[n % 2].responses.create(
