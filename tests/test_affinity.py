@@ -349,12 +349,7 @@ async def test_a_record_kept_without_where_it_was_served_still_chains(
 async def test_a_background_turn_records_its_account(gateway: Client, bound: BoundUpstream) -> None:
     code, first, _ = await create(gateway, input="bg", background=True)
     assert code == 200
-    deadline = time.monotonic() + 10
-    while first["status"] not in ("completed", "failed"):
-        assert time.monotonic() < deadline, first
-        await asyncio.sleep(0.02)
-        resp = await gateway.get(f"/v1/responses/{first['id']}", headers=AUTH)
-        first = await resp.json()
+    first = await _finished(gateway, first)
     assert first["status"] == "completed"
     made_by = bound.accounts()[0]
     for n in range(4):
@@ -364,6 +359,34 @@ async def test_a_background_turn_records_its_account(gateway: Client, bound: Bou
         assert code == 200, answer
         assert "x-gateway-affinity" not in headers
     assert set(bound.accounts()) == {made_by}
+
+
+async def test_a_background_turn_whose_account_fails_moves_without_its_reasoning(
+    gateway: Client, bound: BoundUpstream
+) -> None:
+    code, first, _ = await create(gateway, input="one")
+    assert code == 200
+    made_by = bound.accounts()[0]
+    bound.behaviour.fail_keys = {KEY_OF[made_by]: 500}
+    code, job, _ = await create(
+        gateway, input="two", previous_response_id=first["id"], background=True
+    )
+    assert code == 200
+    job = await _finished(gateway, job)
+    assert job["status"] == "completed", job
+    assert bound.accounts()[-1] != made_by
+    assert [i for i in bound.last.json["input"] if i.get("type") == "reasoning"] == []
+    assert bound.refused == 0
+
+
+async def _finished(gateway: Client, response: dict[str, Any]) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while response["status"] not in ("completed", "failed", "incomplete", "cancelled"):
+        assert time.monotonic() < deadline, response
+        await asyncio.sleep(0.02)
+        resp = await gateway.get(f"/v1/responses/{response['id']}", headers=AUTH)
+        response = await resp.json()
+    return response
 
 
 def _provider(accounts: tuple[Account, ...]) -> Any:
