@@ -361,6 +361,24 @@ async def test_a_background_turn_records_its_account(gateway: Client, bound: Bou
     assert set(bound.accounts()) == {made_by}
 
 
+async def test_a_background_turn_records_its_account_in_its_conversation(
+    gateway: Client, bound: BoundUpstream
+) -> None:
+    made = await gateway.post("/v1/conversations", json={}, headers=AUTH)
+    conv = (await made.json())["id"]
+    code, job, _ = await create(gateway, input="bg", conversation=conv, background=True)
+    assert code == 200
+    assert (await _finished(gateway, job))["status"] == "completed"
+    made_by = bound.accounts()[0]
+    for n in range(4):
+        code, answer, headers = await create(
+            gateway, input=f"turn {n}", conversation=conv, prompt_cache_key=f"{n}"
+        )
+        assert code == 200, answer
+        assert "x-gateway-affinity" not in headers
+    assert set(bound.accounts()) == {made_by}
+
+
 async def test_a_background_turn_whose_account_fails_moves_without_its_reasoning(
     gateway: Client, bound: BoundUpstream
 ) -> None:
