@@ -175,7 +175,6 @@ async def test_replicas_sharing_redis_send_a_chain_to_one_account(
     ]
     try:
         previous = (await clients[0].responses.create(model="gpt-test", input="start")).id
-        conv = await clients[0].conversations.create()
         for n in range(6):
             client = clients[(n + 1) % 2]  # replica 2 first, then alternating
             turn = await client.responses.create(
@@ -186,8 +185,15 @@ async def test_replicas_sharing_redis_send_a_chain_to_one_account(
             )
             previous = turn.id
         (first_account,) = Counter(bound.accounts())
-        # Its account fails on replica 2: the chain moves there, and replica 1, which saw
-        # no failure, follows it to the new account (the record, in Redis, says where).
+        bound.requests.clear()
+        conv = await clients[0].conversations.create()
+        for n in range(6):
+            await clients[n % 2].responses.create(
+                model="gpt-test", input=f"c{n}", conversation=conv.id, prompt_cache_key=f"c{n}"
+            )
+        assert len(Counter(bound.accounts())) == 1
+        # The chain's account fails on replica 2: the chain moves there, and replica 1, which
+        # saw no failure, follows it to the new account (the record, in Redis, says where).
         bound.behaviour.fail_keys = {KEY_OF[first_account]: 500}
         raw = await clients[1].responses.with_raw_response.create(
             model="gpt-test", input="moved", previous_response_id=previous
@@ -200,13 +206,6 @@ async def test_replicas_sharing_redis_send_a_chain_to_one_account(
         )
         assert "x-gateway-affinity" not in raw.headers
         assert bound.accounts()[-1] == moved_to
-        bound.behaviour.fail_keys = {}
-        bound.requests.clear()
-        for n in range(6):
-            await clients[n % 2].responses.create(
-                model="gpt-test", input=f"c{n}", conversation=conv.id, prompt_cache_key=f"c{n}"
-            )
-        assert len(Counter(bound.accounts())) == 1
         assert bound.refused == 0
     finally:
         for client in clients:
