@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from gateway import metrics
+from gateway.affinity import Affinity
 from gateway.config import Account, KeySettings, ModelSettings, RoutingSettings
 from gateway.errors import GatewayError, ServiceUnavailableError, UpstreamTimeoutError
 from gateway.errors_upstream import ATTEMPT_FAILURES
@@ -84,6 +85,7 @@ class Attempts(Generic[T]):
         used: int = 0,
         deadline: float = math.inf,
         tracing: Tracing | None = None,
+        affinity: Affinity | None = None,
     ) -> None:
         self.router = router
         self.health = router.health
@@ -95,6 +97,7 @@ class Attempts(Generic[T]):
         self.key = key
         self.again = again
         self.tracing = tracing
+        self.affinity = affinity  # where the request's chain and prompt would rather go
         self.count = used  # attempts made (a job's include those of its earlier runs)
         self.waited_s: float | None = None  # how long the last buffered answer took
         self.tried: set[tuple[str, str, str]] = set()
@@ -162,10 +165,10 @@ class Attempts(Generic[T]):
             return None
         if self.again:
             self.count += 1
-            return pick(self.targets, self.health)
+            return pick(self.targets, self.health, self.affinity)
         while self.models:
             route, targets = self.models[0]
-            found = self.health.pick(targets, self.tried)
+            found = self.health.pick(targets, self.tried, self.affinity)
             if found is not None:
                 self.count += 1
                 self.tried.add((found[0].provider.name, found[0].model, found[1].name))

@@ -90,6 +90,12 @@ GUARDRAIL_HITS = Counter(
     "Guardrail matches, by rule name (configured) and action (redact, block, flag).",
     ["rule", "action"],
 )
+AFFINITY = Counter(
+    "gateway_affinity_total",
+    "Chained requests (previous_response_id, conversation) served where their previous turn "
+    "was (kept), or moved because that account could not serve them (switched).",
+    ["outcome"],
+)
 
 
 # Labelled children, looked up once per label set: `.labels()` takes a lock and checks its

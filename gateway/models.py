@@ -15,6 +15,7 @@ from gateway.streaming.drain import OpenStreams
 from gateway.traceparent import TraceContext, new_trace
 
 if TYPE_CHECKING:
+    from gateway.affinity import Binding
     from gateway.auth import KeyRing
     from gateway.backends import Backends
     from gateway.guardrails.guard import Guard
@@ -79,6 +80,7 @@ class Call:
     overhead_s: float | None = None  # streams: time the gateway added before the first byte
     ticket: Ticket | None = None  # what the limits reserved; settled once at the end
     guard: Guard | None = None  # the guardrails that apply, decided once at admission
+    binding: Binding | None = None  # a chained request's ties to where its context was made
 
     @property
     def stateful(self) -> bool:

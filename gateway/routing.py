@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+from gateway.affinity import Affinity, rendezvous, weighted
 from gateway.config import Account, KeySettings, ModelSettings, Settings
 from gateway.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from gateway.providers.base import Provider
@@ -96,10 +96,12 @@ def model_not_found(requested: str) -> NotFoundError:
     )
 
 
-def pick(targets: Sequence[Target], health: Health) -> tuple[Target, Account]:
+def pick(
+    targets: Sequence[Target], health: Health, affinity: Affinity | None = None
+) -> tuple[Target, Account]:
     """A healthy target and account by weight; when every one is cooling down, any of them
     (a background job or a token count has no client waiting to be told 503)."""
-    found = health.pick(targets, set()) or Health().pick(targets, set())
+    found = health.pick(targets, set(), affinity) or Health().pick(targets, set(), affinity)
     assert found is not None
     return found
 
@@ -128,24 +130,55 @@ class Health:
         return left
 
     def pick(
-        self, targets: Sequence[Target], tried: set[tuple[str, str, str]]
+        self,
+        targets: Sequence[Target],
+        tried: set[tuple[str, str, str]],
+        affinity: Affinity | None = None,
     ) -> tuple[Target, Account] | None:
-        """A healthy, untried pair, by target weight times account weight."""
-        pairs, weights = [], []
+        """A healthy, untried pair: the one the request's chain prefers, else by target weight
+        times account weight (placed by the request's prompt digest when it has one)."""
+        pairs, idents, weights = [], [], []
         for target in targets:
             for account in target.provider.settings.accounts:
-                if _pair(target, account) in tried or self.cooling_for(target, account):
+                ident = _pair(target, account)
+                if ident in tried or self.cooling_for(target, account):
                     continue
                 pairs.append((target, account))
+                idents.append(ident)
                 weights.append(target.weight * account.weight)
-        if not pairs:
-            return None
-        return pairs[0] if len(pairs) == 1 else random.choices(pairs, weights)[0]
+        if len(pairs) <= 1:
+            return pairs[0] if pairs else None
+        if affinity is not None:
+            preferred = _preferred(pairs, affinity)
+            if preferred is not None:
+                return preferred
+            digest = affinity.digest()
+            if digest is not None:
+                return rendezvous(pairs, idents, weights, digest)
+        return weighted(pairs, weights)
 
     def soonest(self, targets: Sequence[Target]) -> float:
         """Seconds until the first of these targets' accounts is usable again."""
         waits = [self.cooling_for(t, a) for t in targets for a in t.provider.settings.accounts]
         return min(waits, default=0.0)
+
+
+def _preferred(
+    pairs: Sequence[tuple[Target, Account]], affinity: Affinity
+) -> tuple[Target, Account] | None:
+    """The pair that served the request's previous turn (on the same upstream model when
+    several targets share the provider), if it is among these."""
+    binding = affinity.binding
+    if binding is None or binding.prefer is None:
+        return None
+    provider, account_name = binding.prefer
+    found = None
+    for target, account in pairs:
+        if target.provider.name == provider and account.name == account_name:
+            if target.model == binding.prefer_model:
+                return (target, account)
+            found = found or (target, account)
+    return found
 
 
 def _pair(target: Target, account: Account) -> tuple[str, str, str]:

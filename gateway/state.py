@@ -12,6 +12,7 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
+from gateway.affinity import Binding, conversation_origins, pair_of, served
 from gateway.errors import (
     GatewayError,
     InvalidRequestError,
@@ -124,7 +125,9 @@ async def load_context(call: Call) -> None:
     if isinstance(previous, str):
         context = await _previous_context(call, store, previous)
     elif isinstance(conversation, str):
-        items = await store.all_items(key.owner, conversation)
+        items, record = await asyncio.gather(
+            store.all_items(key.owner, conversation), store.get_served(key.owner, conversation)
+        )
         if items is None:
             raise NotFoundError(
                 f"Conversation with id '{conversation}' not found.",
@@ -133,6 +136,8 @@ async def load_context(call: Call) -> None:
             )
         call.conversation = conversation
         context = items
+        call.binding = Binding()
+        conversation_origins(call.binding, items, record)
     call.input_items = as_items(body.get("input"))
     if call.conversation is not None and (
         len(context) + len(call.input_items) >= MAX_CONVERSATION_ITEMS
@@ -145,6 +150,8 @@ async def load_context(call: Call) -> None:
         )
     if context:
         body["input"] = [for_upstream(item) for item in (*context, *call.input_items)]
+        if call.binding is not None:
+            call.binding.full = body["input"]
     body.pop("previous_response_id", None)
     body.pop("conversation", None)
     # The gateway owns the state, so the upstream keeps nothing; replaying reasoning to a
@@ -171,11 +178,15 @@ async def _previous_context(call: Call, store: Store, previous: str) -> list[Jso
     ancestors = await store.get_responses(owner, chain) if chain else []
     call.previous = previous
     call.chain = [*chain, previous]
+    binding = call.binding = Binding()
+    binding.prefer = pair_of(record.get("served"))
+    binding.prefer_model = (record.get("served") or {}).get("model")
     context: list[Json] = []
     for found in (*ancestors, record):
         if found is not None:
-            context += found.get("input", [])
-            context += found.get("response", {}).get("output", [])
+            made = found.get("input", []) + found.get("response", {}).get("output", [])
+            binding.add(len(made), pair_of(found.get("served")))
+            context += made
     return context
 
 
@@ -230,6 +241,10 @@ async def save(call: Call, response: Json) -> None:
             "input": call.input_items,
             "chain": call.chain,
         }
+        if call.target is not None and call.account is not None:
+            record["served"] = served(
+                call.target.provider.name, call.account.name, call.target.model
+            )
         ttl = call.deps.settings.store.response_ttl_s
         kept = await _retried(
             call, rid, until, lambda: call.deps.store.put_response(rid, record, ttl)
@@ -291,3 +306,19 @@ async def grow_conversation(call: Call, response: Json) -> None:
             call.conversation,
             extra={"request_id": call.request_id},
         )
+        return
+    if call.target is not None and call.account is not None:
+        update = (call.binding or Binding()).conversation_update(
+            (call.target.provider.name, call.account.name), call.target.model
+        )
+        if update is not None:
+            # Only routing rides on it: a turn whose items were kept is not failed for it.
+            try:
+                await call.deps.store.set_served(call.principal.owner, call.conversation, update)
+            except GatewayError as exc:
+                log.warning(
+                    "conversation %s: where its turn was served not kept: %s",
+                    call.conversation,
+                    exc.message,
+                    extra={"request_id": call.request_id},
+                )

@@ -62,6 +62,13 @@ async def test_every_declared_family_moves(
         "/v1/responses", json={"model": "gpt-test", "input": "4111111111111111"}, headers=A
     )
     assert ok.status == 200
+    # A chained turn: served where its previous turn was (routing affinity).
+    chained = await gw.post(
+        "/v1/responses",
+        json={"model": "gpt-test", "input": "on", "previous_response_id": (await ok.json())["id"]},
+        headers=A,
+    )
+    assert chained.status == 200
     # A stream with gaps between its events: time to first byte, chunk intervals.
     stub.behaviour = Behaviour(between_s=0.01)
     streamed = await gw.post(

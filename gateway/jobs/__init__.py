@@ -50,8 +50,11 @@ class JobStore(Protocol):
 
     async def status(self, job_id: str) -> str | None: ...
 
-    async def write(self, job_id: str, status: str, response: Json, ttl_s: int) -> bool:
-        """Set the status and the stored response snapshot, unless a terminal one is there."""
+    async def write(
+        self, job_id: str, status: str, response: Json, ttl_s: int, served: Json | None = None
+    ) -> bool:
+        """Set the status and the stored response snapshot (and where it was `served`, when
+        given), unless a terminal one is there."""
 
     async def append_events(self, job_id: str, events: list[Event], ttl_s: int) -> None: ...
 

@@ -95,6 +95,8 @@ async def submit(
         "ticket": _saved_ticket(call),
         "guardrails": list(call.guard.policy.names) if call.guard is not None else None,
     }
+    if call.binding is not None:
+        job["binding"] = call.binding.saved()
     await jobs.enqueue(rid, job, first, ttl_s)
     metrics.job("submitted")
     return first

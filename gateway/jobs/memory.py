@@ -76,7 +76,9 @@ class MemoryJobs:
     async def status(self, job_id: str) -> str | None:
         return self._status.get(job_id)
 
-    async def write(self, job_id: str, status: str, response: Json, ttl_s: int) -> bool:
+    async def write(
+        self, job_id: str, status: str, response: Json, ttl_s: int, served: Json | None = None
+    ) -> bool:
         current = self._status.get(job_id)
         if current is None or current in TERMINAL:
             return False
@@ -84,7 +86,10 @@ class MemoryJobs:
         if record is None:
             return False
         self._status[job_id] = status
-        self.store.replace_response(job_id, {**record, "response": response}, ttl_s)
+        record = {**record, "response": response}
+        if served is not None:
+            record["served"] = served
+        self.store.replace_response(job_id, record, ttl_s)
         self._notify(job_id)
         return True
 

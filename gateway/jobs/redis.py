@@ -198,13 +198,17 @@ class RedisJobs:
             raw = await self.client.hget(self._job(job_id), "status")
         return raw.decode() if raw is not None else None
 
-    async def write(self, job_id: str, status: str, response: Json, ttl_s: int) -> bool:
+    async def write(
+        self, job_id: str, status: str, response: Json, ttl_s: int, served: Json | None = None
+    ) -> bool:
         async with self.redis.guard("write_job", write=True):
             record = await self.client.get(self.redis.key("resp", job_id))
             if record is None:
                 return False
             merged = orjson.loads(record)
             merged["response"] = response
+            if served is not None:
+                merged["served"] = served
             done = await self._write(
                 [self._job(job_id), self.redis.key("resp", job_id)],
                 [status, orjson.dumps(merged), ttl_s],

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from gateway import events, metrics
+from gateway.affinity import Affinity, Binding, served
 from gateway.attempts import Attempts, aimed
 from gateway.config import Account, KeySettings, Price, key_from_fields
 from gateway.errors import GatewayError, UpstreamError, failed_event, response_error
@@ -21,6 +22,7 @@ from gateway.jobs import TERMINAL, Event, JobStore
 from gateway.limits import Subject
 from gateway.limits.usage import Usage
 from gateway.models import Call, Deps
+from gateway.pipeline.affinity import counted
 from gateway.providers.base import Reply, UpstreamRequest
 from gateway.routing import Target
 from gateway.state import grow_conversation
@@ -43,6 +45,11 @@ class JobRun:
         self.attempt = 0  # counted in the job's record: runs on other replicas count too
         self.provider: str | None = None
         self.model: str | None = None
+        self.served: tuple[Target, Account] | None = None  # the pair of the last attempt
+        saved_binding = job.get("binding")
+        self.binding = (
+            Binding.restored(saved_binding, job["body"].get("input")) if saved_binding else None
+        )
         # The response this run ended the job with: what it settles. None when another run
         # (a copy that reclaimed it) or nobody wrote the outcome: then this run charges nothing.
         self.outcome: Json | None = None
@@ -131,12 +138,20 @@ class JobRun:
             upstream_model=self.model,
         )
 
-    def request(self, target: Target, trace_headers: Mapping[str, str] | None) -> UpstreamRequest:
-        """The attempt's request: the job's body as submitted, aimed at `target`."""
+    def request(
+        self, target: Target, account: Account, trace_headers: Mapping[str, str] | None
+    ) -> UpstreamRequest:
+        """The attempt's request: the job's body as submitted, aimed at `target`, without the
+        context items bound to another account."""
         job = self.job
         body = dict(job["body"])
         aimed(body, target)
+        if self.binding is not None:
+            sent = self.binding.input_for((target.provider.name, account.name))
+            if sent is not None:
+                body["input"] = sent
         self.provider, self.model = target.provider.name, target.model
+        self.served = (target, account)
         headers: Mapping[str, str] = job["headers"]
         return UpstreamRequest(
             body,
@@ -203,7 +218,13 @@ class JobRun:
 
     async def _finish(self, final: Json) -> None:
         status = str(final.get("status", "completed"))
-        if await self.jobs.write(self.job_id, status, final, self.ttl):
+        where = None
+        if self.served is not None:
+            target, account = self.served
+            where = served(target.provider.name, account.name, target.model)
+        if await self.jobs.write(self.job_id, status, final, self.ttl, served=where):
+            if self.served is not None:
+                counted(self.binding, *self.served)
             self.outcome = final
             metrics.job(status if status in TERMINAL else "completed")
             await grow_conversation(self._call(), final)
@@ -214,6 +235,9 @@ class JobRun:
         call = Call(None, self.deps, job["request_id"], job["headers"])
         call.principal = KeySettings(id=str(job.get("key_id", job["owner"])), owner=job["owner"])
         call.conversation, call.input_items = job["conversation"], job["input_items"]
+        call.binding = self.binding
+        if self.served is not None:
+            call.target, call.account = self.served
         return call
 
     async def _fail(self, error: GatewayError, prefix: str = "") -> None:
@@ -259,13 +283,14 @@ class JobAttempts(Attempts[None]):
             model=run.snapshot.get("model", ""),
             again=True,
             used=run.attempt - 1,
+            affinity=Affinity(str(run.job.get("key_id", "")), run.job["body"], run.binding),
         )
         self.job = run
 
     def request(
         self, target: Target, account: Account, trace_headers: Mapping[str, str] | None
     ) -> UpstreamRequest:
-        return self.job.request(target, trace_headers)
+        return self.job.request(target, account, trace_headers)
 
     async def reply(self, reply: Reply, target: Target, sent: float) -> None:
         if self.job.guard is not None:

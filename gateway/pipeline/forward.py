@@ -17,6 +17,7 @@ from gateway.errors_upstream import credentials_failure, refusal_envelope, statu
 from gateway.guardrails.outbound import guard_reply
 from gateway.limits.usage import Usage
 from gateway.models import Call
+from gateway.pipeline import affinity
 from gateway.pipeline.limit import estimated_usage
 from gateway.providers.base import Reply, UpstreamRequest
 from gateway.routing import Target
@@ -48,6 +49,7 @@ class ClientAttempts(Attempts[web.StreamResponse]):
             key=call.principal,
             deadline=time.monotonic() + routing.deadline_s,
             tracing=deps.tracing,
+            affinity=affinity.for_call(call),
         )
         self.call = call
 
@@ -57,6 +59,7 @@ class ClientAttempts(Attempts[web.StreamResponse]):
         call = self.call
         call.route = self.route
         aim(call, target, account)
+        affinity.aim(call, target, account)
         return UpstreamRequest(
             call.body,
             None if call.changed else call.raw,
@@ -84,6 +87,7 @@ class ClientAttempts(Attempts[web.StreamResponse]):
             headers.update(call.ticket.headers)
         if call.guard is not None:
             reply = await guard_reply(call.guard, reply, headers)
+        affinity.say(call, headers)
         if reply.chunks is not None:
             return await _stream(call, reply.chunks, target.provider.name, headers, sent)
         return await _answer(call, reply, headers)

@@ -27,7 +27,8 @@ class Store(Protocol):
         """Raise ServiceUnavailableError when a call failed lately (or `suspect`) and a write
         fails now."""
 
-    # Stored responses: {"owner", "response", "input": [items], "chain": [ancestor ids]}.
+    # Stored responses: {"owner", "response", "input": [items], "chain": [ancestor ids],
+    # "served": {"provider", "account", "model"}} ("served" absent in older records).
     async def put_response(self, response_id: str, record: Json, ttl_s: int) -> bool:
         """Keep a new record; False, and nothing written, when the id is already kept (by
         any owner): a stored response is never overwritten."""
@@ -57,6 +58,12 @@ class Store(Protocol):
     async def get_item(self, owner: str, conv_id: str, item_id: str) -> Json | None: ...
 
     async def delete_item(self, owner: str, conv_id: str, item_id: str) -> bool: ...
+
+    # Where a conversation's last turn was served (gateway.affinity): None when unknown.
+    async def get_served(self, owner: str, conv_id: str) -> Json | None: ...
+
+    async def set_served(self, owner: str, conv_id: str, served: Json) -> None:
+        """Keep it with the conversation, if the conversation is there and the owner's."""
 
 
 def page_of(ordered: list[Json], *, after: str | None, limit: int, desc: bool) -> Page:

@@ -15,6 +15,7 @@ class _Conversation:
     record: Json
     expires: float
     items: dict[str, Json] = field(default_factory=dict)  # insertion order is the order
+    served: Json | None = None  # where its last turn was served
 
 
 class MemoryStore:
@@ -122,3 +123,12 @@ class MemoryStore:
     async def delete_item(self, owner: str, conv_id: str, item_id: str) -> bool:
         conv = self._conv(owner, conv_id)
         return conv is not None and conv.items.pop(item_id, None) is not None
+
+    async def get_served(self, owner: str, conv_id: str) -> Json | None:
+        conv = self._conv(owner, conv_id)
+        return conv.served if conv else None
+
+    async def set_served(self, owner: str, conv_id: str, served: Json) -> None:
+        conv = self._conv(owner, conv_id)
+        if conv is not None:
+            conv.served = served

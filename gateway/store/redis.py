@@ -60,6 +60,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
 return 0
 """
 
+# KEYS: conversation hash. ARGV: owner, served JSON. Never recreates a deleted conversation.
+_SET_SERVED = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'served', ARGV[2])
+return 1
+"""
+
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 
@@ -153,6 +160,7 @@ class RedisStore:
         self._add_items = self.client.register_script(_ADD_ITEMS)
         self._delete_item = self.client.register_script(_DELETE_ITEM)
         self._delete_conversation = self.client.register_script(_DELETE_CONVERSATION)
+        self._set_served = self.client.register_script(_SET_SERVED)
         # Responses kept in the same loop tick, written together in one round trip.
         self._puts: list[tuple[str, bytes, int, asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()
@@ -319,6 +327,18 @@ class RedisStore:
     async def delete_item(self, owner: str, conv_id: str, item_id: str) -> bool:
         async with self.guard("delete_item"):
             return bool(await self._delete_item(self._conv_keys(conv_id), [owner, item_id]))
+
+    async def get_served(self, owner: str, conv_id: str) -> Json | None:
+        async with self.guard("get_served"):
+            owner_found, raw = await self.client.hmget(self.key("conv", conv_id), "owner", "served")
+        if owner_found is None or owner_found.decode() != owner or raw is None:
+            return None
+        served: Json = orjson.loads(raw)
+        return served
+
+    async def set_served(self, owner: str, conv_id: str, served: Json) -> None:
+        async with self.guard("set_served", write=True):
+            await self._set_served([self.key("conv", conv_id)], [owner, orjson.dumps(served)])
 
 
 def _owned(raw: bytes | None, owner: str) -> Json | None:
