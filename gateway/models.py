@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway.codec import dumps
 from gateway.config import Account, KeySettings, ModelSettings, Settings
 from gateway.streaming.drain import OpenStreams
+from gateway.streaming.sink import Sink
 from gateway.traceparent import TraceContext, new_trace
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class Call:
     upstream_s: float | None = None  # JSON: time spent waiting on the upstream
     overhead_s: float | None = None  # streams: time the gateway added before the first byte
     ticket: Ticket | None = None  # what the limits reserved; settled once at the end
+    sink: Sink | None = None  # where a stream goes, when not an SSE answer (a WebSocket's frames)
 
     @property
     def stateful(self) -> bool:

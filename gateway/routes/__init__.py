@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.config import Settings
-from gateway.routes import conversations as conv, responses as resp
+from gateway.routes import conversations as conv, responses as resp, websocket as ws
 from gateway.routes.admin import add_admin_routes
 from gateway.routes.health import healthz, readyz, serve_metrics
 from gateway.routes.models import list_models, retrieve_model
@@ -21,6 +21,7 @@ def setup_routes(app: web.Application, settings: Settings) -> None:
     router.add_get("/admin/usage", usage_report, allow_head=False)
     for p in settings.server.mounts:
         router.add_post(f"{p}/responses", resp.create_response)
+        router.add_get(f"{p}/responses", ws.responses_socket, allow_head=False)
         router.add_post(f"{p}/responses/input_tokens", resp.count_input_tokens)
         router.add_get(p + "/responses/{response_id}", resp.retrieve_response, allow_head=False)
         router.add_delete(p + "/responses/{response_id}", resp.delete_response)

@@ -1,0 +1,284 @@
+"""WebSocket mode on /responses: `response.create` events in, each response's events out.
+
+Every create runs the POST /responses pipeline (validation, routing, limits, state) and the
+same relay, whose frames go out as one JSON text message per event. A refused create is an
+`error` event, and the socket stays open for the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from random import getrandbits
+from typing import Any, Final
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from multidict import CIMultiDict
+
+from gateway import metrics, pipeline
+from gateway.codec import dumps, loads, parse_object
+from gateway.errors import AuthenticationError, GatewayError, InvalidRequestError
+from gateway.events import COMPLETED, CREATED
+from gateway.keys import CALL, DEPS, DRAINING, TRACE
+from gateway.models import Call, Deps
+from gateway.observability import observe
+from gateway.pipeline import Stage
+from gateway.pipeline.forward import client_left, forward
+from gateway.pipeline.limit import settle
+from gateway.pipeline.parse import parse_body
+from gateway.routes.responses import CREATE_RESPONSE
+from gateway.state import as_items
+from gateway.store.connection import ConnectionStore
+from gateway.streaming.ws_sink import WebSocketSink, error_event
+
+# The body comes from a frame, not from the HTTP request: every other stage is POST's.
+CREATE_OVER_SOCKET: Final[tuple[Stage, ...]] = tuple(
+    stage for stage in CREATE_RESPONSE if stage is not parse_body
+)
+SUBPROTOCOL_KEY: Final = "openai-insecure-api-key."
+# How often an open socket re-checks its key (disabled or deleted: the socket closes) and
+# whether the process is draining.
+CHECK_EVERY_S: Final = 0.25
+CREATE: Final = "response.create"
+# Create fields that only frame the request on a socket and mean nothing upstream.
+_SOCKET_ONLY: Final = ("type", "stream_id", "generate")
+_MAX_STREAM_ID: Final = 256
+
+
+async def responses_socket(request: web.Request) -> web.StreamResponse:
+    """GET /responses with `Upgrade: websocket`; a plain GET is the 405 it always was."""
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        raise web.HTTPMethodNotAllowed(request.method, ["POST"])
+    deps = request.app[DEPS]
+    authorization, protocol = credentials(request)
+    await deps.keys.authenticate(authorization)  # refused before the upgrade: a 401
+    socket = web.WebSocketResponse(
+        protocols=(protocol,) if protocol else (),
+        max_msg_size=deps.settings.server.max_body_bytes,
+    )
+    await socket.prepare(request)
+    await Connection(request, deps, socket, authorization).serve()
+    return socket
+
+
+def credentials(request: web.Request) -> tuple[str | None, str | None]:
+    """The Authorization to check, and the subprotocol to select: a browser cannot set
+    headers on a WebSocket, so the key may come as `openai-insecure-api-key.<key>`."""
+    authorization = request.headers.get("Authorization")
+    offered = request.headers.get("Sec-WebSocket-Protocol", "")
+    for protocol in (p.strip() for p in offered.split(",")):
+        if protocol.startswith(SUBPROTOCOL_KEY):
+            key = protocol.removeprefix(SUBPROTOCOL_KEY)
+            if not key.isascii():
+                raise AuthenticationError("The key in the WebSocket subprotocol is not ASCII.")
+            return authorization or f"Bearer {key}", protocol
+    return authorization, None
+
+
+class Connection:
+    """One open socket: reads client events, runs their creates one at a time, in order."""
+
+    def __init__(
+        self,
+        request: web.Request,
+        deps: Deps,
+        socket: web.WebSocketResponse,
+        authorization: str | None,
+    ) -> None:
+        self.request = request
+        self.socket = socket
+        self.authorization = authorization
+        self.store = ConnectionStore(deps.store)
+        self.deps = dataclasses.replace(deps, store=self.store)
+        headers = CIMultiDict(request.headers)
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        self.headers = headers
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.creates = 0
+        self.busy = False
+        self.draining = False
+        self.ended_by: GatewayError | None = None  # the gateway ended the socket: why
+
+    async def serve(self) -> None:
+        metrics.WEBSOCKETS.inc()
+        worker = asyncio.create_task(self._work())
+        watcher = asyncio.create_task(self._watch(worker))
+        try:
+            async for message in self.socket:
+                if message.type is WSMsgType.TEXT:
+                    self.queue.put_nowait(message.data.encode())
+                elif message.type is WSMsgType.BINARY:
+                    self.queue.put_nowait(message.data)
+        finally:
+            # The client closed or left: a response in flight ends with it, settled as such.
+            watcher.cancel()
+            worker.cancel()
+            metrics.WEBSOCKETS.dec()
+            metrics.WEBSOCKET_CREATES.observe(self.creates)
+            # aiohttp may cancel this task once the socket is closed: the create in flight
+            # still ends (and settles) in its own task.
+            await asyncio.shield(asyncio.gather(worker, watcher, return_exceptions=True))
+
+    async def _work(self) -> None:
+        """The creates, in the order sent; once the process drains, none starts: the socket
+        closes with 1001 as soon as the one in flight has ended."""
+        while not self._draining():
+            data = await self.queue.get()
+            if self._draining():
+                break
+            self.busy = True
+            try:
+                await self._event(data)
+            finally:
+                self.busy = False
+        await self._close(WSCloseCode.GOING_AWAY, b"gateway shutting down")
+
+    def _draining(self) -> bool:
+        return self.draining
+
+    async def _watch(self, worker: asyncio.Task[None]) -> None:
+        keys, app = self.deps.keys, self.request.app
+        while not self.socket.closed:
+            await asyncio.sleep(CHECK_EVERY_S)
+            if app[DRAINING] and not self.draining:
+                # The response in flight finishes; then 1001, and the client reconnects to
+                # another replica.
+                self.draining = True
+                if not self.busy:
+                    worker.cancel()
+                    await self._close(WSCloseCode.GOING_AWAY, b"gateway shutting down")
+                    return
+            try:
+                await keys.authenticate(self.authorization)
+            except AuthenticationError as exc:
+                self.ended_by = exc
+                worker.cancel()
+                await asyncio.wait([worker])  # its create ends (settled) before the socket
+                await self._send(error_event(exc))
+                await self._close(WSCloseCode.POLICY_VIOLATION, b"key no longer valid")
+                return
+            except GatewayError:
+                continue  # the key store is failing: the key's last word stands
+
+    async def _close(self, code: int, message: bytes) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.socket.close(code=code, message=message)
+
+    async def _send(self, event: dict[str, Any], sink: WebSocketSink | None = None) -> None:
+        with contextlib.suppress(ConnectionError):
+            await (sink or WebSocketSink(self.socket)).send_event(event)
+
+    async def _event(self, data: bytes) -> None:
+        """One client event: a create runs; anything else is answered with an `error` event.
+        Either way it is logged, counted and settled once, like a POST."""
+        request = self.request
+        call = Call(request, self.deps, _request_id(), self.headers, request[TRACE])
+        request[CALL] = call
+        self.creates += 1
+        sink = WebSocketSink(self.socket)
+        error: GatewayError | None = None
+        try:
+            event = parse_object(data, "application/json")
+            sink = call.sink = WebSocketSink(self.socket, _stream_id(event))
+            body = create_body(event)
+            call.raw, call.body = dumps(body), body
+            given_input = body.get("input")
+            await pipeline.run(call, CREATE_OVER_SOCKET)
+            answer = await forward(call)
+            if not sink.started:
+                await self._answered(call, answer, sink)
+            self._remember(call, given_input)
+        except GatewayError as exc:
+            error = exc
+            call.status = exc.status
+            await self._send(error_event(exc), sink)
+        except asyncio.CancelledError:
+            client_left(call)
+            if self.ended_by is not None:  # the gateway ended it: the key was disabled
+                call.status, call.client_gone = self.ended_by.status, False
+            raise
+        finally:
+            settle(call)
+            observe(request, call.status or 500, call.started, error, "create_response")
+            request.pop(CALL, None)
+
+    async def _answered(self, call: Call, answer: web.StreamResponse, sink: WebSocketSink) -> None:
+        """An answer that was not a stream: an upstream's refusal becomes the `error` event;
+        a whole Response (an upstream that does not stream) its created and completed ones."""
+        body = answer.body if isinstance(answer, web.Response) else None
+        try:
+            decoded = loads(body) if isinstance(body, bytes) and body else None
+        except ValueError:
+            decoded = None
+        if answer.status >= 400:
+            detail = decoded.get("error") if isinstance(decoded, dict) else None
+            if not isinstance(detail, dict):
+                detail = {"type": "server_error", "code": None, "message": "upstream error"}
+            await self._send({"type": "error", "status": answer.status, "error": detail}, sink)
+            return
+        response = call.response if call.response is not None else decoded
+        if isinstance(response, dict):
+            created = {**response, "status": "in_progress", "output": []}
+            await self._send({"type": CREATED, "sequence_number": 0, "response": created}, sink)
+            await self._send({"type": COMPLETED, "sequence_number": 1, "response": response}, sink)
+
+    def _remember(self, call: Call, given_input: Any) -> None:
+        """A response the store did not keep stays chainable on this connection."""
+        response, key = call.response, call.principal
+        if response is None or key is None or response.get("store") is not False:
+            return
+        rid = response.get("id")
+        if not isinstance(rid, str):
+            return
+        try:
+            items = call.input_items or as_items(given_input)
+        except GatewayError:
+            items = []
+        record = {"owner": key.owner, "response": response, "input": items, "chain": call.chain}
+        self.store.remember(rid, record)
+
+
+def create_body(event: dict[str, Any]) -> dict[str, Any]:
+    """A `response.create` event's create parameters, as a streaming POST would send them."""
+    kind = event.get("type")
+    if kind != CREATE:
+        raise InvalidRequestError(
+            f"Unsupported client event type {kind!r}: this gateway serves only "
+            f"'{CREATE}' events on this socket.",
+            param="type",
+            code="unsupported_event_type",
+        )
+    if event.get("background") is True:
+        raise InvalidRequestError(
+            "'background' is not supported over WebSocket: send it with POST /responses.",
+            param="background",
+            code="unsupported_parameter",
+        )
+    if event.get("generate") is False:
+        raise InvalidRequestError(
+            "'generate: false' is not supported by this gateway.",
+            param="generate",
+            code="unsupported_parameter",
+        )
+    body = {k: v for k, v in event.items() if k not in _SOCKET_ONLY}
+    body["stream"] = True  # implicit over a socket: the events are the answer
+    return body
+
+
+def _stream_id(event: dict[str, Any]) -> str | None:
+    stream_id = event.get("stream_id")
+    if stream_id is None:
+        return None
+    if not isinstance(stream_id, str) or not 0 < len(stream_id) <= _MAX_STREAM_ID:
+        raise InvalidRequestError(
+            f"Invalid 'stream_id': expected a string of 1 to {_MAX_STREAM_ID} characters.",
+            param="stream_id",
+            code="invalid_value",
+        )
+    return stream_id
+
+
+def _request_id() -> str:
+    return f"req_{getrandbits(128):032x}"
