@@ -4,17 +4,21 @@ a function call, chained by previous_response_id, on a Responses and a Chat upst
 from __future__ import annotations
 
 import copy
+import signal
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 from aiohttp.test_utils import TestClient
 from openai.types.responses import FunctionToolParam, Response
+from openai.types.websocket_reconnection import ReconnectingEvent, ReconnectingOverrides
 from pytest_aiohttp import AiohttpServer
 
 from gateway.mockupstream import create_mock_upstream
 from tests.conftest import MakeGateway
 from tests.support.configs import KEY_A
+from tests.support.processes import Replica
 from tests.support.ws_sdk import Turn, next_turn
 
 WEATHER: FunctionToolParam = {
@@ -29,6 +33,7 @@ WEATHER: FunctionToolParam = {
         "additionalProperties": False,
     },
 }
+TEN_WORDS = "one two three four five six seven eight nine ten"
 
 
 @pytest.fixture
@@ -129,3 +134,38 @@ async def test_stored_chain_is_retrievable_afterwards(
     turns = await agent_loop(gateway, "gpt-test", store=True)
     got: Response = await sdk.responses.retrieve(turns[2].response.id)
     assert got.output_text == "Echo: And tomorrow?"
+
+
+async def test_sigterm_finishes_the_response_then_closes_with_1001(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
+    """A `gateway serve` process told to stop: the response in flight ends whole, then the
+    socket closes with 1001 (going away), which the SDK takes as a cue to reconnect."""
+    config["providers"][1]["token_delay_ms"] = 60
+    config["server"].update(shutdown_delay_s=0.5, shutdown_grace_s=20)
+    replica = Replica(config, tmp_path, "ws-drained").start()
+    close_codes: list[int] = []
+
+    def on_reconnecting(event: ReconnectingEvent) -> ReconnectingOverrides:
+        close_codes.append(event.close_code)
+        return {"abort": True}  # this test has no other replica to go to
+
+    try:
+        async with (
+            openai.AsyncOpenAI(base_url=f"{replica.url}/v1", api_key=KEY_A, max_retries=0) as c,
+            c.responses.connect(on_reconnecting=on_reconnecting) as socket,
+        ):
+            await socket.response.create(model="mock-model", input=TEN_WORDS)
+            events: list[Any] = []
+            async for event in socket:  # ends when the gateway closes the socket
+                events.append(event)
+                if event.type == "response.output_text.delta" and len(events) == 5:
+                    replica.signal(signal.SIGTERM)
+        assert events[0].type == "response.created"
+        assert events[-1].type == "response.completed"
+        assert events[-1].response.output_text == f"Echo: {TEN_WORDS}"
+        assert close_codes == [1001]
+        assert replica.proc is not None
+        assert replica.proc.wait(timeout=30) == 0
+    finally:
+        replica.kill()
