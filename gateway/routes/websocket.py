@@ -117,9 +117,10 @@ class Connection:
             worker.cancel()
             metrics.WEBSOCKETS.dec()
             metrics.WEBSOCKET_CREATES.observe(self.creates)
-            # aiohttp may cancel this task once the socket is closed: the create in flight
-            # still ends (and settles) in its own task.
-            await asyncio.shield(asyncio.gather(worker, watcher, return_exceptions=True))
+            if self.busy:
+                # aiohttp may cancel this task once the socket is closed: the create in
+                # flight still ends (and settles) in its own task.
+                await asyncio.shield(asyncio.gather(worker, return_exceptions=True))
 
     async def _work(self) -> None:
         """The creates, in the order sent; once the process drains, none starts: the socket
