@@ -44,6 +44,9 @@ CREATE: Final = "response.create"
 # Create fields that only frame the request on a socket and mean nothing upstream.
 _SOCKET_ONLY: Final = ("type", "stream_id", "generate")
 _MAX_STREAM_ID: Final = 256
+# Client events read ahead of the create in flight; past them the socket is not read (TCP
+# backpressure), so a client cannot queue unbounded work or memory.
+MAX_QUEUED: Final = 16
 
 
 async def responses_socket(request: web.Request) -> web.StreamResponse:
@@ -95,7 +98,7 @@ class Connection:
         if authorization is not None:
             headers["Authorization"] = authorization
         self.headers = headers
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(MAX_QUEUED)
         self.creates = 0
         self.busy = False
         self.draining = False
@@ -108,9 +111,9 @@ class Connection:
         try:
             async for message in self.socket:
                 if message.type is WSMsgType.TEXT:
-                    self.queue.put_nowait(message.data.encode())
+                    await self.queue.put(message.data.encode())
                 elif message.type is WSMsgType.BINARY:
-                    self.queue.put_nowait(message.data)
+                    await self.queue.put(message.data)
         finally:
             # The client closed or left: a response in flight ends with it, settled as such.
             watcher.cancel()
@@ -226,9 +229,10 @@ class Connection:
             await self._send({"type": COMPLETED, "sequence_number": 1, "response": response}, sink)
 
     def _remember(self, call: Call, given_input: Any) -> None:
-        """A response the store did not keep stays chainable on this connection."""
+        """A `store: false` response stays chainable on this connection (a zero data
+        retention key's is not: it may not chain at all)."""
         response, key = call.response, call.principal
-        if response is None or key is None or response.get("store") is not False:
+        if response is None or key is None or key.zdr or call.store:
             return
         rid = response.get("id")
         if not isinstance(rid, str):

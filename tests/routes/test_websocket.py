@@ -221,3 +221,32 @@ async def test_a_client_closing_mid_stream_is_settled_once(
     (record,) = records(gateway)
     assert (record["status"], record["usage"]) == ("499", "estimated")
     assert int(record["output_tokens"]) >= 1
+
+
+async def test_a_key_disabled_mid_response_ends_it_settled_once(
+    gateway: Client, stub: StubUpstream, access: AccessLines
+) -> None:
+    made = await gateway.post("/admin/keys", json={"id": "agent"}, headers=ADMIN)
+    headers = {"Authorization": f"Bearer {(await made.json())['key']}"}
+    stub.behaviour = Behaviour(stall_after=7)  # three deltas out, then nothing
+    async with gateway.ws_connect("/v1/responses", headers=headers) as socket:
+        await socket.send_json(CREATE)
+        while (await socket.receive_json(timeout=10))["type"] != "response.output_text.delta":
+            pass
+        await gateway.patch("/admin/keys/agent", json={"disabled": True}, headers=ADMIN)
+        disabled_at = time.monotonic()
+        while (event := await socket.receive_json(timeout=2))["type"] != "error":
+            assert event["type"] == "response.output_text.delta"
+        closed = await socket.receive(timeout=2)
+        elapsed = time.monotonic() - disabled_at
+    assert event["error"]["code"] == "invalid_api_key"
+    assert closed.type is aiohttp.WSMsgType.CLOSE
+    assert elapsed < 1.0
+    await asyncio.wait_for(stub.cancelled.wait(), 5)
+    await wait_for(lambda: len(creates(access)) == 1)
+    await gateway.app[DEPS].settler.flush()
+    (line,) = creates(access)
+    assert line["status"] == 401
+    assert "client_gone" not in line  # the gateway ended it, not the client
+    (record,) = records(gateway)
+    assert (record["status"], record["usage"]) == ("401", "estimated")
