@@ -18,7 +18,12 @@ from multidict import CIMultiDict
 
 from gateway import metrics, pipeline
 from gateway.codec import dumps, loads, parse_object
-from gateway.errors import AuthenticationError, GatewayError, InvalidRequestError
+from gateway.errors import (
+    AuthenticationError,
+    GatewayError,
+    InvalidRequestError,
+    ServiceUnavailableError,
+)
 from gateway.events import COMPLETED, CREATED
 from gateway.keys import CALL, DEPS, DRAINING, TRACE
 from gateway.models import Call, Deps
@@ -53,6 +58,12 @@ async def responses_socket(request: web.Request) -> web.StreamResponse:
     """GET /responses with `Upgrade: websocket`; a plain GET is the 405 it always was."""
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise web.HTTPMethodNotAllowed(request.method, ["POST"])
+    if request.app[DRAINING]:
+        raise ServiceUnavailableError(
+            "The gateway replica is shutting down; connect again.",
+            code="gateway_shutdown",
+            headers={"retry-after": "1"},
+        )
     deps = request.app[DEPS]
     authorization, protocol = credentials(request)
     await deps.keys.authenticate(authorization)  # refused before the upgrade: a 401
@@ -140,7 +151,7 @@ class Connection:
         await self._close(WSCloseCode.GOING_AWAY, b"gateway shutting down")
 
     def _draining(self) -> bool:
-        return self.draining
+        return self.draining or bool(self.request.app[DRAINING])
 
     async def _watch(self, worker: asyncio.Task[None]) -> None:
         keys, app = self.deps.keys, self.request.app

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.keys import DEPS
+from gateway.keys import DEPS, DRAINING
 from tests.conftest import MakeGateway
 from tests.support.configs import ADMIN_KEY, KEY_A
 from tests.support.stream_faults import AccessLines, wait_for
@@ -250,3 +250,19 @@ async def test_a_key_disabled_mid_response_ends_it_settled_once(
     assert "client_gone" not in line  # the gateway ended it, not the client
     (record,) = records(gateway)
     assert (record["status"], record["usage"]) == ("401", "estimated")
+
+
+async def test_a_draining_replica_closes_idle_sockets_with_1001_and_refuses_new_ones(
+    gateway: Client,
+) -> None:
+    async with gateway.ws_connect("/v1/responses", headers=AUTH) as socket:
+        await socket.send_json(CREATE)
+        assert (await response_events(socket))[-1]["type"] == "response.completed"
+        gateway.app[DRAINING].append(True)  # what SIGTERM does first
+        closed = await socket.receive(timeout=2)
+    assert closed.type is aiohttp.WSMsgType.CLOSE
+    assert socket.close_code == aiohttp.WSCloseCode.GOING_AWAY
+    refused = await gateway.get("/v1/responses", headers={**HANDSHAKE, **AUTH})
+    assert refused.status == 503
+    assert refused.headers["retry-after"] == "1"
+    assert (await refused.json())["error"]["code"] == "gateway_shutdown"
