@@ -52,6 +52,10 @@ _MAX_STREAM_ID: Final = 256
 # Client events read ahead of the create in flight; past them the socket is not read (TCP
 # backpressure), so a client cannot queue unbounded work or memory.
 MAX_QUEUED: Final = 16
+# Pings from the gateway: a peer gone without a close is noticed within this (and half more).
+HEARTBEAT_S: Final = 30.0
+# The `OpenAI-Beta` flag Codex sends to ask for WebSocket mode.
+_SOCKET_BETA: Final = "responses_websockets"
 
 
 async def responses_socket(request: web.Request) -> web.StreamResponse:
@@ -70,6 +74,7 @@ async def responses_socket(request: web.Request) -> web.StreamResponse:
     socket = web.WebSocketResponse(
         protocols=(protocol,) if protocol else (),
         max_msg_size=deps.settings.server.max_body_bytes,
+        heartbeat=HEARTBEAT_S,
     )
     await socket.prepare(request)
     await Connection(request, deps, socket, authorization).serve()
@@ -105,10 +110,7 @@ class Connection:
         self.authorization = authorization
         self.store = ConnectionStore(deps.store)
         self.deps = dataclasses.replace(deps, store=self.store)
-        headers = CIMultiDict(request.headers)
-        if authorization is not None:
-            headers["Authorization"] = authorization
-        self.headers = headers
+        self.headers = create_headers(request, authorization)
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(MAX_QUEUED)
         self.creates = 0
         self.busy = False
@@ -254,6 +256,22 @@ class Connection:
             items = []
         record = {"owner": key.owner, "response": response, "input": items, "chain": call.chain}
         self.store.remember(rid, record)
+
+
+def create_headers(request: web.Request, authorization: str | None) -> CIMultiDict[str]:
+    """The headers each create reads, as a POST's: the upgrade's, with the key it was
+    authenticated by, less the beta flag that asked for the socket (the upstream call is
+    plain HTTP)."""
+    headers = CIMultiDict(request.headers)
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    beta = headers.get("OpenAI-Beta")
+    if beta is not None:
+        kept = [f.strip() for f in beta.split(",") if not f.strip().startswith(_SOCKET_BETA)]
+        del headers["OpenAI-Beta"]
+        if any(kept):
+            headers["OpenAI-Beta"] = ", ".join(f for f in kept if f)
+    return headers
 
 
 def create_body(event: dict[str, Any]) -> dict[str, Any]:

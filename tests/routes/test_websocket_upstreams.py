@@ -150,3 +150,21 @@ async def test_a_frame_over_the_body_limit_closes_the_socket_with_1009(
         closed = await socket.receive(timeout=5)
     assert closed.type is aiohttp.WSMsgType.CLOSE
     assert socket.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+
+
+@pytest.mark.parametrize(
+    ("sent", "forwarded"),
+    [
+        ("responses_websockets=2026-02-06, assistants=v2", "assistants=v2"),
+        ("responses_websockets=2026-02-06", None),
+    ],
+    ids=["with-another-flag", "alone"],
+)
+async def test_the_beta_flag_asking_for_the_socket_does_not_travel_upstream(
+    gateway: Client, stub: StubUpstream, sent: str, forwarded: str | None
+) -> None:
+    async with gateway.ws_connect("/v1/responses", headers={**AUTH, "OpenAI-Beta": sent}) as s:
+        await s.send_json(CREATE)
+        assert (await response_events(s))[-1]["type"] == "response.completed"
+    headers = {k.lower(): v for k, v in stub.last.headers.items()}
+    assert headers.get("openai-beta") == forwarded
