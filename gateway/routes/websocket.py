@@ -233,7 +233,9 @@ class Connection:
             detail = decoded.get("error") if isinstance(decoded, dict) else None
             if not isinstance(detail, dict):
                 detail = {"type": "server_error", "code": None, "message": "upstream error"}
-            await self._send({"type": "error", "status": answer.status, "error": detail}, sink)
+            event = {"type": "error", "status": answer.status, "error": detail}
+            event.update((k, detail.get(k)) for k in ("code", "message", "param"))
+            await self._send(event, sink)
             return
         response = call.response if call.response is not None else decoded
         if isinstance(response, dict):

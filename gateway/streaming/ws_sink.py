@@ -61,4 +61,12 @@ def error_event(error: GatewayError) -> dict[str, Any]:
     }
     if error.headers:  # retry-after and the rate-limit headers of a 429
         detail["headers"] = dict(error.headers)
-    return {"type": "error", "status": error.status, "error": detail}
+    # The code, message and param restated at the top, as a stream's error event has them.
+    return {
+        "type": "error",
+        "status": error.status,
+        "error": detail,
+        "code": error.code,
+        "message": error.message,
+        "param": error.param,
+    }

@@ -82,6 +82,9 @@ async def test_a_refused_create_is_its_http_error_and_the_socket_stays_open(
         assert error["type"] == "error"
         assert error["status"] == post.status
         assert error["error"] == envelope
+        assert [error[k] for k in ("code", "message", "param")] == [
+            envelope[k] for k in ("code", "message", "param")
+        ]
         await socket.send_json(CREATE)
         events = await response_events(socket)
         assert events[-1]["type"] == "response.completed"

@@ -46,6 +46,7 @@ async def test_an_upstream_refusal_is_its_error_event(gateway: Client, stub: Stu
         assert error["status"] == 400
         assert error["error"]["code"] == "string_above_max_length"
         assert error["error"]["param"] == "input"
+        assert (error["code"], error["param"]) == ("string_above_max_length", "input")
         stub.behaviour = Behaviour()
         await socket.send_json(CREATE)
         assert (await response_events(socket))[-1]["type"] == "response.completed"
