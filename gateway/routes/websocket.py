@@ -14,16 +14,10 @@ from random import getrandbits
 from typing import Any, Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from multidict import CIMultiDict
 
 from gateway import metrics, pipeline
 from gateway.codec import dumps, loads, parse_object
-from gateway.errors import (
-    AuthenticationError,
-    GatewayError,
-    InvalidRequestError,
-    ServiceUnavailableError,
-)
+from gateway.errors import AuthenticationError, GatewayError, ServiceUnavailableError
 from gateway.events import COMPLETED, CREATED
 from gateway.keys import CALL, DEPS, DRAINING, TRACE
 from gateway.models import Call, Deps
@@ -33,6 +27,7 @@ from gateway.pipeline.forward import client_left, forward
 from gateway.pipeline.limit import settle
 from gateway.pipeline.parse import parse_body
 from gateway.routes.responses import CREATE_RESPONSE
+from gateway.routes.socket_events import create_body, create_headers, credentials, stream_id
 from gateway.state import as_items
 from gateway.store.connection import ConnectionStore
 from gateway.streaming.ws_sink import WebSocketSink, error_event
@@ -41,21 +36,14 @@ from gateway.streaming.ws_sink import WebSocketSink, error_event
 CREATE_OVER_SOCKET: Final[tuple[Stage, ...]] = tuple(
     stage for stage in CREATE_RESPONSE if stage is not parse_body
 )
-SUBPROTOCOL_KEY: Final = "openai-insecure-api-key."
 # How often an open socket re-checks its key (disabled or deleted: the socket closes) and
 # whether the process is draining.
 CHECK_EVERY_S: Final = 0.25
-CREATE: Final = "response.create"
-# Create fields that only frame the request on a socket and mean nothing upstream.
-_SOCKET_ONLY: Final = ("type", "stream_id", "generate")
-_MAX_STREAM_ID: Final = 256
 # Client events read ahead of the create in flight; past them the socket is not read (TCP
 # backpressure), so a client cannot queue unbounded work or memory.
 MAX_QUEUED: Final = 16
 # Pings from the gateway: a peer gone without a close is noticed within this (and half more).
 HEARTBEAT_S: Final = 30.0
-# The `OpenAI-Beta` flag Codex sends to ask for WebSocket mode.
-_SOCKET_BETA: Final = "responses_websockets"
 
 
 async def responses_socket(request: web.Request) -> web.StreamResponse:
@@ -79,20 +67,6 @@ async def responses_socket(request: web.Request) -> web.StreamResponse:
     await socket.prepare(request)
     await Connection(request, deps, socket, authorization).serve()
     return socket
-
-
-def credentials(request: web.Request) -> tuple[str | None, str | None]:
-    """The Authorization to check, and the subprotocol to select: a browser cannot set
-    headers on a WebSocket, so the key may come as `openai-insecure-api-key.<key>`."""
-    authorization = request.headers.get("Authorization")
-    offered = request.headers.get("Sec-WebSocket-Protocol", "")
-    for protocol in (p.strip() for p in offered.split(",")):
-        if protocol.startswith(SUBPROTOCOL_KEY):
-            key = protocol.removeprefix(SUBPROTOCOL_KEY)
-            if not key.isascii():
-                raise AuthenticationError("The key in the WebSocket subprotocol is not ASCII.")
-            return authorization or f"Bearer {key}", protocol
-    return authorization, None
 
 
 class Connection:
@@ -198,7 +172,7 @@ class Connection:
         error: GatewayError | None = None
         try:
             event = parse_object(data, "application/json")
-            sink = call.sink = WebSocketSink(self.socket, _stream_id(event))
+            sink = call.sink = WebSocketSink(self.socket, stream_id(event))
             body = create_body(event)
             call.raw, call.body = dumps(body), body
             given_input = body.get("input")
@@ -258,62 +232,6 @@ class Connection:
             items = []
         record = {"owner": key.owner, "response": response, "input": items, "chain": call.chain}
         self.store.remember(rid, record)
-
-
-def create_headers(request: web.Request, authorization: str | None) -> CIMultiDict[str]:
-    """The headers each create reads, as a POST's: the upgrade's, with the key it was
-    authenticated by, less the beta flag that asked for the socket (the upstream call is
-    plain HTTP)."""
-    headers = CIMultiDict(request.headers)
-    if authorization is not None:
-        headers["Authorization"] = authorization
-    beta = headers.get("OpenAI-Beta")
-    if beta is not None:
-        kept = [f.strip() for f in beta.split(",") if not f.strip().startswith(_SOCKET_BETA)]
-        del headers["OpenAI-Beta"]
-        if any(kept):
-            headers["OpenAI-Beta"] = ", ".join(f for f in kept if f)
-    return headers
-
-
-def create_body(event: dict[str, Any]) -> dict[str, Any]:
-    """A `response.create` event's create parameters, as a streaming POST would send them."""
-    kind = event.get("type")
-    if kind != CREATE:
-        raise InvalidRequestError(
-            f"Unsupported client event type {kind!r}: this gateway serves only "
-            f"'{CREATE}' events on this socket.",
-            param="type",
-            code="unsupported_event_type",
-        )
-    if event.get("background") is True:
-        raise InvalidRequestError(
-            "'background' is not supported over WebSocket: send it with POST /responses.",
-            param="background",
-            code="unsupported_parameter",
-        )
-    if event.get("generate") is False:
-        raise InvalidRequestError(
-            "'generate: false' is not supported by this gateway.",
-            param="generate",
-            code="unsupported_parameter",
-        )
-    body = {k: v for k, v in event.items() if k not in _SOCKET_ONLY}
-    body["stream"] = True  # implicit over a socket: the events are the answer
-    return body
-
-
-def _stream_id(event: dict[str, Any]) -> str | None:
-    stream_id = event.get("stream_id")
-    if stream_id is None:
-        return None
-    if not isinstance(stream_id, str) or not 0 < len(stream_id) <= _MAX_STREAM_ID:
-        raise InvalidRequestError(
-            f"Invalid 'stream_id': expected a string of 1 to {_MAX_STREAM_ID} characters.",
-            param="stream_id",
-            code="invalid_value",
-        )
-    return stream_id
 
 
 def _request_id() -> str:
