@@ -136,13 +136,19 @@ async def test_stored_chain_is_retrievable_afterwards(
     assert got.output_text == "Echo: And tomorrow?"
 
 
-async def test_sigterm_finishes_the_response_then_closes_with_1001(
-    config: dict[str, Any], tmp_path: Path
+@pytest.mark.parametrize(
+    ("delay_ms", "grace_s", "ending"),
+    [(60, 20, "response.completed"), (300, 0.5, "response.failed")],
+    ids=["within-grace", "past-grace"],
+)
+async def test_sigterm_ends_the_response_then_closes_with_1001(
+    config: dict[str, Any], tmp_path: Path, delay_ms: int, grace_s: float, ending: str
 ) -> None:
-    """A `gateway serve` process told to stop: the response in flight ends whole, then the
-    socket closes with 1001 (going away), which the SDK takes as a cue to reconnect."""
-    config["providers"][1]["token_delay_ms"] = 60
-    config["server"].update(shutdown_delay_s=0.5, shutdown_grace_s=20)
+    """A `gateway serve` process told to stop: the response in flight ends (whole within the
+    grace, else with response.failed), then the socket closes with 1001 (going away), which
+    the SDK takes as its cue to reconnect."""
+    config["providers"][1]["token_delay_ms"] = delay_ms
+    config["server"].update(shutdown_delay_s=0.5, shutdown_grace_s=grace_s)
     replica = Replica(config, tmp_path, "ws-drained").start()
     close_codes: list[int] = []
 
@@ -162,8 +168,12 @@ async def test_sigterm_finishes_the_response_then_closes_with_1001(
                 if event.type == "response.output_text.delta" and len(events) == 5:
                     replica.signal(signal.SIGTERM)
         assert events[0].type == "response.created"
-        assert events[-1].type == "response.completed"
-        assert events[-1].response.output_text == f"Echo: {TEN_WORDS}"
+        assert events[-1].type == ending
+        assert [e.sequence_number for e in events] == list(range(len(events)))
+        if ending == "response.completed":
+            assert events[-1].response.output_text == f"Echo: {TEN_WORDS}"
+        else:
+            assert events[-1].response.error.code == "gateway_shutdown"
         assert close_codes == [1001]
         assert replica.proc is not None
         assert replica.proc.wait(timeout=30) == 0
