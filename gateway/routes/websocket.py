@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from random import getrandbits
 from typing import Any, Final
 
@@ -32,6 +33,9 @@ from gateway.state import as_items
 from gateway.store.connection import ConnectionStore
 from gateway.streaming.ws_sink import WebSocketSink, error_event
 
+log = logging.getLogger("gateway")
+
+INTERNAL_ERROR: Final = "The gateway had an error while processing your request."
 # The body comes from a frame, not from the HTTP request: every other stage is POST's.
 CREATE_OVER_SOCKET: Final[tuple[Stage, ...]] = tuple(
     stage for stage in CREATE_RESPONSE if stage is not parse_body
@@ -185,6 +189,13 @@ class Connection:
             error = exc
             call.status = exc.status
             await self._send(error_event(exc), sink)
+        except Exception:
+            # A fault of the gateway's own: this create gets the generic 500, and the socket
+            # still serves the next one.
+            log.exception("unhandled error", extra={"request_id": call.request_id})
+            error = GatewayError(INTERNAL_ERROR, code="internal_error")
+            call.status = error.status
+            await self._send(error_event(error), sink)
         except asyncio.CancelledError:
             client_left(call)
             if self.ended_by is not None:  # the gateway ended it: the key was disabled

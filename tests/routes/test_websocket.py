@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.keys import DEPS, DRAINING
+from gateway.routes import websocket
 from tests.conftest import MakeGateway
 from tests.support.configs import ADMIN_KEY, KEY_A
 from tests.support.stream_faults import AccessLines, wait_for
@@ -269,3 +270,23 @@ async def test_a_draining_replica_closes_idle_sockets_with_1001_and_refuses_new_
     assert refused.status == 503
     assert refused.headers["retry-after"] == "1"
     assert (await refused.json())["error"]["code"] == "gateway_shutdown"
+
+
+async def test_a_fault_of_the_gateway_is_a_500_event_and_the_socket_serves_on(
+    gateway: Client, access: AccessLines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(call: object) -> None:
+        raise RuntimeError("a bug")
+
+    async with gateway.ws_connect("/v1/responses", headers=AUTH) as socket:
+        with monkeypatch.context() as patch:
+            patch.setattr(websocket, "forward", broken)
+            await socket.send_json(CREATE)
+            (error,) = await response_events(socket)
+        assert (error["status"], error["error"]["code"]) == (500, "internal_error")
+        assert "bug" not in error["error"]["message"]
+        await socket.send_json(CREATE)
+        assert (await response_events(socket))[-1]["type"] == "response.completed"
+    await gateway.app[DEPS].settler.flush()
+    assert [line["status"] for line in creates(access)] == [500, 200]
+    assert [r["status"] for r in records(gateway)] == ["500", "200"]
