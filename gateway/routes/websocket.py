@@ -94,6 +94,7 @@ class Connection:
         self.busy = False
         self.draining = False
         self.ended_by: GatewayError | None = None  # the gateway ended the socket: why
+        self.check_failed = False
 
     async def serve(self) -> None:
         metrics.WEBSOCKETS.inc()
@@ -156,6 +157,12 @@ class Connection:
                 return
             except GatewayError:
                 continue  # the key store is failing: the key's last word stands
+            except Exception:
+                # A fault of the gateway's own: the socket keeps its last answer, and the
+                # fault is logged once, not four times a second.
+                if not self.check_failed:
+                    log.exception("checking a socket's key failed")
+                self.check_failed = True
 
     async def _close(self, code: int, message: bytes) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):

@@ -290,3 +290,18 @@ async def test_a_fault_of_the_gateway_is_a_500_event_and_the_socket_serves_on(
     await gateway.app[DEPS].settler.flush()
     assert [line["status"] for line in creates(access)] == [500, 200]
     assert [r["status"] for r in records(gateway)] == ["500", "200"]
+
+
+async def test_a_fault_in_the_key_check_leaves_the_socket_watched(
+    gateway: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(authorization: str | None) -> None:
+        raise RuntimeError("a bug")
+
+    async with gateway.ws_connect("/v1/responses", headers=AUTH) as socket:
+        monkeypatch.setattr(gateway.app[DEPS].keys, "authenticate", broken)
+        await wait_for(lambda: "checking a socket's key failed" in caplog.text)
+        gateway.app[DRAINING].append(True)  # the watch went on: it sees the drain
+        closed = await socket.receive(timeout=2)
+    assert closed.type is aiohttp.WSMsgType.CLOSE
+    assert socket.close_code == aiohttp.WSCloseCode.GOING_AWAY
