@@ -13,6 +13,7 @@ from gateway.codec import dumps
 from gateway.config import Account, KeySettings, ModelSettings, Settings
 from gateway.streaming.drain import OpenStreams
 from gateway.streaming.sink import Sink
+from gateway.streaming.sockets import OpenSockets
 from gateway.traceparent import TraceContext, new_trace
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class Deps:
     settler: Settler
     tracing: Tracing | None = None
     streams: OpenStreams = field(default_factory=OpenStreams)  # what a drain must end
+    sockets: OpenSockets = field(default_factory=OpenSockets)  # open WebSockets, watched
 
 
 @dataclass(slots=True)

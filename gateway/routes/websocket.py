@@ -40,9 +40,6 @@ INTERNAL_ERROR: Final = "The gateway had an error while processing your request.
 CREATE_OVER_SOCKET: Final[tuple[Stage, ...]] = tuple(
     stage for stage in CREATE_RESPONSE if stage is not parse_body
 )
-# How often an open socket re-checks its key (disabled or deleted: the socket closes) and
-# whether the process is draining.
-CHECK_EVERY_S: Final = 0.25
 # Client events read ahead of the create in flight; past them the socket is not read (TCP
 # backpressure), so a client cannot queue unbounded work or memory.
 MAX_QUEUED: Final = 16
@@ -94,12 +91,14 @@ class Connection:
         self.busy = False
         self.draining = False
         self.ended_by: GatewayError | None = None  # the gateway ended the socket: why
-        self.check_failed = False
+        self.worker: asyncio.Task[None]  # runs the creates; made when the socket is served
+        self.ending: asyncio.Task[None] | None = None  # the gateway closing the socket
 
     async def serve(self) -> None:
         metrics.WEBSOCKETS.inc()
-        worker = asyncio.create_task(self._work())
-        watcher = asyncio.create_task(self._watch(worker))
+        self.worker = asyncio.create_task(self._work())
+        app = self.request.app
+        self.deps.sockets.add(self, self.deps.keys, lambda: bool(app[DRAINING]))
         try:
             async for message in self.socket:
                 if message.type is WSMsgType.TEXT:
@@ -108,14 +107,14 @@ class Connection:
                     await self.queue.put(message.data)
         finally:
             # The client closed or left: a response in flight ends with it, settled as such.
-            watcher.cancel()
-            worker.cancel()
+            self.deps.sockets.discard(self)
+            self.worker.cancel()
             metrics.WEBSOCKETS.dec()
             metrics.WEBSOCKET_CREATES.observe(self.creates)
             if self.busy:
                 # aiohttp may cancel this task once the socket is closed: the create in
                 # flight still ends (and settles) in its own task.
-                await asyncio.shield(asyncio.gather(worker, return_exceptions=True))
+                await asyncio.shield(asyncio.gather(self.worker, return_exceptions=True))
 
     async def _work(self) -> None:
         """The creates, in the order sent; once the process drains, none starts: the socket
@@ -134,35 +133,30 @@ class Connection:
     def _draining(self) -> bool:
         return self.draining or bool(self.request.app[DRAINING])
 
-    async def _watch(self, worker: asyncio.Task[None]) -> None:
-        keys, app = self.deps.keys, self.request.app
-        while not self.socket.closed:
-            await asyncio.sleep(CHECK_EVERY_S)
-            if app[DRAINING] and not self.draining:
-                # The response in flight finishes; then 1001, and the client reconnects to
-                # another replica.
-                self.draining = True
-                if not self.busy:
-                    worker.cancel()
-                    await self._close(WSCloseCode.GOING_AWAY, b"gateway shutting down")
-                    return
-            try:
-                await keys.authenticate(self.authorization)
-            except AuthenticationError as exc:
-                self.ended_by = exc
-                worker.cancel()
-                await asyncio.wait([worker])  # its create ends (settled) before the socket
-                await self._send(error_event(exc))
-                await self._close(WSCloseCode.POLICY_VIOLATION, b"key no longer valid")
-                return
-            except GatewayError:
-                continue  # the key store is failing: the key's last word stands
-            except Exception:
-                # A fault of the gateway's own: the socket keeps its last answer, and the
-                # fault is logged once, not four times a second.
-                if not self.check_failed:
-                    log.exception("checking a socket's key failed")
-                self.check_failed = True
+    def drain(self) -> None:
+        """The response in flight finishes; then 1001, and the client reconnects to another
+        replica. An idle socket closes now."""
+        if self.draining:
+            return
+        self.draining = True
+        if not self.busy:
+            self.worker.cancel()
+            self.ending = asyncio.create_task(
+                self._close(WSCloseCode.GOING_AWAY, b"gateway shutting down")
+            )
+
+    def refuse(self, error: AuthenticationError) -> None:
+        """The key was disabled or deleted: the response in flight ends (settled), the client
+        gets the error, and the socket closes with 1008."""
+        if self.ended_by is None:
+            self.ended_by = error
+            self.ending = asyncio.create_task(self._end(error))
+
+    async def _end(self, error: AuthenticationError) -> None:
+        self.worker.cancel()
+        await asyncio.wait([self.worker])  # its create ends (settled) before the socket
+        await self._send(error_event(error))
+        await self._close(WSCloseCode.POLICY_VIOLATION, b"key no longer valid")
 
     async def _close(self, code: int, message: bytes) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):

@@ -300,7 +300,7 @@ async def test_a_fault_in_the_key_check_leaves_the_socket_watched(
 
     async with gateway.ws_connect("/v1/responses", headers=AUTH) as socket:
         monkeypatch.setattr(gateway.app[DEPS].keys, "authenticate", broken)
-        await wait_for(lambda: "checking a socket's key failed" in caplog.text)
+        await wait_for(lambda: "checking the keys of open sockets failed" in caplog.text)
         gateway.app[DRAINING].append(True)  # the watch went on: it sees the drain
         closed = await socket.receive(timeout=2)
     assert closed.type is aiohttp.WSMsgType.CLOSE
