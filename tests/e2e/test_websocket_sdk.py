@@ -3,6 +3,7 @@ a function call, chained by previous_response_id, on a Responses and a Chat upst
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import signal
 from pathlib import Path
@@ -19,6 +20,7 @@ from gateway.mockupstream import create_mock_upstream
 from tests.conftest import MakeGateway
 from tests.support.configs import KEY_A
 from tests.support.processes import Replica
+from tests.support.stub import StubUpstream
 from tests.support.ws_sdk import Turn, next_turn
 
 WEATHER: FunctionToolParam = {
@@ -179,3 +181,37 @@ async def test_sigterm_ends_the_response_then_closes_with_1001(
         assert replica.proc.wait(timeout=30) == 0
     finally:
         replica.kill()
+
+
+def sync_two_turns(base_url: str) -> list[str]:
+    """The synchronous client, as a script would use it."""
+    texts: list[str] = []
+    with (
+        openai.OpenAI(base_url=base_url, api_key=KEY_A, max_retries=0) as client,
+        client.responses.connect() as socket,
+    ):
+        previous = None
+        for text in ("first turn", "second turn"):
+            socket.response.create(
+                model="gpt-test",
+                input=text,
+                store=False,
+                **({"previous_response_id": previous} if previous else {}),
+            )
+            for event in socket:
+                if event.type == "error":
+                    raise AssertionError(event)
+                if event.type == "response.completed":
+                    previous = event.response.id
+                    texts.append(event.response.output_text)
+                    break
+    return texts
+
+
+async def test_the_synchronous_client_chains_on_one_socket(
+    gateway: TestClient[Any, Any], stub: StubUpstream
+) -> None:
+    texts = await asyncio.to_thread(sync_two_turns, str(gateway.make_url("/v1")))
+    assert texts == ["Echo: first turn", "Echo: second turn"]
+    sent = [m["content"][0]["text"] for m in stub.last.json["input"] if m.get("role") == "user"]
+    assert sent == ["first turn", "second turn"]
