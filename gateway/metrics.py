@@ -96,6 +96,16 @@ AFFINITY = Counter(
     "was (kept), or moved because that account could not serve them (switched).",
     ["outcome"],
 )
+WEBSOCKETS = Gauge(
+    "gateway_websocket_connections",
+    "WebSocket connections open now (WebSocket mode on /responses).",
+    multiprocess_mode="livesum",
+)
+WEBSOCKET_CREATES = Histogram(
+    "gateway_websocket_creates_per_connection",
+    "Creates (response.create events) a WebSocket connection carried, observed when it closed.",
+    buckets=(0, 1, 2, 5, 10, 25, 50, 100, 250, 1000),
+)
 
 
 # Labelled children, looked up once per label set: `.labels()` takes a lock and checks its

@@ -12,6 +12,8 @@ from aiohttp import web
 from gateway.codec import dumps
 from gateway.config import Account, KeySettings, ModelSettings, Settings
 from gateway.streaming.drain import OpenStreams
+from gateway.streaming.sink import Sink
+from gateway.streaming.sockets import OpenSockets
 from gateway.traceparent import TraceContext, new_trace
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ class Deps:
     settler: Settler
     tracing: Tracing | None = None
     streams: OpenStreams = field(default_factory=OpenStreams)  # what a drain must end
+    sockets: OpenSockets = field(default_factory=OpenSockets)  # open WebSockets, watched
 
 
 @dataclass(slots=True)
@@ -81,6 +84,7 @@ class Call:
     ticket: Ticket | None = None  # what the limits reserved; settled once at the end
     guard: Guard | None = None  # the guardrails that apply, decided once at admission
     binding: Binding | None = None  # a chained request's ties to where its context was made
+    sink: Sink | None = None  # where a stream goes, when not an SSE answer (a WebSocket's frames)
 
     @property
     def stateful(self) -> bool:

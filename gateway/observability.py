@@ -98,11 +98,19 @@ def trace_id(request: web.Request) -> str | None:
     return request[TRACE].trace_id if TRACE in request else None
 
 
-def observe(request: web.Request, status: int, started: float, error: BaseException | None) -> None:
-    """Count the request and write its access line, after its answer (stream included) ended."""
+def observe(
+    request: web.Request,
+    status: int,
+    started: float,
+    error: BaseException | None,
+    operation: str | None = None,
+) -> None:
+    """Count the request and write its access line, after its answer (stream included) ended.
+    `operation` names one of several requests made on one connection (a WebSocket's creates);
+    by default it is the route's handler."""
     elapsed = time.monotonic() - started
-    handler = request.match_info.handler
-    operation = getattr(handler, "__name__", "unknown")
+    if operation is None:
+        operation = getattr(request.match_info.handler, "__name__", "unknown")
     call: Call | None = request.get(CALL)
     gone = request.get(CLIENT_GONE, False) or (call is not None and call.client_gone)
     if gone:

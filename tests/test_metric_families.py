@@ -88,6 +88,12 @@ async def test_every_declared_family_moves(
     stub.behaviour = Behaviour(status=500, body=b"down")
     await gw.post("/v1/responses", json={"model": "cheap", "input": "hi"}, headers=A)
     stub.behaviour = Behaviour()
+    # A WebSocket with one create, then closed: open sockets, creates per socket.
+    async with gw.ws_connect("/v1/responses", headers=A) as socket:
+        seen["gateway_websocket_connections"] = (await scrape())["gateway_websocket_connections"]
+        await socket.send_json({"type": "response.create", "model": "gpt-test", "input": "hi"})
+        while (await socket.receive_json())["type"] != "response.completed":
+            pass
     # The gateway's own rate limit.
     for _ in range(2):
         await gw.post("/v1/responses", json={"model": "mock-model", "input": "x"}, headers=B)
@@ -114,6 +120,11 @@ async def test_every_declared_family_moves(
         )
 
     await eventually(gone, 5)
+
+    async def socket_closed() -> bool:
+        return (await scrape()).get("gateway_websocket_creates_per_connection", 0) > 0
+
+    await eventually(socket_closed, 5)
     after = await scrape()
     # prometheus-client names a counter family without its `_total`.
     moved = {

@@ -119,6 +119,7 @@ async def _stream(
                 (lambda final: save(call, client_view(call, final))) if call.stateful else None
             ),
             tap=tap,
+            sink=call.sink,
         )
     except asyncio.CancelledError:
         stayed = False

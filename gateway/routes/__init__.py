@@ -6,7 +6,7 @@ from aiohttp import web
 
 from gateway.config import Settings
 from gateway.console.routes import add_console_routes
-from gateway.routes import conversations as conv, responses as resp
+from gateway.routes import conversations as conv, responses as resp, websocket as ws
 from gateway.routes.admin import add_admin_routes
 from gateway.routes.compact import add_compact_route
 from gateway.routes.health import healthz, readyz, serve_metrics
@@ -26,6 +26,7 @@ def setup_routes(app: web.Application, settings: Settings) -> None:
     add_console_routes(router, settings)
     for p in settings.server.mounts:
         router.add_post(f"{p}/responses", resp.create_response)
+        router.add_get(f"{p}/responses", ws.responses_socket, allow_head=False)
         router.add_post(f"{p}/responses/input_tokens", resp.count_input_tokens)
         add_compact_route(router, p)
         router.add_get(p + "/responses/{response_id}", resp.retrieve_response, allow_head=False)

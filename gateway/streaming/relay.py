@@ -23,6 +23,7 @@ from gateway.errors import (
 from gateway.errors_upstream import UPSTREAM_ERRORS, cut_stream, upstream_failure
 from gateway.events import COMPLETED, CREATED, ERROR, FAILED, IN_PROGRESS, LIFECYCLE, TERMINAL
 from gateway.streaming.drain import OpenStreams, StreamHandle
+from gateway.streaming.sink import Sink
 from gateway.streaming.sse import SSEEvent, SSEParser, encode_event, event_type
 
 SSE_HEADERS = {
@@ -232,6 +233,7 @@ async def relay(
     streams: OpenStreams,
     on_terminal: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     tap: StreamTap | None = None,
+    sink: Sink | None = None,
 ) -> tuple[web.StreamResponse, StreamTap, bool]:
     """Relay to the end; answers the response, the tap, and whether the client stayed.
 
@@ -239,7 +241,8 @@ async def relay(
     chains on it at once finds it stored; if it raises a GatewayError (the response could not
     be kept), the terminal event goes out as `response.failed` with that error instead. A
     caller that passes its own `tap` can still read what went by when the relay is cancelled
-    (its client left).
+    (its client left). A `sink` takes the frames instead of the SSE response (which is then
+    answered unprepared).
     """
     tap = tap or StreamTap()
     # The first chunk is awaited before the 200 goes out, so that an upstream that fails at
@@ -255,7 +258,8 @@ async def relay(
     response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
     handle = streams.enter()
     try:
-        stayed = await _pipe(request, response, tap, first, chunks, provider, on_terminal, handle)
+        out = response if sink is None else sink
+        stayed = await _pipe(request, out, tap, first, chunks, provider, on_terminal, handle)
     finally:
         streams.leave(handle)
     return response, tap, stayed
@@ -263,7 +267,7 @@ async def relay(
 
 async def _pipe(
     request: web.Request,
-    response: web.StreamResponse,
+    response: Sink,
     tap: StreamTap,
     first: bytes,
     chunks: AsyncIterator[bytes],
