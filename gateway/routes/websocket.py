@@ -17,6 +17,7 @@ from typing import Any, Final
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway import metrics, pipeline
+from gateway.affinity import served
 from gateway.codec import dumps, loads, parse_object
 from gateway.errors import AuthenticationError, GatewayError, ServiceUnavailableError
 from gateway.events import COMPLETED, CREATED
@@ -243,6 +244,11 @@ class Connection:
         except GatewayError:
             items = []
         record = {"owner": key.owner, "response": response, "input": items, "chain": call.chain}
+        if call.target is not None and call.account is not None:
+            # Where it was served: the next turn of the chain goes there, as a stored one's.
+            record["served"] = served(
+                call.target.provider.name, call.account.name, call.target.model
+            )
         self.store.remember(rid, record)
 
 
