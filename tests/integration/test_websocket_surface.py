@@ -155,6 +155,26 @@ async def test_socket_input_is_redacted_before_the_upstream_reads_it(
     assert "to [REDACTED:email]" in stub.last.body.decode()
 
 
+async def test_a_socket_remembers_the_redacted_input(
+    make_gateway: MakeGateway, config: dict[str, Any], stub: StubUpstream
+) -> None:
+    """A `store: false` turn is remembered by the connection as the upstream read it: a later
+    turn of its chain with a model no rule covers does not send the matched text upstream."""
+    config["guardrails"] = [{"name": "pii", "detect": ["email"], "models": ["gpt-test"]}]
+    gateway = await make_gateway(config)
+    async with connect(gateway) as socket:
+        await socket.response.create(model="gpt-test", input=f"to {EMAIL}", store=False)
+        first = await next_turn(socket)
+        await socket.response.create(
+            model="cheap", input="again", previous_response_id=first.response.id, store=False
+        )
+        await next_turn(socket)
+    assert stub.last.json["model"] == "gpt-cheap-upstream"
+    for request in stub.requests:
+        assert EMAIL not in request.body.decode()
+    assert "to [REDACTED:email]" in stub.last.body.decode()
+
+
 async def test_a_blocked_create_is_an_error_event_and_the_socket_stays_open(
     guarded: Client, stub: StubUpstream
 ) -> None:
