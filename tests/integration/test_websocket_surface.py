@@ -185,6 +185,7 @@ async def test_a_blocked_create_is_an_error_event_and_the_socket_stays_open(
         detail = error.error
         assert (detail.code, detail.param, error.status) == ("content_blocked", "input", 400)
         assert "cards" in detail.message
+        assert error.model_dump()["error"]["headers"] == {"x-gateway-guardrails": "cards"}
         assert CARD not in error.model_dump_json()
         assert stub.requests == []
         # The next create on the same socket is served.
