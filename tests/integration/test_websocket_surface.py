@@ -4,11 +4,8 @@ guardrails redact and block on the socket, and a chain on the socket stays on on
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import openai
 import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient, AiohttpServer
@@ -20,8 +17,9 @@ from tests.support.affinity_upstream import (
     BoundUpstream,
     affinity_config,
 )
-from tests.support.configs import KEY_A, UPSTREAM_KEY, settings_from
+from tests.support.configs import UPSTREAM_KEY, settings_from
 from tests.support.guardrails_events import split_events
+from tests.support.integrate_ws import connect, next_event
 from tests.support.stub import Behaviour, StubUpstream
 from tests.support.ws_sdk import TERMINAL, Turn, next_turn
 
@@ -51,24 +49,6 @@ NEW_PARAMS: dict[str, Any] = {
 SERVICE_TIERS = ["auto", "default", "flex", "scale", "priority", "fast", "ultrafast"]
 EMAIL = "jane.doe@example.com"
 CARD = "4111 1111 1111 1111"
-
-
-@asynccontextmanager
-async def connect(gateway: Client) -> AsyncIterator[Any]:
-    """A socket as an SDK user opens one: `client.responses.connect()`."""
-    async with (
-        openai.AsyncOpenAI(
-            base_url=str(gateway.make_url("/v1")), api_key=KEY_A, max_retries=0
-        ) as client,
-        client.responses.connect() as socket,
-    ):
-        yield socket
-
-
-async def next_event(socket: Any) -> Any:
-    async for event in socket:
-        return event
-    raise AssertionError("the socket closed")
 
 
 def sent(stub: StubUpstream) -> dict[str, Any]:
