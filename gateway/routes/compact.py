@@ -1,8 +1,9 @@
 """POST /responses/compact: a conversation's context window, compacted by the upstream.
 
 It runs the create pipeline's stages and attempt engine (the key's models, limits and
-accounting, the model's routing and fallbacks) and sends the body to the upstream's own
-`/responses/compact`. The gateway keeps nothing: a compaction is not a stored response.
+accounting, the guardrails' input scan, the model's routing, affinity and fallbacks) and
+sends the body to the upstream's own `/responses/compact`. The gateway keeps nothing: a
+compaction is not a stored response.
 `previous_response_id` is expanded from the gateway's store, as on create, because the
 upstream never kept the gateway's responses. Chat Completions upstreams have no compaction:
 a model served only by them is a 400 `unsupported_endpoint`; the built-in mock provider

@@ -22,6 +22,7 @@ from tests.support.affinity_upstream import (
     tag,
 )
 from tests.support.configs import KEY_A, UPSTREAM_KEY, settings_from
+from tests.support.integrate_bound import BoundCompactor
 from tests.support.stub import StubUpstream
 
 Client = TestClient[Any, Any]
@@ -116,7 +117,7 @@ async def test_a_blocked_stored_context_names_previous_response_id(
 
 @pytest.fixture
 async def bound(aiohttp_server: AiohttpServer) -> BoundUpstream:
-    upstream = BoundUpstream()
+    upstream = BoundCompactor()
     server = await aiohttp_server(upstream.app)
     upstream.url = str(server.make_url("")).rstrip("/")
     return upstream
@@ -174,3 +175,33 @@ async def test_a_compact_that_must_move_leaves_the_bound_items_out(
     assert '"type":"reasoning"' not in compact.body.decode().replace(" ", "")
     assert tag(UPSTREAM_KEY) not in compact.body.decode()
     assert raw.headers["x-gateway-affinity"] == "switched"
+
+
+async def test_a_compacted_window_with_one_prompt_cache_key_stays_on_one_account(
+    sdk: openai.AsyncOpenAI, bound: BoundUpstream
+) -> None:
+    """The documented flow: compact a chain, then send its output as the next input (no
+    previous_response_id: nothing ties it to the chain but the cache key). One
+    `prompt_cache_key` throughout keeps every step on one account."""
+    served: set[str] = set()
+    for n in range(6):
+        cache_key = f"agent-{n}"
+        first = await sdk.responses.create(
+            model="gpt-test", input="hello", prompt_cache_key=cache_key
+        )
+        compacted = await sdk.responses.compact(
+            model="gpt-test", previous_response_id=first.id, prompt_cache_key=cache_key
+        )
+        window: list[Any] = [
+            i.model_dump(mode="json", exclude_none=True, warnings=False) for i in compacted.output
+        ]
+        await sdk.responses.create(
+            model="gpt-test",
+            input=[*window, {"role": "user", "content": "go on"}],
+            prompt_cache_key=cache_key,
+        )
+        accounts = {account_of(r) for r in bound.requests[-3:]}
+        assert len(accounts) == 1, n
+        served |= accounts
+    assert bound.refused == 0
+    assert len(served) > 1  # the keys spread over the accounts
