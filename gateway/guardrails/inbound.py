@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Final
 
+from gateway.codec import loads
 from gateway.errors import InvalidRequestError
 from gateway.guardrails.guard import HEADER, Guard
 from gateway.guardrails.rules import BLOCK, REDACT, Policy, guardrails_of, redacted
@@ -134,11 +135,29 @@ def _param(call: Call, path: Path) -> str:
             context = len(call.body.get("input") or ()) - len(call.input_items)
         if path[1] < context:
             return "previous_response_id" if call.previous is not None else "conversation"
-        path = ("input", path[1] - context, *path[2:])
+        path = _as_sent(call, ("input", path[1] - context, *path[2:]))
     out = str(path[0])
     for step in path[1:]:
         out += f"[{step}]" if isinstance(step, int) else f".{step}"
     return out
+
+
+def _as_sent(call: Call, path: Path) -> Path:
+    """The path in the body the client sent: a chained turn's own input was expanded into
+    items (a string into a message, its content into parts); the field is where the sent
+    body held the text. Read only when refusing."""
+    try:
+        node: Any = loads(call.raw)
+    except ValueError:
+        return path
+    for n, step in enumerate(path):
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            return path
+        if isinstance(node, str):
+            return path[: n + 1]
+    return path
 
 
 def _redact_kept(call: Call, policy: Policy, replaced: dict[str, str]) -> None:

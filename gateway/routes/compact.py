@@ -1,8 +1,9 @@
 """POST /responses/compact: a conversation's context window, compacted by the upstream.
 
 It runs the create pipeline's stages and attempt engine (the key's models, limits and
-accounting, the model's routing and fallbacks) and sends the body to the upstream's own
-`/responses/compact`. The gateway keeps nothing: a compaction is not a stored response.
+accounting, the guardrails' input scan, the model's routing, affinity and fallbacks) and
+sends the body to the upstream's own `/responses/compact`. The gateway keeps nothing: a
+compaction is not a stored response.
 `previous_response_id` is expanded from the gateway's store, as on create, because the
 upstream never kept the gateway's responses. Chat Completions upstreams have no compaction:
 a model served only by them is a 400 `unsupported_endpoint`; the built-in mock provider
@@ -25,6 +26,7 @@ from gateway import pipeline
 from gateway.config import Account
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.errors_upstream import upstream_envelope
+from gateway.guardrails.inbound import guard_input
 from gateway.keys import CALL, DEPS, REQUEST_ID, TRACE
 from gateway.mockcompact import build_compaction
 from gateway.models import Call
@@ -158,12 +160,18 @@ async def compact_context(call: Call) -> None:
             param="previous_response_id",
         )
     context = await _previous_context(call, call.deps.store, previous)
-    # A compaction is not a turn of the chain: nothing is saved, no chain is grown.
-    call.previous, call.chain = None, []
-    items = [*context, *as_items(body.get("input"))]
-    body["input"] = [for_upstream(item) for item in items]
+    call.input_items = as_items(body.get("input"))
+    body["input"] = [for_upstream(item) for item in (*context, *call.input_items)]
+    assert call.binding is not None
+    call.binding.full = body["input"]  # what a compaction moved to another account leaves out
     del body["previous_response_id"]
     call.changed = True
+
+
+async def unchain(call: Call) -> None:
+    """A compaction is not a turn of the chain it read: nothing is saved, no chain is grown
+    (the guardrails named its stored context by `previous_response_id` until here)."""
+    call.previous, call.chain = None, []
 
 
 COMPACT: Final[tuple[Stage, ...]] = (
@@ -175,6 +183,8 @@ COMPACT: Final[tuple[Stage, ...]] = (
     govern_compact,
     admit,
     compact_context,
+    guard_input,
+    unchain,
 )
 
 

@@ -17,6 +17,7 @@ from typing import Any, Final
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway import metrics, pipeline
+from gateway.affinity import served
 from gateway.codec import dumps, loads, parse_object
 from gateway.errors import AuthenticationError, GatewayError, ServiceUnavailableError
 from gateway.events import COMPLETED, CREATED
@@ -180,12 +181,11 @@ class Connection:
             sink = call.sink = WebSocketSink(self.socket, stream_id(event))
             body = create_body(event)
             call.raw, call.body = dumps(body), body
-            given_input = body.get("input")
             await pipeline.run(call, CREATE_OVER_SOCKET)
             answer = await forward(call)
             if not sink.started:
                 await self._answered(call, answer, sink)
-            self._remember(call, given_input)
+            self._remember(call)
         except GatewayError as exc:
             error = exc
             call.status = exc.status
@@ -229,7 +229,7 @@ class Connection:
             await self._send({"type": CREATED, "sequence_number": 0, "response": created}, sink)
             await self._send({"type": COMPLETED, "sequence_number": 1, "response": response}, sink)
 
-    def _remember(self, call: Call, given_input: Any) -> None:
+    def _remember(self, call: Call) -> None:
         """A `store: false` response stays chainable on this connection (a zero data
         retention key's is not: it may not chain at all)."""
         response, key = call.response, call.principal
@@ -238,11 +238,19 @@ class Connection:
         rid = response.get("id")
         if not isinstance(rid, str):
             return
+        chained = call.previous is not None or call.conversation is not None
         try:
-            items = call.input_items or as_items(given_input)
+            # The input as the upstream read it (redacted by the guardrails): a chained turn's
+            # own items were set apart from its context; an unchained turn's are the body's.
+            items = call.input_items if chained else as_items(call.body.get("input"))
         except GatewayError:
             items = []
         record = {"owner": key.owner, "response": response, "input": items, "chain": call.chain}
+        if call.target is not None and call.account is not None:
+            # Where it was served: the next turn of the chain goes there, as a stored one's.
+            record["served"] = served(
+                call.target.provider.name, call.account.name, call.target.model
+            )
         self.store.remember(rid, record)
 
 
