@@ -10,6 +10,19 @@ _PASS = Policy()
 
 
 async def apply_policies(call: Call) -> None:
+    for policy in provider_policies(call, tools=True):
+        if policy != _PASS and apply_policy(
+            call.body,
+            store=policy.store,
+            truncation=policy.truncation,
+            unknown_fields=policy.unknown_fields,
+        ):
+            call.changed = True
+
+
+def provider_policies(call: Call, *, tools: bool) -> list[Policy]:
+    """The key's policy and each target provider's (once per provider), after refusing what
+    a provider refuses in the body: file ids, and its unsupported tools when `tools`."""
     assert call.principal is not None
     policies = [call.principal.policy]
     seen: set[str] = set()
@@ -19,18 +32,12 @@ async def apply_policies(call: Call) -> None:
             continue
         seen.add(ps.name)
         policies.append(ps.policy)
-        if ps.unsupported_tools or ps.policy.file_ids == "refuse":
+        unsupported = ps.unsupported_tools if tools else ()
+        if unsupported or ps.policy.file_ids == "refuse":
             apply_provider_rules(
                 call.body,
                 drop_fields=(),
-                unsupported_tools=ps.unsupported_tools,
+                unsupported_tools=unsupported,
                 refuse_file_ids=ps.policy.file_ids == "refuse",
             )
-    for policy in policies:
-        if policy != _PASS and apply_policy(
-            call.body,
-            store=policy.store,
-            truncation=policy.truncation,
-            unknown_fields=policy.unknown_fields,
-        ):
-            call.changed = True
+    return policies

@@ -33,8 +33,9 @@ from gateway.models import Call
 from gateway.pipeline import Stage
 from gateway.pipeline.auth import authenticate
 from gateway.pipeline.forward import ClientAttempts, client_left
+from gateway.pipeline.govern import provider_policies
 from gateway.pipeline.limit import admit, settle
-from gateway.pipeline.normalize import apply_policy, apply_provider_rules
+from gateway.pipeline.normalize import apply_policy
 from gateway.pipeline.parse import parse_body
 from gateway.pipeline.route import choose_model
 from gateway.providers.base import Provider, Reply, UpstreamRequest
@@ -121,20 +122,7 @@ async def compact_targets(call: Call) -> None:
 async def govern_compact(call: Call) -> None:
     """The key's and the providers' policies that mean something here: unknown fields and
     file ids (nothing is kept, so `store` and `truncation` do not apply)."""
-    assert call.principal is not None
-    policies = [call.principal.policy]
-    seen: set[str] = set()
-    for target in call.targets:
-        settings = target.provider.settings
-        if settings.name in seen:
-            continue
-        seen.add(settings.name)
-        policies.append(settings.policy)
-        if settings.policy.file_ids == "refuse":
-            apply_provider_rules(
-                call.body, drop_fields=(), unsupported_tools=(), refuse_file_ids=True
-            )
-    for policy in policies:
+    for policy in provider_policies(call, tools=False):
         if policy.unknown_fields == "refuse":
             apply_policy(
                 call.body,
