@@ -1,0 +1,111 @@
+"""One Redis round trip per loop tick: the store's writes, the admissions and the settlements
+asked together share one write on one connection; a tick's settlements are one script call
+whose per-day totals add up exactly; a NOSCRIPT sends again only the calls it refused."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+
+from gateway.config import LimitSettings, Settings
+from gateway.limits import Governor, Ticket
+from gateway.limits.governor import SettleItem
+from gateway.limits.redis import _SETTLE
+from gateway.limits.usage import Usage
+from gateway.store.redis import RedisConnection, RedisStore
+from tests.limits.limits_helpers import subject
+from tests.support.redis_server import RedisServer
+
+TIMEOUT_MS = 1000
+
+
+@pytest.fixture
+async def conn(redis_server: RedisServer) -> AsyncIterator[RedisConnection]:
+    made = RedisConnection(redis_server.url, "rt:", TIMEOUT_MS / 1000)
+    yield made
+    await made.client.flushdb()
+    await made.close()
+
+
+def governor(conn: RedisConnection) -> Governor:
+    """Limits on the store's client and timeout, as a gateway on Redis has them."""
+    settings = Settings(limits=LimitSettings(redis_timeout_ms=TIMEOUT_MS))
+    return Governor(settings, conn.client, conn.prefix)
+
+
+async def _stats(server: RedisServer, section: str) -> dict[str, Any]:
+    async with redis.Redis.from_url(server.url) as observer:
+        found: dict[str, Any] = await observer.info(section)
+    return found
+
+
+async def _evalsha_calls(server: RedisServer) -> int:
+    return int((await _stats(server, "commandstats")).get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def _settled(ticket: Ticket, tokens: int) -> SettleItem:
+    return (ticket, Usage(input_tokens=tokens, output_tokens=1), 200, 1.0, "stub", "gpt-up")
+
+
+async def test_puts_admissions_and_settlements_of_a_tick_share_one_connection(
+    redis_server: RedisServer, conn: RedisConnection
+) -> None:
+    store, limits = RedisStore(conn), governor(conn)
+    who = subject(rpm=1000, tpm=10**6, max_concurrent=100)
+    await store.ping()  # the one connection is open before the tick
+    before = int((await _stats(redis_server, "stats"))["total_connections_received"])
+    earlier = [await limits.admit(who, 10) for _ in range(3)]
+    records = [{"owner": "o", "response": {"id": f"resp_{i}"}} for i in range(10)]
+    results = await asyncio.gather(
+        *(store.put_response(f"resp_{i}", r, 60) for i, r in enumerate(records)),
+        *(limits.admit(who, 10) for _ in range(10)),
+        limits.settle_many([_settled(t, 10) for t in earlier]),
+    )
+    after = int((await _stats(redis_server, "stats"))["total_connections_received"])
+    assert results[:10] == [True] * 10
+    assert all(isinstance(t, Ticket) and t.backend == "redis" for t in results[10:20])
+    assert after - before - 1 == 0  # less the observer: nothing but the one connection
+
+
+async def test_a_ticks_settlements_are_one_script_call_and_their_totals_add_up(
+    redis_server: RedisServer, conn: RedisConnection
+) -> None:
+    limits = governor(conn)
+    who = subject(rpm=1000, tpm=10**6, max_concurrent=100)
+    tickets = [await limits.admit(who, 10) for _ in range(20)]
+    before = await _evalsha_calls(redis_server)
+    await limits.settle_many([_settled(t, n) for n, t in enumerate(tickets)])
+    assert await _evalsha_calls(redis_server) - before == 1
+    today = datetime.fromtimestamp(time.time(), UTC).date()
+    (row,) = await limits.usage_report(None, today, today, "key")
+    assert row["requests"] == 20
+    assert row["input_tokens"] == sum(range(20))
+    assert row["output_tokens"] == 20
+    assert await conn.client.xlen(f"{conn.prefix}rl:{{limits}}:usage") == 20
+    held = await conn.client.zcard(f"{conn.prefix}rl:{{limits}}:lease:key:team-a")
+    assert held == 0  # every lease given back
+
+
+async def test_a_noscript_sends_again_only_the_calls_it_refused(
+    redis_server: RedisServer, conn: RedisConnection
+) -> None:
+    limits = governor(conn)
+    who = subject(rpm=1000, tpm=10**6, max_concurrent=100)
+    first = await limits.admit(who, 10)
+    await conn.client.script_flush()
+    await conn.client.script_load(_SETTLE)  # the settlement runs; the admission is refused
+    second, _ = await asyncio.gather(
+        limits.admit(who, 10), limits.settle_many([_settled(first, 5)])
+    )
+    assert second.backend == "redis"  # sent again once its script was loaded
+    assert limits.fallbacks == 0
+    today = datetime.fromtimestamp(time.time(), UTC).date()
+    (row,) = await limits.usage_report(None, today, today, "key")
+    assert row["requests"] == 1  # the settlement that ran was not sent twice
+    assert await conn.client.xlen(f"{conn.prefix}rl:{{limits}}:usage") == 1
