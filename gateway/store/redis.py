@@ -8,8 +8,7 @@ one conversation sit in one slot and its scripts run on Cluster too.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import Any
 
 import orjson
@@ -127,20 +126,37 @@ class RedisConnection:
     def key(self, kind: str, ident: str, part: str = "") -> str:
         return f"{self.prefix}{kind}:{{{ident}}}{part}"
 
-    @asynccontextmanager
-    async def guard(self, operation: str, *, write: bool = False) -> AsyncIterator[None]:
+    def guard(self, operation: str, *, write: bool = False) -> Guard:
         """Redis failures become a 503 with retry-after, never a 500, and are counted by
         operation; a write that succeeds says the store keeps again."""
-        try:
-            yield
+        return Guard(self, operation, write)
+
+
+class Guard:
+    """RedisConnection.guard's context (a plain class: a generator-based one cost more than
+    the call it guarded on the hot path)."""
+
+    __slots__ = ("conn", "operation", "write")
+
+    def __init__(self, conn: RedisConnection, operation: str, write: bool) -> None:
+        self.conn, self.operation, self.write = conn, operation, write
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            if self.write:
+                self.conn.failed_at = None
+            return
         # RedisClusterException: a Cluster client's own failures (no node reachable, a slot
         # no master serves) are not RedisErrors.
-        except (RedisError, RedisClusterException, OSError) as exc:
-            self.failed_at = time.monotonic()
-            metrics.redis_error(operation)
+        if isinstance(exc, RedisError | RedisClusterException | OSError):
+            self.conn.failed_at = time.monotonic()
+            metrics.redis_error(self.operation)
             raise unavailable(exc) from exc
-        if write:
-            self.failed_at = None
 
 
 class RedisStore:
