@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import hiredis
 import redis.asyncio as redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
+
+from gateway.redis_wire import Wire
 
 # What a caller gets: the reply, or the exception standing for it (a CancelledError when the
 # round trip was cancelled at shutdown).
@@ -35,6 +38,7 @@ class _Call:
     args: Sequence[Arg]
     packed: bytes
     deliver: Deliver
+    again: bool = False  # sent once more after a NOSCRIPT
 
 
 class Batch:
@@ -47,17 +51,17 @@ class Batch:
         self._hooks: list[Callable[[], None]] = []
         self._scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
+        # The connection taken over for this batch's round trips (gateway.redis_wire); none on
+        # a Cluster, or when this client's connections cannot be taken over.
+        self._wire: Wire | None = None
+        self._no_wire = self.cluster
+        self._taking = asyncio.Lock()
 
     def call(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Arg], deliver: Deliver
     ) -> None:
         """Queue one script call for this tick's round trip; `deliver` gets its reply."""
-        packed = (
-            b""
-            if self.cluster
-            # (hiredis's stub types its argument as a 1-tuple; any length is packed)
-            else hiredis.pack_command(cast(Any, ("EVALSHA", script.sha, len(keys), *keys, *args)))
-        )
+        packed = b"" if self.cluster else _pack(("EVALSHA", script.sha, len(keys), *keys, *args))
         self._calls.append(_Call(script, keys, args, packed, deliver))
         self._schedule()
 
@@ -84,23 +88,73 @@ class Batch:
             hook()
         self._scheduled = False
         calls, self._calls = self._calls, []
-        if calls:
-            task = asyncio.create_task(self._round_trip(calls))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+        if not calls:
+            return
+        wire = self._wire
+        if wire is not None and wire.lost is None:
+            self._write(wire, calls)  # the common case: no task, no lock, no wait
+        else:
+            self._spawn(self._round_trip(calls))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    def _write(self, wire: Wire, calls: list[_Call]) -> None:
+        sent = _Sent(self, wire, len(calls))
+        wire.send(b"".join([c.packed for c in calls]), [partial(sent.answer, c) for c in calls])
 
     async def _round_trip(self, calls: list[_Call]) -> None:
+        """A round trip that must first take a connection over, or cannot use one."""
+        wire: Wire | None = None
+        replies: list[Any] = []
         try:
             async with asyncio.timeout(self.timeout_s):
-                replies = await self._answers(calls)
+                wire = None if self._no_wire else await self._take_wire()
+                if wire is None:
+                    replies = await self._answers(calls)
         except asyncio.CancelledError as exc:
             for call in calls:
                 call.deliver(exc)
             raise
         except Exception as exc:  # every caller sees the failure (and falls back, or 503s)
-            replies = [exc] * len(calls)
+            wire, replies = None, [exc] * len(calls)
+        if wire is not None:
+            self._write(wire, calls)
+            return
         for call, reply in zip(calls, replies, strict=True):
             call.deliver(reply)
+
+    async def _take_wire(self) -> Wire | None:
+        async with self._taking:
+            wire = self._wire
+            if wire is not None and wire.lost is None:
+                return wire
+            pool = self.client.connection_pool
+            if wire is not None:  # lost: its connection goes back to the pool, closed
+                self._wire = None
+                await wire.conn.disconnect(nowait=True)
+                await pool.release(wire.conn)
+            conn = await pool.get_connection()
+            wire = Wire.take(conn)
+            if wire is None:
+                self._no_wire = True
+                await pool.release(conn)
+            self._wire = wire
+            return wire
+
+    def _reload(self, refused: list[_Call]) -> None:
+        """Calls a NOSCRIPT refused (they did not run) go once more, in the next round trip,
+        each script loaded just before them in the same write."""
+        scripts = {id(c.script): c.script for c in refused}.values()
+        loads = [
+            _Call(s, (), (), _pack(("SCRIPT", "LOAD", s.script)), _ignore, True) for s in scripts
+        ]
+        for call in refused:
+            call.again = True
+        self._calls[:0] = loads + refused
+        self._schedule()
 
     async def _answers(self, calls: list[_Call]) -> list[Any]:
         """Every call's reply in its place; the calls a NOSCRIPT refused go once more, after
@@ -150,8 +204,46 @@ class Batch:
         return replies
 
 
+class _Sent:
+    """One round trip on the wire: hands each reply to its caller, and fails the connection if
+    the replies are not all in within the timeout (one timer per round trip)."""
+
+    __slots__ = ("batch", "left", "refused", "timer", "wire")
+
+    def __init__(self, batch: Batch, wire: Wire, n: int) -> None:
+        self.batch, self.wire, self.left = batch, wire, n
+        self.refused: list[_Call] = []
+        self.timer = asyncio.get_running_loop().call_later(batch.timeout_s, self.expire)
+
+    def answer(self, call: _Call, reply: Any) -> None:
+        if isinstance(reply, NoScriptError) and not call.again:
+            self.refused.append(call)
+        else:
+            call.deliver(reply)
+        self.left -= 1
+        if not self.left:
+            self.timer.cancel()
+            if self.refused:
+                self.batch._reload(self.refused)
+
+    def expire(self) -> None:
+        if self.left:
+            self.wire.fail(TimeoutError(f"Redis did not answer within {self.batch.timeout_s} s"))
+
+
 # The round trip has its own timer; a read needs none of its own (redis-py sets one per read).
 _NO_READ_TIMER = float("inf")
+
+
+def _pack(command: tuple[Any, ...]) -> bytes:
+    """A command as RESP, packed in C (hiredis's stub types its argument as a 1-tuple; any
+    length is packed)."""
+    packed: bytes = hiredis.pack_command(cast(Any, command))
+    return packed
+
+
+def _ignore(reply: Any) -> None:
+    """A script load's reply: if it failed, the call after it says so."""
 
 
 def resolve(answer: asyncio.Future[Any], reply: Any) -> None:

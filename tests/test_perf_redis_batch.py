@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as redis
 
 from gateway.config import LimitSettings, Settings
+from gateway.errors import ServiceUnavailableError
 from gateway.limits import Governor, Ticket
 from gateway.limits.governor import SettleItem
 from gateway.limits.redis import _SETTLE
@@ -109,3 +110,68 @@ async def test_a_noscript_sends_again_only_the_calls_it_refused(
     (row,) = await limits.usage_report(None, today, today, "key")
     assert row["requests"] == 1  # the settlement that ran was not sent twice
     assert await conn.client.xlen(f"{conn.prefix}rl:{{limits}}:usage") == 1
+
+
+@pytest.fixture
+async def own_redis() -> AsyncIterator[RedisServer]:
+    """A redis-server of this test's own, to stall or restart."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+async def _stall(server: RedisServer, seconds: float) -> None:
+    """Redis answers nobody for `seconds` (it runs DEBUG SLEEP), from now on."""
+    other: Any = redis.Redis.from_url(server.url)
+    async with other:
+        await other.execute_command("DEBUG", "SLEEP", seconds)
+
+
+async def test_round_trips_still_in_flight_share_the_one_connection(
+    own_redis: RedisServer,
+) -> None:
+    conn = RedisConnection(own_redis.url, "rt:", 2.0)
+    store = RedisStore(conn)
+    try:
+        await store.put_response("resp_first", {"owner": "o"}, 60)  # the connection is open
+        before = int((await _stats(own_redis, "stats"))["total_connections_received"])
+        stalled = asyncio.create_task(_stall(own_redis, 0.3))
+        await asyncio.sleep(0.05)  # Redis is asleep: every tick's write waits behind it
+        puts = []
+        for i in range(5):  # five ticks, five round trips in flight at once
+            puts.append(asyncio.create_task(store.put_response(f"resp_{i}", {"owner": "o"}, 60)))
+            await asyncio.sleep(0)
+        kept = await asyncio.gather(*puts)
+        await stalled
+        after = int((await _stats(own_redis, "stats"))["total_connections_received"])
+    finally:
+        await conn.close()
+    assert kept == [True] * 5
+    assert after - before - 2 == 0  # less the sleeper and the observer: no connection more
+
+
+async def test_a_stalled_redis_fails_the_calls_in_time_and_a_restarted_one_serves_again(
+    own_redis: RedisServer,
+) -> None:
+    conn = RedisConnection(own_redis.url, "rt:", 0.2)
+    store = RedisStore(conn)
+    try:
+        assert await store.put_response("resp_a", {"owner": "o"}, 60)
+        stalled = asyncio.create_task(_stall(own_redis, 1.0))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailableError):
+            await store.put_response("resp_b", {"owner": "o"}, 60)
+        assert time.monotonic() - started < 0.6  # the round trip's timeout, not Redis's sleep
+        await stalled
+        assert await store.put_response("resp_c", {"owner": "o"}, 60)  # a new connection
+        own_redis.stop()
+        with pytest.raises(ServiceUnavailableError):
+            await store.put_response("resp_d", {"owner": "o"}, 60)
+        own_redis.start()  # restarted empty: no scripts, no keys
+        assert await store.put_response("resp_e", {"owner": "o"}, 60)
+        found = await store.get_responses("o", ["resp_e"])
+    finally:
+        await conn.close()
+    assert found == [{"owner": "o"}]
