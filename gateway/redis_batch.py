@@ -21,7 +21,7 @@ from typing import Any, cast
 import hiredis
 import redis.asyncio as redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError, NoScriptError, ResponseError
 
 from gateway.redis_wire import Wire
 
@@ -91,7 +91,7 @@ class Batch:
         if not calls:
             return
         wire = self._wire
-        if wire is not None and wire.lost is None:
+        if wire is not None and wire.ready():
             self._write(wire, calls)  # the common case: no task, no lock, no wait
         else:
             self._spawn(self._round_trip(calls))
@@ -129,14 +129,20 @@ class Batch:
     async def _take_wire(self) -> Wire | None:
         async with self._taking:
             wire = self._wire
-            if wire is not None and wire.lost is None:
+            if wire is not None and wire.ready():
                 return wire
             pool = self.client.connection_pool
-            if wire is not None:  # lost: its connection goes back to the pool, closed
+            if wire is not None:  # lost, or quiet too long: given back to the pool, closed
                 self._wire = None
+                wire.fail(RedisConnectionError("Redis connection quiet too long"))
                 await wire.conn.disconnect(nowait=True)
                 await pool.release(wire.conn)
             conn = await pool.get_connection()
+            try:
+                await conn.check_health()  # a PING first if it was quiet too long
+            except BaseException:
+                await pool.release(conn)
+                raise
             wire = Wire.take(conn)
             if wire is None:
                 self._no_wire = True

@@ -34,6 +34,11 @@ class Wire(asyncio.Protocol):
         )
         self.waiting: deque[Answer] = deque()
         self.lost: BaseException | None = None
+        self.loop = asyncio.get_running_loop()
+        # A connection quiet for redis-py's health-check interval is not trusted (a firewall
+        # may have dropped it without a word): it is given back and a checked one taken.
+        self.quiet_s = float(getattr(conn, "health_check_interval", 0) or 30)
+        self.heard = self.loop.time()
 
     @classmethod
     def take(cls, conn: Any) -> Wire | None:
@@ -47,11 +52,15 @@ class Wire(asyncio.Protocol):
         transport.set_protocol(wire)
         return wire
 
+    def ready(self) -> bool:
+        return self.lost is None and self.loop.time() - self.heard < self.quiet_s
+
     def send(self, data: bytes, answers: list[Answer]) -> None:
         self.waiting.extend(answers)
         self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
+        self.heard = self.loop.time()
         self.reader.feed(data)
         try:
             while (reply := self.reader.gets()) is not False:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
+from gateway import redis_batch
 from gateway.config import LimitSettings, Settings
 from gateway.errors import ServiceUnavailableError
 from gateway.limits import Governor, Ticket
@@ -175,3 +176,21 @@ async def test_a_stalled_redis_fails_the_calls_in_time_and_a_restarted_one_serve
     finally:
         await conn.close()
     assert found == [{"owner": "o"}]
+
+
+async def test_a_connection_quiet_past_the_health_check_interval_is_replaced(
+    own_redis: RedisServer,
+) -> None:
+    client = redis.Redis.from_url(own_redis.url, health_check_interval=1)
+    batch = redis_batch.shared(client, 1.0)
+    script = client.register_script("return ARGV[1]")
+    try:
+        assert await batch.run(script, [], ["one"]) == b"one"
+        before = int((await _stats(own_redis, "stats"))["total_connections_received"])
+        assert await batch.run(script, [], ["two"]) == b"two"  # the same connection
+        await asyncio.sleep(1.1)
+        assert await batch.run(script, [], ["three"]) == b"three"
+        after = int((await _stats(own_redis, "stats"))["total_connections_received"])
+    finally:
+        await client.aclose()
+    assert after - before - 1 == 1  # less the observer: one connection, checked anew
