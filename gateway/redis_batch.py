@@ -1,12 +1,15 @@
 """Redis script calls asked in the same loop tick, sent as one round trip.
 
 The store's writes and the limits' admissions and settlements share it (one per client and
-timeout), so a busy tick costs one write and one read on one pooled connection, not one per
-caller. Each call is an EVALSHA packed once, in C (hiredis), as it is asked; each script stays
-atomic on its own, and each caller gets its own reply or error. One timer bounds the round
-trip. A NOSCRIPT (Redis restarted empty, or its scripts flushed) loads the script and sends
-again only the calls it refused: a call that ran is never sent twice. On a Redis Cluster the
-tick's calls go through the cluster client's pipeline, which sends each to its slot's master.
+timeout), so a busy tick costs one write on one connection, not a round trip per caller. Each
+call is an EVALSHA packed once, in C (hiredis), as it is asked; each script stays atomic on its
+own, and each caller gets its own reply or error. The connection is taken over from the pool
+once (gateway.redis_wire): a tick's calls are written on it without waiting for the previous
+tick's replies, which are handed out as they arrive. One timer bounds each round trip. A
+NOSCRIPT (Redis restarted empty, or its scripts flushed) sends the refused calls once more,
+their script loaded just before them: a call that ran is never sent twice. On a Redis Cluster
+the tick's calls go through the cluster client's pipeline, which sends each to its slot's
+master.
 """
 
 from __future__ import annotations
