@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -161,6 +162,7 @@ class RedisLimiter:
         self.base = f"{prefix}rl:{{{tag}}}:"
         self.stream_max = stream_max
         self.totals_ttl_s = totals_ttl_s
+        self.stream_key = f"{self.base}usage"
         self._admit = client.register_script(_ADMIT)
         self._settle = client.register_script(_SETTLE)
         self._renew = client.register_script(_RENEW)
@@ -233,7 +235,7 @@ class RedisLimiter:
         """Several settlements as one script call, all or none: the day totals they add are
         summed here first, so each counter is incremented once per call, not per request."""
         w = self.window
-        keys = [f"{self.base}usage"]
+        keys = [self.stream_key]
         days: dict[str, dict[str, int]] = {}
         for done in settled:
             if done.totals:
@@ -243,27 +245,25 @@ class RedisLimiter:
         keys += [self.totals_key(day) for day in days]
         queue = []
         for done in settled:
-            keys += [self.rate_key(rate) for rate, _, _ in done.adjust]
-            keys += [self.lease_key(x) for x in done.leases]
-            keys += [self.budget_key(c) for c in done.charges]
-            rec: list[str] = []
-            for name, value in done.record.items():
-                rec += (name, value)
+            # (the rules a request has not are skipped: a comprehension costs a call even empty)
+            if done.adjust:
+                keys += [self.rate_key(rate) for rate, _, _ in done.adjust]
+            if done.leases:
+                keys += [self.lease_key(x) for x in done.leases]
+            if done.charges:
+                keys += [self.budget_key(c) for c in done.charges]
             queue.append(
                 {
                     "id": done.lease_id,
-                    "adj": [[bucket, delta] for _, bucket, delta in done.adjust],
+                    "adj": [[b, delta] for _, b, delta in done.adjust] if done.adjust else (),
                     "n": len(done.leases),
-                    "spend": [[c.spend, c.ttl_s or 0] for c in done.charges],
-                    "rec": rec,
+                    "spend": [[c.spend, c.ttl_s or 0] for c in done.charges]
+                    if done.charges
+                    else (),
+                    "rec": list(chain.from_iterable(done.record.items())),
                 }
             )
-        tot: list[list[str | int]] = []
-        for counts in days.values():
-            flat: list[str | int] = []
-            for name, count in counts.items():
-                flat += (name, count)
-            tot.append(flat)
+        tot = [list(chain.from_iterable(counts.items())) for counts in days.values()]
         arg = orjson.dumps(
             {
                 "w": w.buckets,
