@@ -53,11 +53,18 @@ class Wire(asyncio.Protocol):
         return wire
 
     def ready(self) -> bool:
-        return self.lost is None and self.loop.time() - self.heard < self.quiet_s
+        return (
+            self.lost is None
+            and not self.transport.is_closing()
+            and self.loop.time() - self.heard < self.quiet_s
+        )
 
     def send(self, data: bytes, answers: list[Answer]) -> None:
         self.waiting.extend(answers)
-        self.transport.write(data)
+        try:
+            self.transport.write(data)
+        except (RuntimeError, OSError) as exc:  # closed under it, before connection_lost
+            self.fail(RedisConnectionError(f"Connection to Redis lost ({exc})"))
 
     def data_received(self, data: bytes) -> None:
         self.heard = self.loop.time()

@@ -194,3 +194,25 @@ async def test_a_connection_quiet_past_the_health_check_interval_is_replaced(
     finally:
         await client.aclose()
     assert after - before - 1 == 1  # less the observer: one connection, checked anew
+
+
+async def test_a_connection_redis_closed_between_calls_is_replaced_without_a_failure(
+    own_redis: RedisServer,
+) -> None:
+    conn = RedisConnection(own_redis.url, "rt:", 1.0)
+    store = RedisStore(conn)
+    try:
+        assert await store.put_response("resp_a", {"owner": "o"}, 60)
+        killer: Any = redis.Redis.from_url(own_redis.url)
+        async with killer:
+            killed = await killer.execute_command(
+                "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"
+            )
+        assert killed >= 1
+        await asyncio.sleep(0.05)  # the close reaches the gateway
+        kept = await asyncio.gather(
+            *(store.put_response(f"resp_{i}", {"owner": "o"}, 60) for i in range(5))
+        )
+    finally:
+        await conn.close()
+    assert kept == [True] * 5
