@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from random import getrandbits
 from typing import Any, TypeVar
 
 import redis.asyncio as redis
@@ -115,7 +115,9 @@ class Governor:
     async def admit(self, subject: Subject, estimated_tokens: int) -> Ticket:
         plan = self._plan(subject)
         est = max(0, int(estimated_tokens))
-        ticket = Ticket(subject, plan, est, secrets.token_hex(8) if plan.leases else "")
+        # 64 random bits name the lease among every replica's; no getrandom call per request
+        # (the random module reseeds itself in each forked worker)
+        ticket = Ticket(subject, plan, est, f"{getrandbits(64):016x}" if plan.leases else "")
         if plan.empty:
             return ticket
         amounts = plan.amounts(est)

@@ -39,6 +39,7 @@ def rate_headers(
 ) -> dict[str, str]:
     """The x-ratelimit-* trio per kind, for the rule of that kind with the least room left."""
     out: dict[str, str] = {}
+    buckets, bucket_ms = window.buckets, window.bucket_ms  # (a property: computed once here)
     for kind in ("requests", "tokens"):
         best: tuple[int, int, int] | None = None
         for i, rate in enumerate(plan.rates):
@@ -48,7 +49,7 @@ def rate_headers(
             newest = reply.bucket if taken else reply.newest[i]
             remaining = max(0, rate.limit - reply.used[i] - taken)
             # "reset": until the window holds none of today's usage, i.e. the bucket is full again
-            reset = max(0, (newest + window.buckets) * window.bucket_ms - reply.now_ms)
+            reset = max(0, (newest + buckets) * bucket_ms - reply.now_ms)
             if best is None or remaining < best[1]:
                 best = (rate.limit, remaining, reset if newest >= 0 else 0)
         if best is not None:

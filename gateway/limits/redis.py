@@ -1,22 +1,23 @@
 """RedisLimiter: admit, settle and renew as one Lua script each, timed by the Redis server's clock.
 
 Every key lives under one hash tag, `<prefix>rl:{<tag>}:...` (see gateway.limits for why). Each
-script takes its numbers as one JSON argument (cjson in Lua): redis-py packs every argument in
-Python, so one blob instead of dozens of arguments is most of a round trip's client CPU.
-The admissions of one loop tick share one script call; a tick's settlements share one
-pipelined round trip.
+script takes its numbers as one JSON argument (cjson in Lua): one orjson blob costs the process
+less than dozens of arguments, each made a string and packed.
+The admissions of one loop tick share one script call, so do the settlements the settler hands
+over at once; both go in the tick's one round trip (gateway.redis_batch), beside the store's.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from functools import partial
+from itertools import chain
 from typing import Any
 
 import orjson
 import redis.asyncio as redis
-from redis.exceptions import NoScriptError
 
+from gateway import redis_batch
 from gateway.limits.backend import Charge, Reply, Settlement, Window
 from gateway.limits.rules import Lease, Plan, Rate, nano
 
@@ -87,35 +88,43 @@ end
 return replies
 """
 
-# KEYS: usage stream, the day's usage-totals hash, token hashes, lease sets, budget counters.
-# ARGV[1]: {w, b, id (as for admit), adj: [[sub-bucket, delta]] per token hash, n: #lease sets,
-# spend: [[nano-USD, ttl s or 0]] per budget, ttl: totals ttl s, tot: [field, n, ...],
-# max: stream MAXLEN, rec: [field, value, ...]}.
+# Several settlements in one call: the ones a loop tick finished. KEYS: the usage stream,
+# the usage-totals hash of each day in `days`, then per settlement its token hashes, lease sets
+# and budget counters. ARGV[1]: {w, b, ttl: totals ttl s, max: stream MAXLEN, days: per day
+# [field, n, ...] (the tick's increments summed in the process), q: [settlement]}, a settlement
+# being {id: lease id, adj: [[sub-bucket, delta]] per token hash, n: #lease sets,
+# spend: [[nano-USD, ttl s or 0]] per budget, rec: [field, value, ...]}.
 _SETTLE = """
 local a = cjson.decode(ARGV[1])
 local t = redis.call('TIME')
 local cur = math.floor((tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) / a.b)
-local k = 2
-for _, adj in ipairs(a.adj) do
-  k = k + 1
-  local b, delta = adj[1], adj[2]
-  -- correct the reservation where it was made; once that left the window only an overrun counts
-  if b > cur - a.w then
-    if redis.call('HINCRBY', KEYS[k], b, delta) <= 0 then redis.call('HDEL', KEYS[k], b) end
-  elseif delta > 0 then redis.call('HINCRBY', KEYS[k], cur, delta) end
-  redis.call('PEXPIRE', KEYS[k], (a.w + 1) * a.b)
+for d, tot in ipairs(a.days) do
+  for j = 1, #tot, 2 do redis.call('HINCRBY', KEYS[1 + d], tot[j], tot[j + 1]) end
+  redis.call('EXPIRE', KEYS[1 + d], a.ttl)
 end
-for _ = 1, a.n do k = k + 1; redis.call('ZREM', KEYS[k], a.id) end
-for _, s in ipairs(a.spend) do
-  k = k + 1
-  -- integers (nano-USD): INCRBYFLOAT inside a script corrupts Redis 6.2's cached arguments
-  redis.call('INCRBY', KEYS[k], s[1])
-  if s[2] > 0 then redis.call('EXPIRE', KEYS[k], s[2]) end
+local k = 1 + #a.days
+for _, s in ipairs(a.q) do
+  for _, adj in ipairs(s.adj) do
+    k = k + 1
+    local b, delta = adj[1], adj[2]
+    -- correct the reservation where it was made; once that left the window only an overrun counts
+    if b > cur - a.w then
+      if redis.call('HINCRBY', KEYS[k], b, delta) <= 0 then redis.call('HDEL', KEYS[k], b) end
+    elseif delta > 0 then redis.call('HINCRBY', KEYS[k], cur, delta) end
+    redis.call('PEXPIRE', KEYS[k], (a.w + 1) * a.b)
+  end
+  for _ = 1, s.n do k = k + 1; redis.call('ZREM', KEYS[k], s.id) end
+  for _, c in ipairs(s.spend) do
+    k = k + 1
+    -- integers (nano-USD): INCRBYFLOAT inside a script corrupts Redis 6.2's cached arguments
+    redis.call('INCRBY', KEYS[k], c[1])
+    if c[2] > 0 then redis.call('EXPIRE', KEYS[k], c[2]) end
+  end
 end
-for j = 1, #a.tot, 2 do redis.call('HINCRBY', KEYS[2], a.tot[j], a.tot[j + 1]) end
-if #a.tot > 0 then redis.call('EXPIRE', KEYS[2], a.ttl) end
 -- last: XADD rewrites its own arguments for replication
-if #a.rec > 0 then redis.call('XADD', KEYS[1], 'MAXLEN', '~', a.max, '*', unpack(a.rec)) end
+for _, s in ipairs(a.q) do
+  if #s.rec > 0 then redis.call('XADD', KEYS[1], 'MAXLEN', '~', a.max, '*', unpack(s.rec)) end
+end
 return 1
 """
 
@@ -153,13 +162,15 @@ class RedisLimiter:
         self.base = f"{prefix}rl:{{{tag}}}:"
         self.stream_max = stream_max
         self.totals_ttl_s = totals_ttl_s
+        self.stream_key = f"{self.base}usage"
         self._admit = client.register_script(_ADMIT)
         self._settle = client.register_script(_SETTLE)
         self._renew = client.register_script(_RENEW)
         self._plan_keys: dict[Plan, list[str]] = {}
+        # One round trip per loop tick, shared with the store's writes on this client.
+        self._batch = redis_batch.shared(client, timeout_s)
         # Admissions asked in the same loop tick, sent together as one script call.
         self._admits: list[_Admission] = []
-        self._sending: set[asyncio.Task[None]] = set()
 
     def rate_key(self, rate: Rate) -> str:
         return f"{self.base}{rate.kind[:3]}:{rate.scope}:{rate.name}"
@@ -191,11 +202,10 @@ class RedisLimiter:
             "c": [x.limit for x in plan.leases],
             "s": [nano(c.budget.limit_usd) for c in charges],
         }
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[Any] = loop.create_future()
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._admits.append((keys, ask, answer))
         if len(self._admits) == 1:
-            loop.call_soon(self._send_admits)
+            self._batch.before_send(self._send_admits)
         ok, now, cur, used, wait, newest, held, spent = await answer
         return Reply(
             bool(ok),
@@ -209,90 +219,62 @@ class RedisLimiter:
         )
 
     def _send_admits(self) -> None:
+        """Every admission the loop tick asked, as one script call in the tick's round trip."""
         batch, self._admits = self._admits, []
-        task = asyncio.create_task(self._answer_admits(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-    async def _answer_admits(self, batch: list[_Admission]) -> None:
-        """Every admission a loop tick asked, in one script call (one command, one reply)."""
         w = self.window
         keys = [key for own, _, _ in batch for key in own]
         arg = orjson.dumps(
             {"w": w.buckets, "b": w.bucket_ms, "l": w.lease_ms, "q": [a for _, a, _ in batch]}
         )
-        try:
-            async with asyncio.timeout(self.timeout_s):  # one timer per tick, not per request
-                replies = await self._admit(keys, [arg])
-        except asyncio.CancelledError:
-            for _, _, answer in batch:
-                answer.cancel()
-            raise
-        except Exception as exc:  # every waiter sees the failure (and falls back or 503s)
-            replies = [exc] * len(batch)
-        for (_, _, answer), reply in zip(batch, replies, strict=True):
-            if answer.done():  # its request timed out waiting, or left
-                continue
-            if isinstance(reply, BaseException):
-                answer.set_exception(reply)
-            else:
-                answer.set_result(reply)
+        self._batch.call(self._admit, keys, [arg], partial(_answer_admits, batch))
 
     async def settle(self, done: Settlement) -> None:
         await self.settle_many([done])
 
     async def settle_many(self, settled: list[Settlement]) -> None:
-        """Several settlements in one round trip (each script is still atomic on its own)."""
-        calls = [self._settle_call(d) for d in settled]
-        async with asyncio.timeout(self.timeout_s):
-            replies = await self._pipelined(self._settle, calls)
-        for reply in replies:
-            if isinstance(reply, BaseException):
-                raise reply
-
-    async def _pipelined(
-        self, script: Any, calls: Sequence[tuple[list[str], list[bytes]]]
-    ) -> list[Any]:
-        """One script's calls in one round trip, each reply or error in its place. EVALSHA
-        straight on the pipeline: redis-py's script objects would ask SCRIPT EXISTS first,
-        a second round trip on every batch; a NOSCRIPT (Redis restarted) loads it once."""
-        for _ in range(2):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for keys, args in calls:
-                    _ = pipe.evalsha(script.sha, len(keys), *keys, *args)
-                replies: list[Any] = await pipe.execute(raise_on_error=False)
-            if not any(isinstance(r, NoScriptError) for r in replies):
-                return replies
-            script.sha = await self.client.script_load(script.script)
-        return replies
-
-    def _settle_call(self, done: Settlement) -> tuple[list[str], list[bytes]]:
+        """Several settlements as one script call, all or none: the day totals they add are
+        summed here first, so each counter is incremented once per call, not per request."""
         w = self.window
-        keys = [f"{self.base}usage", self.totals_key(done.day)]
-        keys += [self.rate_key(rate) for rate, _, _ in done.adjust]
-        keys += [self.lease_key(x) for x in done.leases]
-        keys += [self.budget_key(c) for c in done.charges]
-        tot: list[str | int] = []
-        for name, count in done.totals.items():
-            tot += (name, count)
-        rec: list[str] = []
-        for name, value in done.record.items():
-            rec += (name, value)
+        keys = [self.stream_key]
+        days: dict[str, dict[str, int]] = {}
+        for done in settled:
+            if done.totals:
+                day = days.setdefault(done.day, {})
+                for name, count in done.totals.items():
+                    day[name] = day.get(name, 0) + count
+        keys += [self.totals_key(day) for day in days]
+        queue = []
+        for done in settled:
+            # (the rules a request has not are skipped: a comprehension costs a call even empty)
+            if done.adjust:
+                keys += [self.rate_key(rate) for rate, _, _ in done.adjust]
+            if done.leases:
+                keys += [self.lease_key(x) for x in done.leases]
+            if done.charges:
+                keys += [self.budget_key(c) for c in done.charges]
+            queue.append(
+                {
+                    "id": done.lease_id,
+                    "adj": [[b, delta] for _, b, delta in done.adjust] if done.adjust else (),
+                    "n": len(done.leases),
+                    "spend": [[c.spend, c.ttl_s or 0] for c in done.charges]
+                    if done.charges
+                    else (),
+                    "rec": list(chain.from_iterable(done.record.items())),
+                }
+            )
+        tot = [list(chain.from_iterable(counts.items())) for counts in days.values()]
         arg = orjson.dumps(
             {
                 "w": w.buckets,
                 "b": w.bucket_ms,
-                "id": done.lease_id,
-                "adj": [[bucket, delta] for _, bucket, delta in done.adjust],
-                "n": len(done.leases),
-                "spend": [[c.spend, c.ttl_s or 0] for c in done.charges],
                 "ttl": self.totals_ttl_s,
-                "tot": tot,
                 "max": self.stream_max,
-                "rec": rec,
+                "days": tot,
+                "q": queue,
             }
         )
-        return keys, [arg]
+        await self._batch.run(self._settle, keys, [arg])
 
     async def renew(self, leases: tuple[Lease, ...], lease_id: str) -> None:
         if leases:
@@ -311,3 +293,13 @@ class RedisLimiter:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _answer_admits(batch: list[_Admission], replies: Any) -> None:
+    """Each admission its own reply from the tick's script call, or the call's failure."""
+    if isinstance(replies, BaseException):
+        for _, _, answer in batch:
+            redis_batch.resolve(answer, replies)
+        return
+    for (_, _, answer), reply in zip(batch, replies, strict=True):
+        redis_batch.resolve(answer, reply)

@@ -7,19 +7,17 @@ one conversation sit in one slot and its scripts run on Cluster too.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import Any
 
 import orjson
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
-from gateway import metrics
+from gateway import metrics, redis_batch
 from gateway.errors import ServiceUnavailableError
 from gateway.store import Json, Page, page_of
 
@@ -102,12 +100,13 @@ class RedisConnection:
     def __init__(self, url: str, prefix: str, timeout_s: float) -> None:
         self.prefix = prefix
         self.cluster = is_cluster(url)
+        self.timeout_s = max(timeout_s, 0.05)  # each command's (a batch's round trip's)
         # Typed Any: redis-py annotates its asyncio commands with the sync client's unions
         # (`Awaitable[T] | T`), which no caller can use as written.
         self.client: Any = _client(
             url,
-            socket_timeout=max(timeout_s, 0.05),
-            socket_connect_timeout=max(timeout_s, 0.05),
+            socket_timeout=self.timeout_s,
+            socket_connect_timeout=self.timeout_s,
             health_check_interval=30,
         )
         # Blocking reads (job queue, event logs) wait longer than any command may take.
@@ -134,20 +133,37 @@ class RedisConnection:
     def key(self, kind: str, ident: str, part: str = "") -> str:
         return f"{self.prefix}{kind}:{{{ident}}}{part}"
 
-    @asynccontextmanager
-    async def guard(self, operation: str, *, write: bool = False) -> AsyncIterator[None]:
+    def guard(self, operation: str, *, write: bool = False) -> Guard:
         """Redis failures become a 503 with retry-after, never a 500, and are counted by
         operation; a write that succeeds says the store keeps again."""
-        try:
-            yield
+        return Guard(self, operation, write)
+
+
+class Guard:
+    """RedisConnection.guard's context (a plain class: a generator-based one cost more than
+    the call it guarded on the hot path)."""
+
+    __slots__ = ("conn", "operation", "write")
+
+    def __init__(self, conn: RedisConnection, operation: str, write: bool) -> None:
+        self.conn, self.operation, self.write = conn, operation, write
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            if self.write:
+                self.conn.failed_at = None
+            return
         # RedisClusterException: a Cluster client's own failures (no node reachable, a slot
         # no master serves) are not RedisErrors.
-        except (RedisError, RedisClusterException, OSError) as exc:
-            self.failed_at = time.monotonic()
-            metrics.redis_error(operation)
+        if isinstance(exc, RedisError | RedisClusterException | OSError):
+            self.conn.failed_at = time.monotonic()
+            metrics.redis_error(self.operation)
             raise unavailable(exc) from exc
-        if write:
-            self.failed_at = None
 
 
 class RedisStore:
@@ -161,9 +177,8 @@ class RedisStore:
         self._delete_item = self.client.register_script(_DELETE_ITEM)
         self._delete_conversation = self.client.register_script(_DELETE_CONVERSATION)
         self._set_served = self.client.register_script(_SET_SERVED)
-        # Responses kept in the same loop tick, written together in one round trip.
-        self._puts: list[tuple[str, bytes, int, asyncio.Future[Any]]] = []
-        self._sending: set[asyncio.Task[None]] = set()
+        # Responses kept in the same loop tick are written in one round trip.
+        self._batch = redis_batch.shared(self.client, redis_conn.timeout_s)
 
     def _conv_keys(self, conv_id: str) -> list[str]:
         return [
@@ -185,53 +200,11 @@ class RedisStore:
             await self.client.set(self.key("health", "write"), b"1", px=60_000)
 
     async def put_response(self, response_id: str, record: Json, ttl_s: int) -> bool:
-        loop = asyncio.get_running_loop()
-        made: asyncio.Future[Any] = loop.create_future()
-        self._puts.append((self.key("resp", response_id), orjson.dumps(record), ttl_s, made))
-        if len(self._puts) == 1:
-            loop.call_soon(self._send_puts)
+        """Create-only, in the loop tick's one round trip (gateway.redis_batch) with the other
+        writes and the limits' calls of that tick; the create script is atomic on its own."""
+        key = self.key("resp", response_id)
         async with self.guard("put_response", write=True):
-            return bool(await made)
-
-    def _send_puts(self) -> None:
-        batch, self._puts = self._puts, []
-        task = asyncio.create_task(self._write_puts(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-    async def _write_puts(self, batch: list[tuple[str, bytes, int, asyncio.Future[Any]]]) -> None:
-        """Every create a loop tick asked, pipelined: each script call is atomic on its own,
-        and each caller gets its own reply or error."""
-        try:
-            replies = await self._pipelined_creates([(k, r, t) for k, r, t, _ in batch])
-        except asyncio.CancelledError:
-            for *_, made in batch:
-                made.cancel()
-            raise
-        except Exception as exc:  # every caller sees the failure (a 503 after its retries)
-            replies = [exc] * len(batch)
-        for (*_, made), reply in zip(batch, replies, strict=True):
-            if made.done():  # its request left
-                continue
-            if isinstance(reply, BaseException):
-                made.set_exception(reply)
-            else:
-                made.set_result(reply)
-
-    async def _pipelined_creates(self, creates: list[tuple[str, bytes, int]]) -> list[Any]:
-        """EVALSHA straight on the pipeline (a script object would ask SCRIPT EXISTS first, a
-        second round trip); after a NOSCRIPT (Redis restarted) the script is loaded and the
-        batch sent again, which a create that landed already answers alike (same bytes)."""
-        script = self._create
-        for _ in range(2):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for key, record, ttl_s in creates:
-                    _ = pipe.evalsha(script.sha, 1, key, record, ttl_s)
-                replies: list[Any] = await pipe.execute(raise_on_error=False)
-            if not any(isinstance(r, NoScriptError) for r in replies):
-                return replies
-            script.sha = await self.client.script_load(script.script)
-        return replies
+            return bool(await self._batch.run(self._create, [key], [orjson.dumps(record), ttl_s]))
 
     async def get_responses(self, owner: str, response_ids: list[str]) -> list[Json | None]:
         if not response_ids:
