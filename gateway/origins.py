@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from hashlib import blake2b
-from typing import Any
+from typing import Any, Final
 
 from gateway.affinity import Binding, pair_of, served
 from gateway.errors import GatewayError
@@ -28,7 +29,19 @@ from gateway.store import Json
 log = logging.getLogger("gateway.origins")
 
 OnTerminal = Callable[[Json], Awaitable[None]]
-_pending: set[asyncio.Task[None]] = set()
+_ENDS: Final = 256  # characters of sealed content read from each end
+# Records under way, per event loop (a process runs one; tests run many in turn).
+_pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[asyncio.Task[None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _under_way() -> set[asyncio.Task[None]]:
+    loop = asyncio.get_running_loop()
+    found = _pending.get(loop)
+    if found is None:
+        found = _pending[loop] = set()
+    return found
 
 
 def sealed(item: Any) -> str | None:
@@ -39,6 +52,10 @@ def sealed(item: Any) -> str | None:
     content = item.get("encrypted_content")
     if not isinstance(content, str) or not content:
         return None
+    if len(content) > 2 * _ENDS:
+        # Sealed content is unique at both ends (a random nonce first, a MAC last): its
+        # length and ends name it, at a cost that does not grow with its size.
+        content = f"{len(content)}:{content[:_ENDS]}:{content[-_ENDS:]}"
     return blake2b(content.encode(), digest_size=16).hexdigest()
 
 
@@ -53,9 +70,11 @@ async def bind(call: Call) -> None:
     wanted = [d for d in digests if d is not None]
     if not wanted:
         return
-    if _pending:
-        # Records this process started (an answer that went out a moment ago) land first.
-        await asyncio.wait(list(_pending))
+    started = _under_way()
+    if started:
+        # Records this process started (an answer that went out a moment ago) land first:
+        # each is one store round trip, bounded by the store's timeout.
+        await asyncio.wait(list(started))
     try:
         found = await call.deps.store.get_origins(call.principal.owner, wanted)
     except GatewayError as exc:  # counted by the store as gateway_redis_errors_total
@@ -93,8 +112,9 @@ def record(call: Call, response: Json | None) -> None:
     task = asyncio.create_task(
         _put(call, {d: origin for d in digests}, call.deps.settings.store.response_ttl_s)
     )
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
+    started = _under_way()
+    started.add(task)
+    task.add_done_callback(started.discard)
 
 
 async def _put(call: Call, origins: dict[str, Json], ttl_s: int) -> None:
@@ -125,10 +145,11 @@ def on_terminal(call: Call, then: OnTerminal | None) -> OnTerminal | None:
 
 def pending() -> int:
     """How many records are under way."""
-    return len(_pending)
+    return len(_under_way())
 
 
 async def flush() -> None:
     """Wait for the records under way (on shutdown, and in tests)."""
-    while _pending:
-        await asyncio.gather(*_pending, return_exceptions=True)
+    started = _under_way()
+    while started:
+        await asyncio.gather(*started, return_exceptions=True)

@@ -214,3 +214,15 @@ async def test_a_paused_store_neither_fails_the_lookup_nor_holds_the_answer(
     assert any("routed by hash" in m for m in messages)
     assert any("not kept" in m for m in messages)
     assert tag(UPSTREAM_KEY) in bound.requests[-1].body.decode()
+
+
+def test_a_bound_item_is_known_by_its_sealed_content() -> None:
+    long = "n" * 300 + "x" * 5000 + "m" * 300
+    item = {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": long}
+    same = {"type": "reasoning", "summary": [], "encrypted_content": long}  # its id dropped
+    assert origins.sealed(item) == origins.sealed(same)
+    assert origins.sealed(item) != origins.sealed({**item, "encrypted_content": long[:-1] + "k"})
+    assert origins.sealed(item) != origins.sealed({**item, "encrypted_content": "k" + long[1:]})
+    assert origins.sealed({"type": "compaction", "encrypted_content": "short"}) is not None
+    assert origins.sealed({"type": "reasoning", "summary": []}) is None  # nothing sealed
+    assert origins.sealed({"type": "message", "encrypted_content": long}) is None
