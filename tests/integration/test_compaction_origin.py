@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -20,9 +21,16 @@ from gateway.app import create_app
 from gateway.store import Store
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisConnection, RedisStore
-from tests.support.affinity_upstream import AFFINITY_ENV, account_of, affinity_config, tag
+from tests.support.affinity_upstream import (
+    ACCOUNT_ENV,
+    AFFINITY_ENV,
+    account_of,
+    affinity_config,
+    tag,
+)
 from tests.support.configs import KEY_A, UPSTREAM_KEY, settings_from
 from tests.support.integrate_bound import BoundCompactor
+from tests.support.processes import Replica
 from tests.support.redis_faults import FaultyRedis, metric
 from tests.support.redis_server import RedisServer
 
@@ -226,3 +234,46 @@ def test_a_bound_item_is_known_by_its_sealed_content() -> None:
     assert origins.sealed({"type": "compaction", "encrypted_content": "short"}) is not None
     assert origins.sealed({"type": "reasoning", "summary": []}) is None  # nothing sealed
     assert origins.sealed({"type": "message", "encrypted_content": long}) is None
+
+
+# Replicas sharing a Redis ------------------------------------------------------------------
+
+
+@pytest.fixture
+def replicas(
+    bound: BoundCompactor,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[list[Replica]]:
+    for name, value in ACCOUNT_ENV.items():
+        monkeypatch.setenv(name, value)
+    config = gateway_config(bound, {"url": redis_server.url, "prefix": f"{tmp_path.name}:"})
+    started = [Replica(config, tmp_path, f"r{i}").start() for i in range(2)]
+    yield started
+    for replica in started:
+        replica.stop()
+
+
+async def test_a_window_compacted_on_one_replica_goes_home_from_another(
+    replicas: list[Replica], bound: BoundCompactor
+) -> None:
+    """The record is written beside the answer, not before it: the other replica, asked at
+    once, still finds it."""
+    clients = [
+        openai.AsyncOpenAI(base_url=f"{r.url}/v1", api_key=KEY_A, max_retries=0) for r in replicas
+    ]
+    try:
+        for n in range(12):
+            compacted = await clients[n % 2].responses.compact(
+                model="gpt-test", input=[{"role": "user", "content": f"task {n}"}]
+            )
+            made_by = account_of(compacts(bound)[-1])
+            window = [*as_input(compacted.output), {"role": "user", "content": "go"}]
+            await clients[(n + 1) % 2].responses.create(model="gpt-test", input=window)
+            assert account_of(bound.requests[-1]) == made_by, n
+    finally:
+        for client in clients:
+            await client.close()
+    assert bound.refused == 0
+    assert len({account_of(r) for r in compacts(bound)}) > 1
