@@ -63,9 +63,9 @@ async def bind(call: Call) -> None:
     """Stage step for a request without a chain: when its input carries bound items whose
     origin is known, prefer the (last) one's account; items bound elsewhere are left out
     where the request must go elsewhere."""
-    items = call.body.get("input")
-    if call.principal is None or not isinstance(items, list):
-        return
+    items, key = call.body.get("input"), call.principal
+    if key is None or key.zdr or not isinstance(items, list):
+        return  # a zero-data-retention key's answers are never recorded
     digests = [sealed(item) for item in items]
     wanted = [d for d in digests if d is not None]
     if not wanted:
@@ -76,7 +76,7 @@ async def bind(call: Call) -> None:
         # each is one store round trip, bounded by the store's timeout.
         await asyncio.wait(list(started))
     try:
-        found = await call.deps.store.get_origins(call.principal.owner, wanted)
+        found = await call.deps.store.get_origins(key.owner, wanted)
     except GatewayError as exc:  # counted by the store as gateway_redis_errors_total
         log.warning(
             "origins of the input's bound items not read, routed by hash: %s",
