@@ -67,7 +67,7 @@ async def bind(call: Call) -> None:
     if key is None or key.zdr or not isinstance(items, list):
         return  # a zero-data-retention key's answers are never recorded
     digests = [sealed(item) for item in items]
-    wanted = [d for d in digests if d is not None]
+    wanted = list(dict.fromkeys(d for d in digests if d is not None))
     if not wanted:
         return
     started = _under_way()
