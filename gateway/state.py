@@ -12,6 +12,7 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
+from gateway import origins
 from gateway.affinity import Binding, conversation_origins, pair_of, served
 from gateway.errors import (
     GatewayError,
@@ -114,8 +115,10 @@ async def load_context(call: Call) -> None:
             body["store"] = False
             call.changed = True
     call.store = body.get("store", not key.zdr) is not False
-    if previous is None and conversation is None and not call.store:
-        return
+    if previous is None and conversation is None:
+        await origins.bind(call)  # items made elsewhere, sent back without a chain
+        if not call.store:
+            return
     store = call.deps.store
     if call.store:
         # A store known to be failing answers 503 before the upstream is paid for an answer

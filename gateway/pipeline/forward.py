@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
-from gateway import bifrost, metrics
+from gateway import bifrost, metrics, origins
 from gateway.attempts import Attempts, aimed
 from gateway.codec import dumps, loads, raw_json_response
 from gateway.config import Account
@@ -115,8 +115,9 @@ async def _stream(
             provider,
             headers,
             call.deps.streams,
-            on_terminal=(
-                (lambda final: save(call, client_view(call, final))) if call.stateful else None
+            on_terminal=origins.on_terminal(
+                call,
+                (lambda final: save(call, client_view(call, final))) if call.stateful else None,
             ),
             tap=tap,
             sink=call.sink,
@@ -159,6 +160,8 @@ async def _answer(call: Call, reply: Reply, headers: dict[str, str]) -> web.Resp
     if call.stateful and call.response is not None and answered.status < 300:
         await save(call, client_view(call, call.response))
         answered.body = dumps(call.response)
+    if not call.store and answered.status < 300:
+        origins.record(call, call.response)
     bifrost.add_fields(call, answered)
     return answered
 

@@ -22,7 +22,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from gateway import pipeline
+from gateway import origins, pipeline
 from gateway.config import Account
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.errors_upstream import upstream_envelope
@@ -140,6 +140,7 @@ async def compact_context(call: Call) -> None:
     assert key is not None
     previous = body.get("previous_response_id")
     if previous is None:
+        await origins.bind(call)  # a compacted window sent back: where it was made
         return
     if key.zdr:
         raise InvalidRequestError(

@@ -65,6 +65,13 @@ class Store(Protocol):
     async def set_served(self, owner: str, conv_id: str, served: Json) -> None:
         """Keep it with the conversation, if the conversation is there and the owner's."""
 
+    # Where account-bound items (compaction, encrypted reasoning) were made, by a digest of
+    # their sealed content, per owner: {digest: {"provider", "account", "model"}}.
+    async def put_origins(self, owner: str, origins: dict[str, Json], ttl_s: int) -> None: ...
+
+    async def get_origins(self, owner: str, digests: list[str]) -> dict[str, Json]:
+        """The origins kept for these digests (by this owner); unknown ones are left out."""
+
 
 def page_of(ordered: list[Json], *, after: str | None, limit: int, desc: bool) -> Page:
     """One page of items, in the order asked, starting after the item with id `after`."""

@@ -90,3 +90,9 @@ class ConnectionStore:
 
     async def set_served(self, owner: str, conv_id: str, served: Json) -> None:
         await self.shared.set_served(owner, conv_id, served)
+
+    async def put_origins(self, owner: str, origins: dict[str, Json], ttl_s: int) -> None:
+        await self.shared.put_origins(owner, origins, ttl_s)
+
+    async def get_origins(self, owner: str, digests: list[str]) -> dict[str, Json]:
+        return await self.shared.get_origins(owner, digests)

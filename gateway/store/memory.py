@@ -23,6 +23,7 @@ class MemoryStore:
         self.clock = clock
         self._responses: dict[str, tuple[float, Json]] = {}
         self._conversations: dict[str, _Conversation] = {}
+        self._origins: dict[tuple[str, str], tuple[float, Json]] = {}
 
     async def ping(self) -> None:
         return None
@@ -132,3 +133,20 @@ class MemoryStore:
         conv = self._conv(owner, conv_id)
         if conv is not None:
             conv.served = served
+
+    async def put_origins(self, owner: str, origins: dict[str, Json], ttl_s: int) -> None:
+        expires = self.clock() + ttl_s
+        for digest, origin in origins.items():
+            self._origins[(owner, digest)] = (expires, origin)
+
+    async def get_origins(self, owner: str, digests: list[str]) -> dict[str, Json]:
+        now, found = self.clock(), {}
+        for digest in digests:
+            kept = self._origins.get((owner, digest))
+            if kept is None:
+                continue
+            if kept[0] <= now:
+                del self._origins[(owner, digest)]
+                continue
+            found[digest] = kept[1]
+        return found

@@ -313,6 +313,30 @@ class RedisStore:
         async with self.guard("set_served", write=True):
             await self._set_served([self.key("conv", conv_id)], [owner, orjson.dumps(served)])
 
+    def _origin_key(self, owner: str, digest: str) -> str:
+        # The digest is the hash tag: one item's record sits in one slot whoever asks.
+        return self.key("origin", digest, f":{owner}")
+
+    async def put_origins(self, owner: str, origins: dict[str, Json], ttl_s: int) -> None:
+        if not origins:
+            return
+        async with (
+            self.guard("put_origins", write=True),
+            self.client.pipeline(transaction=False) as pipe,
+        ):
+            for digest, origin in origins.items():
+                pipe.set(self._origin_key(owner, digest), orjson.dumps(origin), ex=ttl_s)
+            await pipe.execute()
+
+    async def get_origins(self, owner: str, digests: list[str]) -> dict[str, Json]:
+        if not digests:
+            return {}
+        async with self.guard("get_origins"), self.client.pipeline(transaction=False) as pipe:
+            for digest in digests:
+                pipe.get(self._origin_key(owner, digest))
+            raw = await pipe.execute()
+        return {d: orjson.loads(v) for d, v in zip(digests, raw, strict=True) if v is not None}
+
 
 def _owned(raw: bytes | None, owner: str) -> Json | None:
     if raw is None:
