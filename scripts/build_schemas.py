@@ -60,6 +60,11 @@ RELAXED_REQUIRED: dict[str, list[str]] = {
     # Replayed assistant turns often lack the output's id/status/type.
     "OutputMessage": ["role", "content"],
     "OutputTextContent": ["type", "text"],
+    # Stateless clients (Codex CLI with store: false) replay these without their ids, which
+    # name items the API never kept; the API takes them so.
+    "ReasoningItem": ["summary", "type"],
+    "LocalShellToolCall": ["type", "call_id", "action", "status"],
+    "WebSearchToolCall": ["type", "status", "action"],
 }
 
 # Enum values the SDK (openai-python 3.57) sends that the OpenAPI file lacks, by
