@@ -23,6 +23,7 @@ from gateway.errors import (
 from gateway.errors_upstream import UPSTREAM_ERRORS, cut_stream, upstream_failure
 from gateway.events import COMPLETED, CREATED, ERROR, FAILED, IN_PROGRESS, LIFECYCLE, TERMINAL
 from gateway.streaming.drain import OpenStreams, StreamHandle
+from gateway.streaming.response import SSEResponse, drained
 from gateway.streaming.sink import Sink
 from gateway.streaming.sse import SSEEvent, SSEParser, encode_event, event_type
 
@@ -255,7 +256,7 @@ async def relay(
         raise UpstreamError(
             f"The upstream provider {provider!r} ended the stream without an event."
         )
-    response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
+    response = SSEResponse(headers={**SSE_HEADERS, **headers})
     handle = streams.enter()
     try:
         out = response if sink is None else sink
@@ -280,8 +281,9 @@ async def _pipe(
     clock = time.monotonic
     metrics.OPEN_STREAMS.inc()
     try:
-        await response.prepare(request)
+        await response.prepare(request)  # the head goes out with the first write
         chunk = first
+        held = b""  # the last events, when the upstream's end came with them: sent with ours
         last = tap.first_chunk_at = clock()
         try:
             while True:
@@ -295,12 +297,16 @@ async def _pipe(
                         if tap.said_kept():  # the id was taken: the end says store false
                             out = without_terminal(out) + tap.terminal_frame()
                     on_terminal = None
-                if out:
+                if out and drained(chunks):
+                    held = out  # one write for them and the end of the body, below
+                elif out:
                     await response.write(out)
                     if tap.first_write_at is None:
                         tap.first_write_at = clock()
                     if tap.terminal is not None:
                         tap.delivered = True
+                elif chunk is first:
+                    await response.write(out)  # no whole event yet: the head goes out alone
                 try:
                     chunk = await anext(chunks)
                 except StopAsyncIteration:
@@ -316,6 +322,7 @@ async def _pipe(
             if not handle.absorb():
                 raise
             failure = SHUTTING_DOWN
+        framed = False
         if tap.terminal is None and not (tap.error_sent and tap.created is None):
             failure = failure or cut_stream(provider)
             frame = tap.failure_frame(failure)
@@ -326,9 +333,14 @@ async def _pipe(
                     tap.response["store"] = False
                 if tap.said_kept():  # what the end says is what was kept
                     frame = tap.terminal_frame()
-            await response.write(frame)
-            tap.delivered = True
-        await response.write_eof()
+            held += frame
+            framed = True
+        await response.write_eof(held)
+        if held:
+            if tap.first_write_at is None:
+                tap.first_write_at = clock()
+            if tap.terminal is not None or framed:
+                tap.delivered = True
     except ConnectionResetError:
         return False
     finally:
