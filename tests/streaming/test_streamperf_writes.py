@@ -3,15 +3,17 @@ goes out with the first events, and the last events with the end of the body."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
-from pytest_aiohttp import AiohttpClient
+from aiohttp import web
+from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from gateway.app import create_app
 from gateway.mockgen import build_response
 from gateway.streaming.sse import encode_event
-from tests.support.configs import KEY_A, settings_from
+from tests.support.configs import KEY_A, base_config, settings_from
 from tests.support.streamperf_writes import WriteRecorder
 from tests.support.stub import Behaviour, StubUpstream
 
@@ -68,3 +70,36 @@ async def test_head_rides_with_the_first_events_and_the_end_with_the_last(
     assert b"event: response.completed\n" in last
     assert last.endswith(END)
     assert len(recorder.writes) == len(sent)  # one per event: the head and the end cost none
+
+
+async def test_the_head_goes_out_with_a_first_chunk_that_holds_no_whole_event(
+    aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer
+) -> None:
+    sent = events()
+    raw = b"".join(encode_event(orjson.dumps(e), e["type"]) for e in sent)
+    go_on = asyncio.Event()
+
+    async def upstream(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(raw[:20])  # half of the first event
+        await go_on.wait()
+        await resp.write(raw[20:])
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/responses", upstream)
+    server = await aiohttp_server(app)
+    recorder = WriteRecorder()
+    client = await gateway_with(
+        aiohttp_client, base_config(str(server.make_url("")).rstrip("/")), recorder
+    )
+    # The client has the status and headers while the upstream still holds the first event.
+    resp = await asyncio.wait_for(client.post("/v1/responses", json=STREAM, headers=AUTH), 5)
+    assert resp.status == 200
+    assert recorder.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert recorder.writes[0].endswith(b"\r\n\r\n")
+    go_on.set()
+    assert await resp.read() == raw
