@@ -123,15 +123,17 @@ class StreamTap:
         """Whole named frames: one pass finds the lifecycle ones, each is parsed once and,
         restating, rewritten where it was found (unless the chunk is not all named,
         LF-framed frames: then _restated looks for them as in any other chunk)."""
-        inline = self._fields is None or (
-            b"\r" not in chunk and chunk.count(b"\n\n") == chunk.count(b"\n\nevent: ") + 1
-        )
+        inline: bool | None = True if self._fields is None else None  # known at a first hit
         pieces: list[bytes] = []
         copied = end = 0
         for hit in _NAMES_RE.finditer(chunk):
             at = hit.start()
             if at < end:
                 continue  # in the frame just looked at
+            if inline is None:
+                inline = b"\r" not in chunk and (
+                    chunk.count(b"\n\n") == chunk.count(b"\n\nevent: ") + 1
+                )
             before = chunk.rfind(b"\n\n", 0, at)
             start = 0 if before < 0 else before + 2
             end = chunk.find(b"\n\n", at) + 2
@@ -149,7 +151,7 @@ class StreamTap:
                         pieces += (chunk[copied:start], restated)
                         copied = end
         if not inline:
-            return self._restated(chunk)
+            return self._restated(chunk)  # (with no lifecycle frame, the chunk as it came)
         self._restate = False
         if not pieces:
             return chunk
