@@ -9,7 +9,7 @@ import orjson
 from gateway.config import Account, ProviderSettings
 from gateway.errors_upstream import UPSTREAM_ERRORS, upstream_failure
 from gateway.providers.base import HTTPProvider, Reply, UpstreamRequest, auth_headers
-from gateway.providers.transport import Answer
+from gateway.providers.transport import Answer, LazyHeaders
 
 # Client headers that may travel upstream; everything else (Authorization first) stays here.
 # The trace context is not among them: upstream_headers sends the request's own.
@@ -35,9 +35,10 @@ class Exchange:
             resp = self._resp = await provider.http.post(
                 provider.url, body, provider.headers(request, self._account)
             )
+            headers = LazyHeaders(resp)
             if request.stream and resp.status == 200 and resp.content_type == "text/event-stream":
-                return Reply(200, chunks=aiter(resp), headers=resp.headers)
-            return Reply(resp.status, body=await resp.read(), headers=resp.headers)
+                return Reply(200, chunks=aiter(resp), headers=headers)
+            return Reply(resp.status, body=await resp.read(), headers=headers)
         except BaseException as exc:  # a cancelled read too: the connection must not leak
             self._release()
             if isinstance(exc, UPSTREAM_ERRORS):

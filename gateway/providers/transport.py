@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from functools import cache
 from typing import Final, Protocol
 
@@ -37,6 +37,31 @@ class Answer(Protocol):
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
     def release(self) -> None: ...
+
+
+class LazyHeaders(Mapping[str, str]):
+    """An answer's headers, decoded from its raw lines only if something reads them: a
+    success's never are (a refusal's Retry-After is)."""
+
+    __slots__ = ("_answer", "_headers")
+
+    def __init__(self, answer: Answer) -> None:
+        self._answer = answer
+        self._headers: Mapping[str, str] | None = None
+
+    def _decoded(self) -> Mapping[str, str]:
+        if self._headers is None:
+            self._headers = self._answer.headers
+        return self._headers
+
+    def __getitem__(self, name: str) -> str:
+        return self._decoded()[name]  # case-insensitive, as the answer's own
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
 
 
 class Transport(Protocol):

@@ -23,8 +23,9 @@ from gateway.errors import (
 from gateway.errors_upstream import UPSTREAM_ERRORS, cut_stream, upstream_failure
 from gateway.events import COMPLETED, CREATED, ERROR, FAILED, IN_PROGRESS, LIFECYCLE, TERMINAL
 from gateway.streaming.drain import OpenStreams, StreamHandle
+from gateway.streaming.response import SSEResponse, drained
 from gateway.streaming.sink import Sink
-from gateway.streaming.sse import SSEEvent, SSEParser, encode_event, event_type
+from gateway.streaming.sse import SSEEvent, SSEParser, encode_event, event_type, parse_frame
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -38,6 +39,7 @@ SHUTTING_DOWN = ServiceUnavailableError(
 # The events the tap keeps, by their `event:` line; a false alarm (the words in a delta's
 # text) only costs parsing that one frame.
 _NAMES = tuple(b"event: " + name.encode() for name in (*sorted(LIFECYCLE), ERROR))
+_NAMES_RE = re.compile(b"|".join(map(re.escape, _NAMES)))
 # A frame that names no lifecycle event, neither in its `event:` line nor in its data's
 # `type` (both read as raw bytes), cannot be one: restating passes it on unparsed.
 _LIFECYCLE_NAMES = tuple(name.encode() for name in sorted(LIFECYCLE))
@@ -102,15 +104,7 @@ class StreamTap:
             # named like a lifecycle or error event are parsed; deltas go out unlooked-at.
             self._last_chunk = chunk
             self.deltas += chunk.count(_DELTA)
-            for marker in _NAMES:
-                at = chunk.find(marker)
-                while at >= 0:
-                    before = chunk.rfind(b"\n\n", 0, at)
-                    end = chunk.find(b"\n\n", at) + 2
-                    for event in SSEParser().feed(chunk[0 if before < 0 else before + 2 : end]):
-                        self._see(event)
-                    at = chunk.find(marker, end)
-            return self._restated(chunk)
+            return self._named(chunk)
         self._last_chunk = None
         for event in self._parser.feed(chunk):
             self._see(event)
@@ -125,7 +119,60 @@ class StreamTap:
         self.deltas += data.count(_DELTA)
         return self._restated(data)
 
-    def _see(self, event: SSEEvent) -> None:
+    def _named(self, chunk: bytes) -> bytes:
+        """Whole named frames: one pass finds the lifecycle ones, each is parsed once and,
+        restating, rewritten where it was found (unless the chunk is not all named,
+        LF-framed frames: then _restated looks for them as in any other chunk)."""
+        inline: bool | None = True if self._fields is None else None  # known at a first hit
+        pieces: list[bytes] = []
+        copied = end = 0
+        for hit in _NAMES_RE.finditer(chunk):
+            at = hit.start()
+            if at < end:
+                continue  # in the frame just looked at
+            if inline is None:
+                inline = b"\r" not in chunk and (
+                    chunk.count(b"\n\n") == chunk.count(b"\n\nevent: ") + 1
+                )
+            before = chunk.rfind(b"\n\n", 0, at)
+            start = 0 if before < 0 else before + 2
+            end = chunk.find(b"\n\n", at) + 2
+            frame = chunk[start:end]
+            if b"\r" in frame:
+                events = SSEParser().feed(frame)
+            else:
+                event = parse_frame(frame[:-2])
+                events = [] if event is None else [event]
+            for event in events:
+                decoded = self._see(event)
+                if inline and self._fields is not None:
+                    restated = self._restate_event(event, decoded)
+                    if restated is not None:
+                        pieces += (chunk[copied:start], restated)
+                        copied = end
+        if not inline:
+            return self._restated(chunk)  # (with no lifecycle frame, the chunk as it came)
+        self._restate = False
+        if not pieces:
+            return chunk
+        pieces.append(chunk[copied:])
+        return b"".join(pieces)
+
+    def _restate_event(self, event: SSEEvent, decoded: dict[str, Any] | None) -> bytes | None:
+        """A lifecycle event's whole frame with the gateway's fields in its Response (`decoded`:
+        its JSON when _see decoded it already), or None to send it as it came."""
+        if event_type(event) not in LIFECYCLE:
+            return None
+        value = decoded if decoded is not None else _object(event.data)
+        response = value.get("response")
+        if not isinstance(response, dict):
+            return None
+        assert self._fields is not None
+        response.update(self._fields)
+        return encode_event(orjson.dumps(value), event.event)
+
+    def _see(self, event: SSEEvent) -> dict[str, Any] | None:
+        """Keep what a lifecycle event says; answers the JSON of a terminal one (decoded)."""
         kind = event_type(event)
         if kind == CREATED:
             self.created = event.data
@@ -139,10 +186,12 @@ class StreamTap:
                 if self._fields is not None:
                     terminal["response"].update(self._fields)
                     self._restate = True
+            return terminal
         elif kind == IN_PROGRESS:
             self._restate = self._fields is not None
         elif kind == ERROR:
             self.error_sent = True
+        return None
 
     def _restated(self, out: bytes) -> bytes:
         """`out` with the gateway's fields put into its lifecycle events (rare: about three
@@ -255,7 +304,7 @@ async def relay(
         raise UpstreamError(
             f"The upstream provider {provider!r} ended the stream without an event."
         )
-    response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
+    response = SSEResponse(headers={**SSE_HEADERS, **headers})
     handle = streams.enter()
     try:
         out = response if sink is None else sink
@@ -280,8 +329,9 @@ async def _pipe(
     clock = time.monotonic
     metrics.OPEN_STREAMS.inc()
     try:
-        await response.prepare(request)
+        await response.prepare(request)  # the head goes out with the first write
         chunk = first
+        held = b""  # the last events, when the upstream's end came with them: sent with ours
         last = tap.first_chunk_at = clock()
         try:
             while True:
@@ -295,12 +345,16 @@ async def _pipe(
                         if tap.said_kept():  # the id was taken: the end says store false
                             out = without_terminal(out) + tap.terminal_frame()
                     on_terminal = None
-                if out:
+                if out and drained(chunks):
+                    held = out  # one write for them and the end of the body, below
+                elif out:
                     await response.write(out)
                     if tap.first_write_at is None:
                         tap.first_write_at = clock()
                     if tap.terminal is not None:
                         tap.delivered = True
+                elif chunk is first:
+                    await response.write(out)  # no whole event yet: the head goes out alone
                 try:
                     chunk = await anext(chunks)
                 except StopAsyncIteration:
@@ -316,6 +370,7 @@ async def _pipe(
             if not handle.absorb():
                 raise
             failure = SHUTTING_DOWN
+        framed = False
         if tap.terminal is None and not (tap.error_sent and tap.created is None):
             failure = failure or cut_stream(provider)
             frame = tap.failure_frame(failure)
@@ -326,9 +381,14 @@ async def _pipe(
                     tap.response["store"] = False
                 if tap.said_kept():  # what the end says is what was kept
                     frame = tap.terminal_frame()
-            await response.write(frame)
-            tap.delivered = True
-        await response.write_eof()
+            held += frame
+            framed = True
+        await response.write_eof(held)
+        if held:
+            if tap.first_write_at is None:
+                tap.first_write_at = clock()
+            if tap.terminal is not None or framed:
+                tap.delivered = True
     except ConnectionResetError:
         return False
     finally:

@@ -97,6 +97,11 @@ def _parse_frame(frame: bytes) -> SSEEvent | None:
     return SSEEvent(event, data[0] if len(data) == 1 else b"\n".join(data))
 
 
+def parse_frame(frame: bytes) -> SSEEvent | None:
+    """One frame, LF-framed and without the blank line that ends it; None if it has no data."""
+    return _parse_frame(frame)
+
+
 def encode_event(data: bytes, event: str | None = None) -> bytes:
     """One frame; multi-line data becomes several `data:` lines."""
     head = b""

@@ -48,6 +48,13 @@ class Response:
             return "application/octet-stream"
         return text.split(";", 1)[0].strip().lower()
 
+    @property
+    def drained(self) -> bool:
+        """Whether the whole body has arrived and been handed out: the next read ends the
+        iteration at once, without waiting."""
+        conn = self._conn
+        return conn is None or (conn.complete and not conn.chunks)
+
     async def read(self) -> bytes:
         """The whole body; the connection goes back to the pool."""
         conn = self._conn
