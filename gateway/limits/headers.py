@@ -34,28 +34,40 @@ def go_duration(ms: int) -> str:
     return (f"{hours}h{minutes}m" if hours else f"{minutes}m" if minutes else "") + seconds + "s"
 
 
+# The header names per kind, in the order they are sent.
+_NAMES = (
+    ("requests", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+     "x-ratelimit-reset-requests"),
+    ("tokens", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
+     "x-ratelimit-reset-tokens"),
+)  # fmt: skip
+
+
 def rate_headers(
     plan: Plan, reply: Reply, amounts: Sequence[int], window: Window
 ) -> dict[str, str]:
     """The x-ratelimit-* trio per kind, for the rule of that kind with the least room left."""
-    out: dict[str, str] = {}
+    # One pass over the rules (this runs on every admitted request).
     buckets, bucket_ms = window.buckets, window.bucket_ms  # (a property: computed once here)
-    for kind in ("requests", "tokens"):
-        best: tuple[int, int, int] | None = None
-        for i, rate in enumerate(plan.rates):
-            if rate.kind != kind:
-                continue
-            taken = amounts[i] if reply.admitted else 0
-            newest = reply.bucket if taken else reply.newest[i]
-            remaining = max(0, rate.limit - reply.used[i] - taken)
-            # "reset": until the window holds none of today's usage, i.e. the bucket is full again
-            reset = max(0, (newest + buckets) * bucket_ms - reply.now_ms)
-            if best is None or remaining < best[1]:
-                best = (rate.limit, remaining, reset if newest >= 0 else 0)
-        if best is not None:
-            out[f"x-ratelimit-limit-{kind}"] = str(best[0])
-            out[f"x-ratelimit-remaining-{kind}"] = str(best[1])
-            out[f"x-ratelimit-reset-{kind}"] = go_duration(best[2])
+    admitted, used, newest_of = reply.admitted, reply.used, reply.newest
+    best: dict[str, tuple[int, int, int]] = {}
+    for i, rate in enumerate(plan.rates):
+        taken = amounts[i] if admitted else 0
+        remaining = max(0, rate.limit - used[i] - taken)
+        found = best.get(rate.kind)
+        if found is None or remaining < found[1]:
+            newest = reply.bucket if taken else newest_of[i]
+            # "reset": until the window holds none of today's usage, i.e. the bucket is full
+            # again (go_duration prints any wait <= 0 as 0s)
+            reset = (newest + buckets) * bucket_ms - reply.now_ms if newest >= 0 else 0
+            best[rate.kind] = (rate.limit, remaining, reset)
+    out: dict[str, str] = {}
+    for kind, limit_name, remaining_name, reset_name in _NAMES:
+        found = best.get(kind)
+        if found is not None:
+            out[limit_name] = str(found[0])
+            out[remaining_name] = str(found[1])
+            out[reset_name] = go_duration(found[2])
     return out
 
 
