@@ -95,8 +95,10 @@ def check_shape(raw: bytes, body: Any) -> None:
         ) from None
     # Outside strings a colon ends a key, and every string keeps its colons when re-encoded:
     # as many colons as re-encoded means no key was dropped. (A colon escaped as \u003a is
-    # rare enough to take the slow path; `<` and `>` escaped as \u003c, \u003e are not colons.)
-    if b"\\u003a" in raw or b"\\u003A" in raw or raw.count(b":") != encoded.count(b":"):
+    # rare enough to take the slow path; `<` and `>` escaped as \u003c, \u003e are not colons:
+    # one scan for their common prefix spares the body a second one.)
+    escaped = b"\\u003" in raw and (b"\\u003a" in raw or b"\\u003A" in raw)
+    if escaped or raw.count(b":") != encoded.count(b":"):
         key = duplicate_key(raw)
         if key is not None:
             raise InvalidRequestError(
