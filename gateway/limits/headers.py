@@ -28,6 +28,8 @@ def go_duration(ms: int) -> str:
         return "0s"
     if ms < 1000:
         return f"{ms}ms"
+    if ms < 60_000:  # the usual reset of a one-minute window
+        return f"{ms / 1000:.3f}".rstrip("0").rstrip(".") + "s"
     hours, rest = divmod(ms, 3_600_000)
     minutes, rest = divmod(rest, 60_000)
     seconds = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")

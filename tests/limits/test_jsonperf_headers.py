@@ -79,3 +79,19 @@ def test_headers_match_the_definition_for_any_usage() -> None:
         got = rate_headers(plan, reply, amounts, window)
         want = reference(plan, reply, amounts, window)
         assert list(got.items()) == list(want.items()), (plan, reply, amounts)
+
+
+def go_reference(ms: int) -> str:
+    if ms <= 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    return (f"{hours}h{minutes}m" if hours else f"{minutes}m" if minutes else "") + seconds + "s"
+
+
+def test_go_durations_read_the_same_below_and_above_a_minute() -> None:
+    for ms in [*range(-2, 70_001), *range(70_000, 8_000_000, 997)]:
+        assert go_duration(ms) == go_reference(ms), ms
