@@ -50,27 +50,34 @@ class BoundUpstream(StubUpstream):
     def tally(self) -> Counter[str]:
         return Counter(self.accounts())
 
-    async def responses(self, request: web.Request) -> web.StreamResponse:
-        key = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if key in self.behaviour.fail_keys:
-            return await super().responses(request)
-        raw = await request.read()
-        body = orjson.loads(raw)
+    def refusal(self, key: str, body: dict[str, Any]) -> web.Response | None:
+        """OpenAI's answer to replayed reasoning or compaction items another account sealed."""
         sent = body.get("input")
         replayed = [
             i
             for i in (sent if isinstance(sent, list) else [])
             if isinstance(i, dict) and i.get("type") in ("reasoning", "compaction")
         ]
-        if any(i.get("encrypted_content") != tag(key) for i in replayed):
-            self.refused += 1
-            error = {
-                "message": "The encrypted content could not be verified.",
-                "type": "invalid_request_error",
-                "param": None,
-                "code": "invalid_encrypted_content",
-            }
-            return web.json_response({"error": error}, status=400)
+        if all(i.get("encrypted_content") == tag(key) for i in replayed):
+            return None
+        self.refused += 1
+        error = {
+            "message": "The encrypted content could not be verified.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_encrypted_content",
+        }
+        return web.json_response({"error": error}, status=400)
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if key in self.behaviour.fail_keys:
+            return await super().responses(request)
+        raw = await request.read()
+        body = orjson.loads(raw)
+        refused = self.refusal(key, body)
+        if refused is not None:
+            return refused
         self.requests.append(Recorded(request.path, dict(request.headers), raw))
         run = build_response(body, model=body.get("model", "stub"))
         reasoning = {

@@ -21,21 +21,9 @@ class BoundCompactor(BoundUpstream):
             return await super().compact(request)
         raw = await request.read()
         body = orjson.loads(raw)
-        sent = body.get("input")
-        replayed = [
-            i
-            for i in (sent if isinstance(sent, list) else [])
-            if isinstance(i, dict) and i.get("type") in ("reasoning", "compaction")
-        ]
-        if any(i.get("encrypted_content") != tag(key) for i in replayed):
-            self.refused += 1
-            error = {
-                "message": "The encrypted content could not be verified.",
-                "type": "invalid_request_error",
-                "param": None,
-            }
-            error["code"] = "invalid_encrypted_content"
-            return web.json_response({"error": error}, status=400)
+        refused = self.refusal(key, body)
+        if refused is not None:
+            return refused
         self.requests.append(Recorded(request.path, dict(request.headers), raw))
         answer = build_compaction(body, body.get("model", "stub"))
         answer["output"][-1]["encrypted_content"] = tag(key)
