@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from gateway.auth import KeyRing
 from gateway.backends import open_backends
 from gateway.config import Settings
+from gateway.guardrails.rules import guardrails_of
 from gateway.jobs.worker import WorkerPool
 from gateway.keys import DEPS, DRAINING, SETTINGS, SPAN_EXPORTER, WORKERS
 from gateway.limits.settler import Settler
@@ -41,6 +42,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                 governor=backends.limiter,
                 settler=Settler(backends.limiter),
                 tracing=_tracing(app),
+                guardrails=guardrails_of(settings),
             )
             deps.settler.start()
             app[DEPS] = deps

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from gateway.auth import KeyRing
     from gateway.backends import Backends
     from gateway.guardrails.guard import Guard
+    from gateway.guardrails.rules import Guardrails
     from gateway.jobs import JobStore
     from gateway.limits import Governor, Ticket
     from gateway.limits.settler import Settler
@@ -45,6 +46,7 @@ class Deps:
     tracing: Tracing | None = None
     streams: OpenStreams = field(default_factory=OpenStreams)  # what a drain must end
     sockets: OpenSockets = field(default_factory=OpenSockets)  # open WebSockets, watched
+    guardrails: Guardrails | None = None  # the compiled `guardrails:` rules, None without
 
 
 @dataclass(slots=True)

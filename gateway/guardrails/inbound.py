@@ -13,7 +13,7 @@ from typing import Any, Final
 from gateway.codec import loads
 from gateway.errors import InvalidRequestError
 from gateway.guardrails.guard import HEADER, Guard
-from gateway.guardrails.rules import BLOCK, REDACT, Policy, guardrails_of, redacted
+from gateway.guardrails.rules import BLOCK, REDACT, Policy, redacted
 from gateway.guardrails.webhook import flagged
 from gateway.models import Call
 
@@ -24,7 +24,7 @@ Path = tuple[str | int, ...]
 
 async def guard_input(call: Call) -> None:
     """Stage: the call's guardrails, decided here once; its input redacted, or refused."""
-    guardrails = guardrails_of(call.deps.settings)
+    guardrails = call.deps.guardrails
     if guardrails is None:
         return
     key = call.principal

@@ -9,10 +9,9 @@ from typing import Any
 
 import orjson
 
-from gateway.config.sections import Settings
 from gateway.errors import GatewayError
 from gateway.guardrails.guard import HEADER, Guard
-from gateway.guardrails.rules import BLOCK, REDACT, guardrails_of
+from gateway.guardrails.rules import BLOCK, REDACT, Guardrails
 from gateway.guardrails.stream import CONTENT_FILTER, filtered, redact_whole
 from gateway.guardrails.webhook import flagged
 from gateway.limits.usage import Usage
@@ -35,9 +34,8 @@ async def guard_reply(guard: Guard, reply: Reply, headers: dict[str, str]) -> Re
     return reply
 
 
-def job_guard(settings: Settings, names: list[str] | None) -> Guard | None:
+def job_guard(guardrails: Guardrails | None, names: list[str] | None) -> Guard | None:
     """A background job's guardrails: the rules its submission was admitted under."""
-    guardrails = guardrails_of(settings) if names else None
     policy = guardrails.of(names) if guardrails is not None and names else None
     return Guard(policy) if policy is not None else None
 

@@ -173,16 +173,6 @@ def _applies(rule: GuardrailRule, key: str, projects: tuple[str, ...], model: st
     return rule.models is None or model in rule.models
 
 
-_BUILT: dict[int, tuple[Settings, Guardrails | None]] = {}
-
-
 def guardrails_of(settings: Settings) -> Guardrails | None:
-    """The compiled rules of these settings (made once per Settings object), None without."""
-    kept = _BUILT.get(id(settings))
-    if kept is not None and kept[0] is settings:
-        return kept[1]
-    made = Guardrails(settings.guardrails) if settings.guardrails else None
-    if len(_BUILT) > 64:
-        _BUILT.clear()
-    _BUILT[id(settings)] = (settings, made)
-    return made
+    """The compiled rules of these settings, None without any (made once, at start-up)."""
+    return Guardrails(settings.guardrails) if settings.guardrails else None

@@ -53,7 +53,7 @@ class JobRun:
         # The response this run ended the job with: what it settles. None when another run
         # (a copy that reclaimed it) or nobody wrote the outcome: then this run charges nothing.
         self.outcome: Json | None = None
-        self.guard = job_guard(deps.settings, job.get("guardrails"))
+        self.guard = job_guard(deps.guardrails, job.get("guardrails"))
 
     async def run(self) -> None:
         error: GatewayError = UpstreamError("The job did not run.")
