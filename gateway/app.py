@@ -9,6 +9,7 @@ from aiohttp import web
 from aiohttp.http import HttpVersion11
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from gateway import origins
 from gateway.auth import KeyRing
 from gateway.backends import open_backends
 from gateway.config import Settings
@@ -52,6 +53,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                 yield
             finally:
                 await pool.stop(settings.server.shutdown_grace_s)
+                await origins.flush()  # each a store round trip, bounded by its timeout
                 await deps.settler.stop()
                 if deps.tracing is not None:
                     deps.tracing.shutdown()

@@ -30,17 +30,18 @@ log = logging.getLogger("gateway.origins")
 
 OnTerminal = Callable[[Json], Awaitable[None]]
 _ENDS: Final = 256  # characters of sealed content read from each end
-# Records under way, per event loop (a process runs one; tests run many in turn).
-_pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[asyncio.Task[None]]] = (
+# Records under way by the digest they keep, per event loop (a process runs one; tests run
+# many in turn).
+_pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[None]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _under_way() -> set[asyncio.Task[None]]:
+def _under_way() -> dict[str, asyncio.Task[None]]:
     loop = asyncio.get_running_loop()
     found = _pending.get(loop)
     if found is None:
-        found = _pending[loop] = set()
+        found = _pending[loop] = {}
     return found
 
 
@@ -71,10 +72,11 @@ async def bind(call: Call) -> None:
     if not wanted:
         return
     started = _under_way()
-    if started:
-        # Records this process started (an answer that went out a moment ago) land first:
-        # each is one store round trip, bounded by the store's timeout.
-        await asyncio.wait(list(started))
+    landing = {started[d] for d in wanted if d in started}
+    if landing:
+        # This process's records of these items (an answer that went out a moment ago) land
+        # first: each is one store round trip, bounded by the store's timeout.
+        await asyncio.wait(landing)
     try:
         found = await call.deps.store.get_origins(key.owner, wanted)
     except GatewayError as exc:  # counted by the store as gateway_redis_errors_total
@@ -113,8 +115,15 @@ def record(call: Call, response: Json | None) -> None:
         _put(call, {d: origin for d in digests}, call.deps.settings.store.response_ttl_s)
     )
     started = _under_way()
-    started.add(task)
-    task.add_done_callback(started.discard)
+    for digest in digests:
+        started[digest] = task
+
+    def landed(done: asyncio.Task[None]) -> None:
+        for digest in digests:
+            if started.get(digest) is done:
+                del started[digest]
+
+    task.add_done_callback(landed)
 
 
 async def _put(call: Call, origins: dict[str, Json], ttl_s: int) -> None:
@@ -145,11 +154,11 @@ def on_terminal(call: Call, then: OnTerminal | None) -> OnTerminal | None:
 
 def pending() -> int:
     """How many records are under way."""
-    return len(_under_way())
+    return len(set(_under_way().values()))
 
 
 async def flush() -> None:
     """Wait for the records under way (on shutdown, and in tests)."""
     started = _under_way()
     while started:
-        await asyncio.gather(*started, return_exceptions=True)
+        await asyncio.gather(*set(started.values()), return_exceptions=True)
