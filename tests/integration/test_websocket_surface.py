@@ -20,33 +20,15 @@ from tests.support.affinity_upstream import (
 from tests.support.configs import UPSTREAM_KEY, settings_from
 from tests.support.guardrails_events import split_events
 from tests.support.integrate_ws import connect, next_event
+from tests.support.new_params import NEW_PARAMS as CREATE_PARAMS, SERVICE_TIERS
 from tests.support.stub import Behaviour, StubUpstream
 from tests.support.ws_sdk import TERMINAL, Turn, next_turn
 
 Client = TestClient[Any, Any]
-INCLUDE: list[Any] = [
-    "file_search_call.results",
-    "web_search_call.results",
-    "web_search_call.action.sources",
-    "message.input_image.image_url",
-    "computer_call_output.output.image_url",
-    "code_interpreter_call.outputs",
-    "reasoning.encrypted_content",
-    "message.output_text.logprobs",
-]
 NEW_PARAMS: dict[str, Any] = {
-    "prompt_cache_key": "tenant-42/agent-7",
-    "prompt_cache_options": {"mode": "explicit", "ttl": "30m"},
-    "prompt_cache_retention": "24h",
-    "safety_identifier": "user-" + "x" * 59,
-    "context_management": [{"type": "compaction", "compact_threshold": 200000}],
-    "moderation": {"model": "omni-moderation-latest", "policy": {"input": {"mode": "block"}}},
-    "include": INCLUDE,
+    **CREATE_PARAMS,
     "stream_options": {"include_obfuscation": False},
-    "max_tool_calls": 3,
-    "top_logprobs": 2,
 }
-SERVICE_TIERS = ["auto", "default", "flex", "scale", "priority", "fast", "ultrafast"]
 EMAIL = "jane.doe@example.com"
 CARD = "4111 1111 1111 1111"
 

@@ -10,33 +10,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.support.configs import KEY_A
+from tests.support.new_params import NEW_PARAMS, SERVICE_TIERS
 from tests.support.stub import StubUpstream
 
 Client = TestClient[Any, Any]
 AUTH = {"Authorization": f"Bearer {KEY_A}"}
-
-INCLUDE = [
-    "file_search_call.results",
-    "web_search_call.results",
-    "web_search_call.action.sources",
-    "message.input_image.image_url",
-    "computer_call_output.output.image_url",
-    "code_interpreter_call.outputs",
-    "reasoning.encrypted_content",
-    "message.output_text.logprobs",
-]
-NEW_PARAMS: dict[str, Any] = {
-    "prompt_cache_key": "tenant-42/agent-7",
-    "prompt_cache_options": {"mode": "explicit", "ttl": "30m"},
-    "prompt_cache_retention": "24h",
-    "safety_identifier": "user-" + "x" * 59,  # 64 characters, the most allowed
-    "context_management": [{"type": "compaction", "compact_threshold": 200000}],
-    "moderation": {"model": "omni-moderation-latest", "policy": {"input": {"mode": "block"}}},
-    "include": INCLUDE,
-    "max_tool_calls": 3,
-    "top_logprobs": 2,
-}
-SERVICE_TIERS = ["auto", "default", "flex", "scale", "priority", "fast", "ultrafast"]
 
 
 async def create(gateway: Client, body: dict[str, Any]) -> Any:
