@@ -270,6 +270,12 @@ def resolve(answer: asyncio.Future[Any], reply: Any) -> None:
 _shared: weakref.WeakKeyDictionary[Any, dict[float, Batch]] = weakref.WeakKeyDictionary()
 
 
+def forget(client: redis.Redis | redis.RedisCluster) -> None:
+    """The client is closing: its Batches go with it (each holds the client, so the weak map
+    alone would keep both for the life of the process)."""
+    _shared.pop(client, None)
+
+
 def shared(client: redis.Redis | redis.RedisCluster, timeout_s: float) -> Batch:
     """The one Batch of a client and timeout: the store and the limits on one Redis share it."""
     per_timeout = _shared.setdefault(client, {})

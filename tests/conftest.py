@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from gateway.app import create_app
 from tests.support.configs import KEY_A, base_config, settings_from
 from tests.support.edge_logguard import LogGuard
+from tests.support.finished_apps import forget_finished_apps
 from tests.support.redis_server import RedisServer
 from tests.support.stub import StubUpstream
 
@@ -39,6 +41,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for line in lines:
             reporter.write_line(line)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def _forget_finished_apps() -> Iterator[None]:
+    """Each test's gateways are let go when it ends (tests/support/finished_apps.py)."""
+    yield
+    forget_finished_apps()
 
 
 @pytest.fixture(scope="session")
@@ -91,5 +100,5 @@ async def store_gateway(
     prefix of its own."""
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
-        config["store"] = {"url": server.url, "prefix": f"t{id(config)}:"}
+        config["store"] = {"url": server.url, "prefix": f"t{uuid.uuid4().hex[:12]}:"}
     return await make_gateway(config)

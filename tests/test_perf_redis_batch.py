@@ -5,7 +5,9 @@ whose per-day totals add up exactly; a NOSCRIPT sends again only the calls it re
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import weakref
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -216,3 +218,17 @@ async def test_a_connection_redis_closed_between_calls_is_replaced_without_a_fai
     finally:
         await conn.close()
     assert kept == [True] * 5
+
+
+async def test_a_closed_connection_keeps_nothing_alive(
+    redis_server: RedisServer,
+) -> None:
+    conn = RedisConnection(redis_server.url, "rt-closed:", 1.0)
+    store = RedisStore(conn)
+    assert await store.put_response("resp_closed", {"owner": "o"}, 60)  # its batch took a wire
+    client = weakref.ref(conn.client)
+    await conn.client.delete("rt-closed:resp:{resp_closed}")
+    await conn.close()
+    del store, conn
+    gc.collect()
+    assert client() is None  # nothing module-level keeps a closed client (or its batch) alive

@@ -127,6 +127,7 @@ class RedisConnection:
             await self.client.ping()
 
     async def close(self) -> None:
+        redis_batch.forget(self.client)
         await self.client.aclose()
         await self.blocking.aclose()
 

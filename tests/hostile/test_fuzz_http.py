@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gateway.app import create_app
 from tests.support.configs import KEY_A, base_config, settings_from
+from tests.support.finished_apps import forget_finished_apps
 
 JSON = st.recursive(
     st.none()
@@ -80,5 +81,6 @@ def test_random_bodies_never_get_a_5xx(body: dict[str, Any]) -> None:
                 assert set(error) == {"message", "type", "param", "code"}
         finally:
             await client.close()
+            forget_finished_apps()  # 150 gateways in one test
 
     asyncio.run(run())
