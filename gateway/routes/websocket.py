@@ -67,7 +67,15 @@ async def responses_socket(request: web.Request) -> web.StreamResponse:
         heartbeat=HEARTBEAT_S,
     )
     await socket.prepare(request)
-    await Connection(request, deps, socket, authorization).serve()
+    try:
+        await Connection(request, deps, socket, authorization).serve()
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler when the client drops the connection without a close
+        # frame (a CLI exiting does): for a socket that is an ordinary end, logged 101 like a
+        # close by frame. A create in flight ended with it, in its own line and settlement.
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
     return socket
 
 
