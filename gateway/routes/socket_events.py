@@ -3,11 +3,14 @@ headers each create reads, its body and its lane."""
 
 from __future__ import annotations
 
+import secrets
+import time
 from typing import Any, Final
 
 from aiohttp import web
 from multidict import CIMultiDict
 
+from gateway.echo import echo
 from gateway.errors import AuthenticationError, InvalidRequestError
 
 SUBPROTOCOL_KEY: Final = "openai-insecure-api-key."
@@ -66,11 +69,11 @@ def create_body(event: dict[str, Any]) -> dict[str, Any]:
             param="background",
             code="unsupported_parameter",
         )
-    if event.get("generate") is False:
+    if not isinstance(event.get("generate", True), bool):
         raise InvalidRequestError(
-            "'generate: false' is not supported by this gateway.",
+            "Invalid type for 'generate': expected a boolean.",
             param="generate",
-            code="unsupported_parameter",
+            code="invalid_type",
         )
     body = {k: v for k, v in event.items() if k not in _SOCKET_ONLY}
     body["stream"] = True  # implicit over a socket: the events are the answer
@@ -89,3 +92,34 @@ def stream_id(event: dict[str, Any]) -> str | None:
             code="invalid_value",
         )
     return lane
+
+
+def is_warmup(event: dict[str, Any]) -> bool:
+    """`generate: false`: prepare the request (Codex sends one as each session opens, its
+    instructions and tools in it), produce nothing."""
+    return event.get("generate") is False
+
+
+def warmup_response(body: dict[str, Any]) -> dict[str, Any]:
+    """The Response a warm-up answers with: completed, no output, no tokens, an id of its own
+    that the next create may name as `previous_response_id`."""
+    now = int(time.time())
+    return {
+        "id": "resp_" + secrets.token_hex(24),
+        "object": "response",
+        "created_at": now,
+        "status": "completed",
+        "completed_at": now,
+        "error": None,
+        "incomplete_details": None,
+        "model": body.get("model"),
+        "output": [],
+        "usage": {
+            "input_tokens": 0,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 0,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 0,
+        },
+        **echo(body),
+    }

@@ -18,10 +18,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway import metrics, pipeline
 from gateway.affinity import served
-from gateway.codec import dumps, loads, parse_object
+from gateway.codec import dumps, json_response, loads, parse_object
 from gateway.errors import AuthenticationError, GatewayError, ServiceUnavailableError
 from gateway.events import COMPLETED, CREATED
 from gateway.keys import CALL, DEPS, DRAINING, TRACE
+from gateway.limits.usage import Usage
 from gateway.models import Call, Deps
 from gateway.observability import observe
 from gateway.pipeline import Stage
@@ -29,7 +30,14 @@ from gateway.pipeline.forward import client_left, forward
 from gateway.pipeline.limit import settle
 from gateway.pipeline.parse import parse_body
 from gateway.routes.responses import CREATE_RESPONSE
-from gateway.routes.socket_events import create_body, create_headers, credentials, stream_id
+from gateway.routes.socket_events import (
+    create_body,
+    create_headers,
+    credentials,
+    is_warmup,
+    stream_id,
+    warmup_response,
+)
 from gateway.state import as_items
 from gateway.store.connection import ConnectionStore
 from gateway.streaming.ws_sink import WebSocketSink, error_event
@@ -190,10 +198,13 @@ class Connection:
             body = create_body(event)
             call.raw, call.body = dumps(body), body
             await pipeline.run(call, CREATE_OVER_SOCKET)
-            answer = await forward(call)
-            if not sink.started:
-                await self._answered(call, answer, sink)
-            self._remember(call)
+            if is_warmup(event):
+                await self._warm(call, sink)
+            else:
+                answer = await forward(call)
+                if not sink.started:
+                    await self._answered(call, answer, sink)
+            self._remember(call, warmup=is_warmup(event))
         except GatewayError as exc:
             error = exc
             call.status = exc.status
@@ -237,11 +248,20 @@ class Connection:
             await self._send({"type": CREATED, "sequence_number": 0, "response": created}, sink)
             await self._send({"type": COMPLETED, "sequence_number": 1, "response": response}, sink)
 
-    def _remember(self, call: Call) -> None:
-        """A `store: false` response stays chainable on this connection (a zero data
-        retention key's is not: it may not chain at all)."""
+    async def _warm(self, call: Call, sink: WebSocketSink) -> None:
+        """A warm-up (`generate: false`) was checked and admitted like any create; nothing
+        goes upstream, and its empty Response is answered, settled at no tokens and kept on
+        this socket for the next create to chain on."""
+        call.response = warmup_response(call.body)
+        call.usage = Usage()
+        call.status = 200
+        await self._answered(call, json_response(call.response), sink)
+
+    def _remember(self, call: Call, *, warmup: bool = False) -> None:
+        """A `store: false` response, and any warm-up, stays chainable on this connection (a
+        zero data retention key's does not: it may not chain at all)."""
         response, key = call.response, call.principal
-        if response is None or key is None or key.zdr or call.store:
+        if response is None or key is None or key.zdr or (call.store and not warmup):
             return
         rid = response.get("id")
         if not isinstance(rid, str):

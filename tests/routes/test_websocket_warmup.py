@@ -1,0 +1,135 @@
+"""`generate: false` over WebSocket (Codex warms every session up with one): checked and
+admitted like any create, answered at once with an empty completed Response, never sent
+upstream, settled at no tokens, and chainable on the same socket."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.keys import DEPS
+from tests.support.configs import KEY_A
+from tests.support.stream_faults import AccessLines, wait_for
+from tests.support.stub import StubUpstream
+from tests.support.ws_sdk import TERMINAL
+
+Client = TestClient[Any, Any]
+AUTH = {"Authorization": f"Bearer {KEY_A}"}
+INSTRUCTIONS = "You are a coding agent."
+TOOLS = [{"type": "function", "name": "shell", "parameters": {"type": "object"}}]
+WARMUP = {
+    "type": "response.create",
+    "model": "gpt-test",
+    "instructions": INSTRUCTIONS,
+    "tools": TOOLS,
+    "input": [{"type": "message", "role": "user", "content": "List the files."}],
+    "store": False,
+    "generate": False,
+}
+
+
+@pytest.fixture
+def access() -> Iterator[AccessLines]:
+    logger = logging.getLogger("gateway.access")
+    handler = AccessLines()
+    was_disabled, was_level = logger.disabled, logger.level
+    logger.disabled = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+    logger.disabled, logger.level = was_disabled, was_level
+
+
+async def events_of(socket: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    while True:
+        event: dict[str, Any] = await socket.receive_json(timeout=10)
+        events.append(event)
+        if event["type"] in (*TERMINAL, "error"):
+            return events
+
+
+async def test_a_warmup_is_answered_empty_and_the_next_create_chains_on_it(
+    gateway: Client, stub: StubUpstream, access: AccessLines
+) -> None:
+    async with gateway.ws_connect("/v1/responses", headers=AUTH) as socket:
+        await socket.send_json(WARMUP)
+        warm = await events_of(socket)
+        assert [e["type"] for e in warm] == ["response.created", "response.completed"]
+        response = warm[-1]["response"]
+        assert (response["status"], response["output"], response["model"]) == (
+            "completed",
+            [],
+            "gpt-test",
+        )
+        assert response["usage"]["total_tokens"] == 0
+        assert (response["instructions"], response["tools"]) == (INSTRUCTIONS, TOOLS)
+        assert stub.requests == []  # nothing went upstream
+
+        turn = {
+            "type": "response.create",
+            "model": "gpt-test",
+            "instructions": INSTRUCTIONS,
+            "tools": TOOLS,
+            "previous_response_id": response["id"],
+            "input": [],
+            "store": False,
+        }
+        await socket.send_json(turn)
+        answered = await events_of(socket)
+        assert answered[-1]["type"] == "response.completed"
+    (sent,) = stub.requests
+    # The warm-up's input is the context the turn continues from.
+    texts = [part["text"] for item in sent.json["input"] for part in item["content"]]
+    assert texts == ["List the files."]
+    assert "generate" not in sent.json
+    await wait_for(lambda: len(access.lines) == 3)  # two creates and the socket
+    lines = [line for line in access.lines if line["operation"] == "create_response"]
+    assert [line["status"] for line in lines] == [200, 200]
+    await gateway.app[DEPS].settler.flush()
+    warm_record, turn_record = gateway.app[DEPS].governor.memory.stream
+    assert (warm_record["status"], warm_record["input_tokens"]) == ("200", "0")
+    assert warm_record["output_tokens"] == "0"
+    assert turn_record["status"] == "200"
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "param"),
+    [
+        ({"model": "no-such-model"}, "model_not_found", "model"),
+        ({"generate": "no"}, "invalid_type", "generate"),
+        ({"temperature": "hot"}, None, "temperature"),
+    ],
+    ids=["unknown-model", "generate-not-bool", "schema"],
+)
+async def test_a_warmup_is_checked_like_any_create(
+    gateway: Client,
+    stub: StubUpstream,
+    change: dict[str, Any],
+    code: str | None,
+    param: str,
+) -> None:
+    async with gateway.ws_connect("/v1/responses", headers=AUTH) as socket:
+        await socket.send_json({**WARMUP, **change})
+        (error,) = await events_of(socket)
+        assert error["type"] == "error"
+        assert error["error"]["param"] == param
+        if code is not None:
+            assert error["error"]["code"] == code
+        await socket.send_json(WARMUP)  # the socket stays open for the next create
+        assert (await events_of(socket))[-1]["type"] == "response.completed"
+    assert stub.requests == []
+
+
+async def test_a_warmup_is_kept_on_its_socket_only(gateway: Client) -> None:
+    async with gateway.ws_connect("/v1/responses", headers=AUTH) as socket:
+        await socket.send_json({**WARMUP, "store": True})
+        rid = (await events_of(socket))[-1]["response"]["id"]
+    found = await gateway.get(f"/v1/responses/{rid}", headers=AUTH)
+    assert found.status == 404
