@@ -38,6 +38,19 @@ class Replica:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Replica:
+        # The free port was let go before the replica binds it: an outgoing connection can
+        # take it in between (it is in the ephemeral range). Then another port, at most twice.
+        for _ in range(3):
+            logged = self.log_path.stat().st_size if self.log_path.exists() else 0
+            if self._started():
+                return self
+            if "address already in use" not in self.log_path.read_text()[logged:]:
+                raise RuntimeError(f"replica exited: {self.log_path.read_text()}")
+            self.port = free_port()
+        raise RuntimeError(f"replica found no free port: {self.log_path.read_text()}")
+
+    def _started(self) -> bool:
+        """Whether the process came up; False if it exited first."""
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             serve_argv(self.config_path, "--port", str(self.port)),
@@ -50,10 +63,11 @@ class Replica:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"replica exited: {self.log_path.read_text()}")
+                self.proc = None
+                return False
             try:
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
-                    return self
+                    return True
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"replica did not start: {self.log_path.read_text()}")
