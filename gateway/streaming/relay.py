@@ -328,7 +328,7 @@ async def _pipe(
     handle: StreamHandle,
 ) -> bool:
     failure: GatewayError | None = None
-    gaps = metrics.GAPS.labels(provider)
+    gaps = metrics.gaps(provider)
     clock = time.monotonic
     metrics.OPEN_STREAMS.inc()
     try:
