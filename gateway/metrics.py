@@ -145,6 +145,26 @@ def count_cost(model: str, usd: float) -> None:
     found.inc(usd)
 
 
+_ttfb: dict[str, Histogram] = {}
+_gaps: dict[str, Histogram] = {}
+
+
+def ttfb(provider: str) -> Histogram:
+    """The time-to-first-byte histogram of one provider (a configured name)."""
+    found = _ttfb.get(provider)
+    if found is None:
+        found = _ttfb[provider] = TTFB.labels(provider)
+    return found
+
+
+def gaps(provider: str) -> Histogram:
+    """The between-chunks histogram of one provider's streams (a configured name)."""
+    found = _gaps.get(provider)
+    if found is None:
+        found = _gaps[provider] = GAPS.labels(provider)
+    return found
+
+
 def redis_error(operation: str) -> None:
     REDIS_ERRORS.labels(operation).inc()
 

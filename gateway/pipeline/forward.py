@@ -136,7 +136,7 @@ async def _stream(
             call.status = 200 if stayed or tap.delivered else 499
             call.client_gone = not stayed
     if tap.first_chunk_at is not None and tap.first_write_at is not None:
-        metrics.TTFB.labels(provider).observe(tap.first_write_at - call.started)
+        metrics.ttfb(provider).observe(tap.first_write_at - call.started)
         # What the gateway adds: before the upstream call, and between its first chunk and ours.
         call.overhead_s = (sent - call.started) + (tap.first_write_at - tap.first_chunk_at)
     return response
