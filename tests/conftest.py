@@ -17,6 +17,7 @@ from tests.support.configs import KEY_A, base_config, settings_from
 from tests.support.edge_logguard import LogGuard
 from tests.support.finished_apps import forget_finished_apps
 from tests.support.redis_server import RedisServer
+from tests.support.stream_faults import AccessLines, access_log
 from tests.support.stub import StubUpstream
 
 MakeGateway = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -56,6 +57,13 @@ def _forget_finished_apps() -> Iterator[None]:
     """Each test's gateways are let go when it ends (tests/support/finished_apps.py)."""
     yield
     forget_finished_apps()
+
+
+@pytest.fixture
+def access() -> Iterator[AccessLines]:
+    """The gateway's access-log lines during the test."""
+    with access_log() as lines:
+        yield lines
 
 
 @pytest.fixture(scope="session")

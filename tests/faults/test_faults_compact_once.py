@@ -5,7 +5,7 @@ answered, failed upstream, left by its client, or refused before the upstream.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import MakeGateway
 from tests.support.configs import KEY_A
-from tests.support.once import Client, Ledger, access_log
+from tests.support.once import Client, Ledger
 from tests.support.stream_faults import (
     RESET,
     STALL,
@@ -31,12 +31,6 @@ HALF_ANSWER = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n"
     b'{"id": "cmp_1", "object": "response.compaction", "output": ['
 )
-
-
-@pytest.fixture
-def access() -> Iterator[AccessLines]:
-    with access_log() as lines:
-        yield lines
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import struct
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import redis.asyncio as redis
 from gateway.mockgen import build_response
 from tests.conftest import MakeGateway
 from tests.support.configs import ADMIN_KEY, KEY_A
-from tests.support.once import Client, Ledger, access_log
+from tests.support.once import Client, Ledger
 from tests.support.processes import Replica
 from tests.support.redis_server import RedisServer
 from tests.support.stream_faults import (
@@ -47,12 +47,6 @@ HANDSHAKE = {
     "Sec-WebSocket-Version": "13",
     "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
 }
-
-
-@pytest.fixture
-def access() -> Iterator[AccessLines]:
-    with access_log() as lines:
-        yield lines
 
 
 @pytest.fixture

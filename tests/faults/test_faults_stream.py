@@ -4,7 +4,6 @@ can be, kept or not as it says, charged and logged exactly once, however it ende
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -49,19 +48,6 @@ def canned() -> list[dict[str, Any]]:
 def events_in(raw: bytes) -> list[dict[str, Any]]:
     """The events of a stream read whole by an HTTP client (no chunked framing left)."""
     return [orjson.loads(e.data) for e in SSEParser().feed(raw)]
-
-
-@pytest.fixture
-def access() -> Iterator[AccessLines]:
-    logger = logging.getLogger("gateway.access")
-    handler = AccessLines()
-    was_disabled, was_level = logger.disabled, logger.level
-    logger.disabled = False
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
-    logger.disabled, logger.level = was_disabled, was_level
 
 
 @pytest.fixture

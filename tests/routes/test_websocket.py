@@ -4,9 +4,7 @@ and every create settled and logged once, however it ends."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -31,19 +29,6 @@ HANDSHAKE = {
     "Sec-WebSocket-Version": "13",
     "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
 }
-
-
-@pytest.fixture
-def access() -> Iterator[AccessLines]:
-    logger = logging.getLogger("gateway.access")
-    handler = AccessLines()
-    was_disabled, was_level = logger.disabled, logger.level
-    logger.disabled = False
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
-    logger.disabled, logger.level = was_disabled, was_level
 
 
 async def response_events(socket: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:

@@ -4,9 +4,7 @@ connection simply dropped (as a CLI does when it exits). Its creates keep their 
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket as sockets
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -21,19 +19,6 @@ from tests.support.ws_sdk import TERMINAL
 
 AUTH = {"Authorization": f"Bearer {KEY_A}"}
 CREATE = {"type": "response.create", "model": "mock-model", "input": "Tell me a story"}
-
-
-@pytest.fixture
-def access() -> Iterator[AccessLines]:
-    logger = logging.getLogger("gateway.access")
-    handler = AccessLines()
-    was_disabled, was_level = logger.disabled, logger.level
-    logger.disabled = False
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
-    logger.disabled, logger.level = was_disabled, was_level
 
 
 def lines_of(access: AccessLines, operation: str) -> list[dict[str, Any]]:

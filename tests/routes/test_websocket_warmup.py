@@ -4,8 +4,6 @@ upstream, settled at no tokens, and chainable on the same socket."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -31,19 +29,6 @@ WARMUP = {
     "store": False,
     "generate": False,
 }
-
-
-@pytest.fixture
-def access() -> Iterator[AccessLines]:
-    logger = logging.getLogger("gateway.access")
-    handler = AccessLines()
-    was_disabled, was_level = logger.disabled, logger.level
-    logger.disabled = False
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
-    logger.disabled, logger.level = was_disabled, was_level
 
 
 async def events_of(socket: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:

@@ -3,10 +3,7 @@ access lines, the request counter's moves, its usage records and the leases it s
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -67,18 +64,3 @@ class Ledger:
         assert len(lines) == count, lines
         assert sum(self.counted().values()) == count, self.counted()
         return lines
-
-
-@contextmanager
-def access_log() -> Iterator[AccessLines]:
-    logger = logging.getLogger("gateway.access")
-    handler = AccessLines()
-    was_disabled, was_level = logger.disabled, logger.level
-    logger.disabled = False
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.disabled, logger.level = was_disabled, was_level

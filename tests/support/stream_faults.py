@@ -7,7 +7,8 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -155,6 +156,22 @@ class AccessLines(logging.Handler):
 
     def of(self, request_id: str) -> list[dict[str, Any]]:
         return [line for line in self.lines if line.get("request_id") == request_id]
+
+
+@contextmanager
+def access_log() -> Iterator[AccessLines]:
+    """The access log's lines while the block runs (the log is on, at INFO, meanwhile)."""
+    logger = logging.getLogger("gateway.access")
+    handler = AccessLines()
+    was_disabled, was_level = logger.disabled, logger.level
+    logger.disabled = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.disabled, logger.level = was_disabled, was_level
 
 
 async def wait_for(check: Callable[[], object], timeout_s: float = 10.0) -> None:
