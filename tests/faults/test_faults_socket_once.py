@@ -35,7 +35,7 @@ from tests.support.stream_faults import (
     wait_for,
 )
 from tests.support.stub import Behaviour, StubUpstream
-from tests.support.ws_sdk import TERMINAL
+from tests.support.ws_sdk import response_events
 
 AUTH = {"Authorization": f"Bearer {KEY_A}"}
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -79,16 +79,6 @@ async def on_scripted(
     scripted.append(upstream)
     config["providers"][0]["base_url"] = f"{upstream.url}/v1"
     return await serve(make_gateway, config)
-
-
-async def response_events(socket: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
-    """One response's events, through its terminal (or error) event."""
-    events: list[dict[str, Any]] = []
-    while True:
-        event: dict[str, Any] = await socket.receive_json(timeout=10)
-        events.append(event)
-        if event["type"] in (*TERMINAL, "error"):
-            return events
 
 
 async def one_create(gateway: Client, body: dict[str, Any] = CREATE) -> list[dict[str, Any]]:

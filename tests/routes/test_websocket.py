@@ -17,7 +17,7 @@ from tests.conftest import MakeGateway
 from tests.support.configs import ADMIN_KEY, KEY_A
 from tests.support.stream_faults import AccessLines, wait_for
 from tests.support.stub import Behaviour, StubUpstream
-from tests.support.ws_sdk import TERMINAL
+from tests.support.ws_sdk import response_events
 
 Client = TestClient[Any, Any]
 AUTH = {"Authorization": f"Bearer {KEY_A}"}
@@ -29,16 +29,6 @@ HANDSHAKE = {
     "Sec-WebSocket-Version": "13",
     "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
 }
-
-
-async def response_events(socket: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
-    """One response's events, through its terminal (or error) event."""
-    events: list[dict[str, Any]] = []
-    while True:
-        event: dict[str, Any] = await socket.receive_json(timeout=10)
-        events.append(event)
-        if event["type"] in (*TERMINAL, "error"):
-            return events
 
 
 def creates(access: AccessLines) -> list[dict[str, Any]]:

@@ -14,20 +14,11 @@ from gateway.mockgen import build_response
 from tests.conftest import MakeGateway
 from tests.support.configs import KEY_A, KEY_B
 from tests.support.stub import Behaviour, StubUpstream
-from tests.support.ws_sdk import TERMINAL
+from tests.support.ws_sdk import response_events
 
 Client = TestClient[Any, Any]
 AUTH = {"Authorization": f"Bearer {KEY_A}"}
 CREATE = {"type": "response.create", "model": "gpt-test", "input": "Tell me a story"}
-
-
-async def response_events(socket: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    while True:
-        event: dict[str, Any] = await socket.receive_json(timeout=10)
-        events.append(event)
-        if event["type"] in (*TERMINAL, "error"):
-            return events
 
 
 async def test_an_upstream_refusal_is_its_error_event(gateway: Client, stub: StubUpstream) -> None:

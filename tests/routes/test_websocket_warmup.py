@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -14,7 +13,7 @@ from gateway.keys import DEPS
 from tests.support.configs import KEY_A
 from tests.support.stream_faults import AccessLines, wait_for
 from tests.support.stub import StubUpstream
-from tests.support.ws_sdk import TERMINAL
+from tests.support.ws_sdk import response_events
 
 Client = TestClient[Any, Any]
 AUTH = {"Authorization": f"Bearer {KEY_A}"}
@@ -31,21 +30,12 @@ WARMUP = {
 }
 
 
-async def events_of(socket: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    while True:
-        event: dict[str, Any] = await socket.receive_json(timeout=10)
-        events.append(event)
-        if event["type"] in (*TERMINAL, "error"):
-            return events
-
-
 async def test_a_warmup_is_answered_empty_and_the_next_create_chains_on_it(
     gateway: Client, stub: StubUpstream, access: AccessLines
 ) -> None:
     async with gateway.ws_connect("/v1/responses", headers=AUTH) as socket:
         await socket.send_json(WARMUP)
-        warm = await events_of(socket)
+        warm = await response_events(socket)
         assert [e["type"] for e in warm] == ["response.created", "response.completed"]
         response = warm[-1]["response"]
         assert (response["status"], response["output"], response["model"]) == (
@@ -67,7 +57,7 @@ async def test_a_warmup_is_answered_empty_and_the_next_create_chains_on_it(
             "store": False,
         }
         await socket.send_json(turn)
-        answered = await events_of(socket)
+        answered = await response_events(socket)
         assert answered[-1]["type"] == "response.completed"
     (sent,) = stub.requests
     # The warm-up's input is the context the turn continues from.
@@ -102,19 +92,19 @@ async def test_a_warmup_is_checked_like_any_create(
 ) -> None:
     async with gateway.ws_connect("/v1/responses", headers=AUTH) as socket:
         await socket.send_json({**WARMUP, **change})
-        (error,) = await events_of(socket)
+        (error,) = await response_events(socket)
         assert error["type"] == "error"
         assert error["error"]["param"] == param
         if code is not None:
             assert error["error"]["code"] == code
         await socket.send_json(WARMUP)  # the socket stays open for the next create
-        assert (await events_of(socket))[-1]["type"] == "response.completed"
+        assert (await response_events(socket))[-1]["type"] == "response.completed"
     assert stub.requests == []
 
 
 async def test_a_warmup_is_kept_on_its_socket_only(gateway: Client) -> None:
     async with gateway.ws_connect("/v1/responses", headers=AUTH) as socket:
         await socket.send_json({**WARMUP, "store": True})
-        rid = (await events_of(socket))[-1]["response"]["id"]
+        rid = (await response_events(socket))[-1]["response"]["id"]
     found = await gateway.get(f"/v1/responses/{rid}", headers=AUTH)
     assert found.status == 404

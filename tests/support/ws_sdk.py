@@ -6,9 +6,21 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from openai.types.responses import Response
 
 TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+
+
+async def response_events(socket: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
+    """One response's events off a raw socket, through its terminal (or error) event."""
+    events: list[dict[str, Any]] = []
+    while True:
+        event: dict[str, Any] = await socket.receive_json(timeout=10)
+        events.append(event)
+        if event["type"] in (*TERMINAL, "error"):
+            return events
+
 
 # The test client's own library logs its handshake headers (the key included) at DEBUG; the
 # gateway never sees that logger, the log guard would.
