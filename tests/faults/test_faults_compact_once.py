@@ -5,7 +5,6 @@ answered, failed upstream, left by its client, or refused before the upstream.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -20,7 +19,9 @@ from tests.support.stream_faults import (
     AccessLines,
     RawClient,
     ScriptedUpstream,
+    cancelling_gateway,
     clients_gone,
+    on_scripted,
 )
 from tests.support.stub import StubUpstream
 
@@ -33,38 +34,6 @@ HALF_ANSWER = (
 )
 
 
-@pytest.fixture
-async def scripted() -> AsyncIterator[list[ScriptedUpstream]]:
-    made: list[ScriptedUpstream] = []
-    yield made
-    for upstream in made:
-        await upstream.close()
-
-
-@pytest.fixture
-def limited(config: dict[str, Any]) -> dict[str, Any]:
-    """The key holds a concurrency lease per request, so one left unsettled shows."""
-    config["auth"]["keys"][0]["max_concurrent"] = 1
-    return config
-
-
-async def serve(make_gateway: MakeGateway, config: dict[str, Any]) -> Client:
-    """The app as `gateway serve` runs it: a client that leaves cancels its handler."""
-    return await make_gateway(config, server_kwargs={"handler_cancellation": True})
-
-
-async def on_scripted(
-    make_gateway: MakeGateway,
-    config: dict[str, Any],
-    scripted: list[ScriptedUpstream],
-    script: list[bytes | str],
-) -> tuple[Client, ScriptedUpstream]:
-    upstream = await ScriptedUpstream(script).start()
-    scripted.append(upstream)
-    config["providers"][0]["base_url"] = f"{upstream.url}/v1"
-    return await serve(make_gateway, config), upstream
-
-
 def sdk(gateway: Client) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=str(gateway.make_url("/v1")), api_key=KEY_A, max_retries=0)
 
@@ -72,7 +41,7 @@ def sdk(gateway: Client) -> openai.AsyncOpenAI:
 async def test_a_compaction_answered_is_logged_counted_and_settled_once(
     make_gateway: MakeGateway, limited: dict[str, Any], access: AccessLines
 ) -> None:
-    gateway = await serve(make_gateway, limited)
+    gateway = await cancelling_gateway(make_gateway, limited)
     ledger = Ledger(gateway, access, "compact_response")
     async with sdk(gateway) as client:
         compacted = await client.responses.compact(model="gpt-test", input="Tell me a story")
@@ -163,7 +132,7 @@ async def test_a_refused_compaction_is_logged_counted_and_settled_once(
     code: str,
 ) -> None:
     limited["guardrails"] = [{"name": "cards", "detect": ["credit_card"], "action": "block"}]
-    gateway = await serve(make_gateway, limited)
+    gateway = await cancelling_gateway(make_gateway, limited)
     ledger = Ledger(gateway, access, "compact_response")
     resp = await gateway.post("/v1/responses/compact", json={**COMPACT, **change}, headers=AUTH)
     assert resp.status == status, await resp.text()
@@ -182,7 +151,7 @@ async def test_a_compaction_over_the_keys_rpm_is_logged_counted_and_settled_once
     make_gateway: MakeGateway, config: dict[str, Any], stub: StubUpstream, access: AccessLines
 ) -> None:
     config["auth"]["keys"][0]["rpm"] = 1
-    gateway = await serve(make_gateway, config)
+    gateway = await cancelling_gateway(make_gateway, config)
     ledger = Ledger(gateway, access, "compact_response")
     statuses = []
     for _ in range(2):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import struct
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,10 @@ from tests.support.stream_faults import (
     STALL,
     AccessLines,
     ScriptedUpstream,
+    cancelling_gateway,
     clients_gone,
     frames,
+    on_scripted,
     reset,
     wait_for,
 )
@@ -47,38 +48,6 @@ HANDSHAKE = {
     "Sec-WebSocket-Version": "13",
     "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
 }
-
-
-@pytest.fixture
-async def scripted() -> AsyncIterator[list[ScriptedUpstream]]:
-    made: list[ScriptedUpstream] = []
-    yield made
-    for upstream in made:
-        await upstream.close()
-
-
-@pytest.fixture
-def limited(config: dict[str, Any]) -> dict[str, Any]:
-    """The key holds a concurrency lease per create, so a create left unsettled shows."""
-    config["auth"]["keys"][0]["max_concurrent"] = 1
-    return config
-
-
-async def serve(make_gateway: MakeGateway, config: dict[str, Any] | None) -> Client:
-    """The app as `gateway serve` runs it: a client that leaves cancels its handler."""
-    return await make_gateway(config, server_kwargs={"handler_cancellation": True})
-
-
-async def on_scripted(
-    make_gateway: MakeGateway,
-    config: dict[str, Any],
-    scripted: list[ScriptedUpstream],
-    script: list[bytes | str],
-) -> Client:
-    upstream = await ScriptedUpstream(script).start()
-    scripted.append(upstream)
-    config["providers"][0]["base_url"] = f"{upstream.url}/v1"
-    return await serve(make_gateway, config)
 
 
 async def one_create(gateway: Client, body: dict[str, Any] = CREATE) -> list[dict[str, Any]]:
@@ -110,7 +79,7 @@ def canned() -> list[dict[str, Any]]:
 async def test_a_create_streamed_to_completed_is_logged_counted_and_settled_once(
     make_gateway: MakeGateway, limited: dict[str, Any], access: AccessLines
 ) -> None:
-    gateway = await serve(make_gateway, limited)
+    gateway = await cancelling_gateway(make_gateway, limited)
     ledger = Ledger(gateway, access, "create_response")
     events = await one_create(gateway)
     assert events[-1]["type"] == "response.completed"
@@ -155,7 +124,7 @@ async def test_a_create_the_upstream_fails_is_logged_counted_and_settled_once(
     usage: str,
 ) -> None:
     limited["providers"][0]["timeout_s"] = 0.3
-    gateway = await on_scripted(make_gateway, limited, scripted, script)
+    gateway, _ = await on_scripted(make_gateway, limited, scripted, script)
     ledger = Ledger(gateway, access, "create_response")
     events = await one_create(gateway)
     assert events[-1]["type"] == ending
@@ -175,7 +144,7 @@ async def test_a_create_the_upstream_fails_is_logged_counted_and_settled_once(
 async def test_a_socket_closed_mid_stream_is_logged_counted_and_settled_once(
     make_gateway: MakeGateway, limited: dict[str, Any], stub: StubUpstream, access: AccessLines
 ) -> None:
-    gateway = await serve(make_gateway, limited)
+    gateway = await cancelling_gateway(make_gateway, limited)
     ledger = Ledger(gateway, access, "create_response")
     gone = clients_gone()
     stub.behaviour = Behaviour(stall_after=7)  # three deltas out, then nothing
@@ -203,7 +172,7 @@ async def test_a_socket_closed_mid_stream_is_logged_counted_and_settled_once(
 async def test_a_socket_dropped_without_a_close_mid_stream_is_logged_counted_and_settled_once(
     make_gateway: MakeGateway, limited: dict[str, Any], stub: StubUpstream, access: AccessLines
 ) -> None:
-    gateway = await serve(make_gateway, limited)
+    gateway = await cancelling_gateway(make_gateway, limited)
     ledger = Ledger(gateway, access, "create_response")
     gone = clients_gone()
     stub.behaviour = Behaviour(stall_after=7)  # three deltas out, then nothing
@@ -258,7 +227,7 @@ async def test_a_refused_create_is_logged_counted_and_settled_once(
     code: str,
 ) -> None:
     limited["guardrails"] = [{"name": "cards", "detect": ["credit_card"], "action": "block"}]
-    gateway = await serve(make_gateway, limited)
+    gateway = await cancelling_gateway(make_gateway, limited)
     ledger = Ledger(gateway, access, "create_response")
     (error,) = await one_create(gateway, {**CREATE, **change})
     assert (error["status"], error["error"]["code"]) == (status, code)
@@ -277,7 +246,7 @@ async def test_a_create_over_the_keys_rpm_is_logged_counted_and_settled_once(
     make_gateway: MakeGateway, config: dict[str, Any], stub: StubUpstream, access: AccessLines
 ) -> None:
     config["auth"]["keys"][0]["rpm"] = 1
-    gateway = await serve(make_gateway, config)
+    gateway = await cancelling_gateway(make_gateway, config)
     ledger = Ledger(gateway, access, "create_response")
     async with gateway.ws_connect("/v1/responses", headers=AUTH) as socket:
         for _ in range(2):
@@ -297,7 +266,7 @@ async def test_a_create_over_the_keys_rpm_is_logged_counted_and_settled_once(
 async def test_a_create_whose_key_is_disabled_is_logged_counted_and_settled_once(
     make_gateway: MakeGateway, stub: StubUpstream, access: AccessLines
 ) -> None:
-    gateway = await serve(make_gateway, None)
+    gateway = await cancelling_gateway(make_gateway, None)
     made = await gateway.post(
         "/admin/keys", json={"id": "agent", "max_concurrent": 1}, headers=ADMIN
     )

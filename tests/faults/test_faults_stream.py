@@ -4,7 +4,7 @@ can be, kept or not as it says, charged and logged exactly once, however it ende
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,10 @@ from tests.support.stream_faults import (
     AccessLines,
     RawClient,
     ScriptedUpstream,
+    cancelling_gateway,
     clients_gone,
     frames,
+    on_scripted,
     wait_for,
 )
 from tests.support.stub import Behaviour, StubUpstream
@@ -48,31 +50,6 @@ def canned() -> list[dict[str, Any]]:
 def events_in(raw: bytes) -> list[dict[str, Any]]:
     """The events of a stream read whole by an HTTP client (no chunked framing left)."""
     return [orjson.loads(e.data) for e in SSEParser().feed(raw)]
-
-
-@pytest.fixture
-async def scripted() -> AsyncIterator[list[ScriptedUpstream]]:
-    made: list[ScriptedUpstream] = []
-    yield made
-    for upstream in made:
-        await upstream.close()
-
-
-async def cancelling_gateway(make_gateway: MakeGateway, config: dict[str, Any]) -> Client:
-    """The app served as `gateway serve` serves it: a client that leaves cancels its handler."""
-    return await make_gateway(config, server_kwargs={"handler_cancellation": True})
-
-
-async def on_scripted(
-    make_gateway: MakeGateway,
-    config: dict[str, Any],
-    scripted: list[ScriptedUpstream],
-    script: list[bytes | str],
-) -> tuple[Client, ScriptedUpstream]:
-    upstream = await ScriptedUpstream(script).start()
-    scripted.append(upstream)
-    config["providers"][0]["base_url"] = f"{upstream.url}/v1"
-    return await cancelling_gateway(make_gateway, config), upstream
 
 
 def records(gateway: Client) -> list[dict[str, str]]:

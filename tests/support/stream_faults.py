@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
+from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
 
 from gateway.streaming.sse import encode_event
@@ -156,6 +157,30 @@ class AccessLines(logging.Handler):
 
     def of(self, request_id: str) -> list[dict[str, Any]]:
         return [line for line in self.lines if line.get("request_id") == request_id]
+
+
+MakeGateway = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+async def cancelling_gateway(
+    make_gateway: MakeGateway, config: dict[str, Any] | None = None
+) -> TestClient[Any, Any]:
+    """The app as `gateway serve` runs it: a client that leaves cancels its handler."""
+    return await make_gateway(config, server_kwargs={"handler_cancellation": True})
+
+
+async def on_scripted(
+    make_gateway: MakeGateway,
+    config: dict[str, Any],
+    scripted: list[ScriptedUpstream],
+    script: list[bytes | str],
+) -> tuple[TestClient[Any, Any], ScriptedUpstream]:
+    """A cancelling gateway in front of a scripted upstream (closed by the `scripted`
+    fixture)."""
+    upstream = await ScriptedUpstream(script).start()
+    scripted.append(upstream)
+    config["providers"][0]["base_url"] = f"{upstream.url}/v1"
+    return await cancelling_gateway(make_gateway, config), upstream
 
 
 @contextmanager
