@@ -1,4 +1,5 @@
-"""The request fields a Response object repeats back, with the Responses API's defaults."""
+"""The Responses the gateway builds itself (the mock model, a warm-up): the request fields a
+Response repeats back, with the Responses API's defaults, and the shape of its usage."""
 
 from __future__ import annotations
 
@@ -44,4 +45,43 @@ def echo(body: Mapping[str, Any]) -> dict[str, Any]:
         "top_p": or_default(body, "top_p", 1.0),
         "truncation": or_default(body, "truncation", "disabled"),
         "user": body.get("user"),
+    }
+
+
+def usage_object(
+    input_tokens: int = 0, output_tokens: int = 0, *, cached: int = 0, reasoning: int = 0
+) -> dict[str, Any]:
+    """A Response's `usage`, as the Responses API writes it."""
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": input_tokens + output_tokens,
+    }
+
+
+def response_object(
+    body: Mapping[str, Any],
+    *,
+    response_id: str,
+    model: Any,
+    created_at: int,
+    output: list[Any],
+    usage: dict[str, Any],
+    truncated: bool = False,
+) -> dict[str, Any]:
+    """A whole Response, completed (or, `truncated`, incomplete at max_output_tokens)."""
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "status": "incomplete" if truncated else "completed",
+        "completed_at": None if truncated else created_at,
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if truncated else None,
+        "model": model,
+        "output": output,
+        "usage": usage,
+        **echo(body),
     }

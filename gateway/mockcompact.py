@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from gateway.echo import usage_object
+
 Json = dict[str, Any]
 
 
@@ -66,11 +68,5 @@ def build_compaction(body: Json, model: str) -> Json:
                 "encrypted_content": sealed,
             },
         ],
-        "usage": {
-            "input_tokens": input_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": output_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": input_tokens + output_tokens,
-        },
+        "usage": usage_object(input_tokens, output_tokens),
     }

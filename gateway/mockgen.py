@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import orjson
 
-from gateway.echo import echo, or_default
+from gateway.echo import or_default, response_object, usage_object
 
 Json = dict[str, Any]
 
@@ -285,26 +285,15 @@ def build_response(
     created = int(time.time()) if created_at is None else created_at
     turn = _responses_turn(body)
     answer = _answer(turn, body, body.get("max_output_tokens"))
-    usage = {
-        "input_tokens": answer.input_tokens,
-        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-        "output_tokens": answer.output_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": answer.input_tokens + answer.output_tokens,
-    }
-    response = {
-        "id": rid,
-        "object": "response",
-        "created_at": created,
-        "status": "incomplete" if answer.truncated else "completed",
-        "completed_at": None if answer.truncated else created,
-        "error": None,
-        "incomplete_details": {"reason": "max_output_tokens"} if answer.truncated else None,
-        "model": model,
-        "output": [_response_item(answer, rid)],
-        "usage": usage,
-        **echo(body),
-    }
+    response = response_object(
+        body,
+        response_id=rid,
+        model=model,
+        created_at=created,
+        output=[_response_item(answer, rid)],
+        usage=usage_object(answer.input_tokens, answer.output_tokens),
+        truncated=answer.truncated,
+    )
     options = body.get("stream_options")
     obfuscate = not (isinstance(options, dict) and options.get("include_obfuscation") is False)
     return MockRun(response, answer.deltas, obfuscate)

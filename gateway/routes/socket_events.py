@@ -10,7 +10,7 @@ from typing import Any, Final
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway.echo import echo
+from gateway.echo import response_object, usage_object
 from gateway.errors import AuthenticationError, InvalidRequestError
 
 SUBPROTOCOL_KEY: Final = "openai-insecure-api-key."
@@ -103,23 +103,11 @@ def is_warmup(event: dict[str, Any]) -> bool:
 def warmup_response(body: dict[str, Any]) -> dict[str, Any]:
     """The Response a warm-up answers with: completed, no output, no tokens, an id of its own
     that the next create may name as `previous_response_id`."""
-    now = int(time.time())
-    return {
-        "id": "resp_" + secrets.token_hex(24),
-        "object": "response",
-        "created_at": now,
-        "status": "completed",
-        "completed_at": now,
-        "error": None,
-        "incomplete_details": None,
-        "model": body.get("model"),
-        "output": [],
-        "usage": {
-            "input_tokens": 0,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": 0,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": 0,
-        },
-        **echo(body),
-    }
+    return response_object(
+        body,
+        response_id="resp_" + secrets.token_hex(24),
+        model=body.get("model"),
+        created_at=int(time.time()),
+        output=[],
+        usage=usage_object(),
+    )

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeGuard
 
-from gateway.echo import echo
+from gateway.echo import echo, usage_object
 from gateway.errors import InvalidRequestError
 
 Json = dict[str, Any]
@@ -336,13 +336,7 @@ def response_usage(usage: Any) -> Json | None:
     prompt, output = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
     cached = _count(_get(usage, "prompt_tokens_details", "cached_tokens"))
     reasoning = _count(_get(usage, "completion_tokens_details", "reasoning_tokens"))
-    return {
-        "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
-        "output_tokens": output,
-        "output_tokens_details": {"reasoning_tokens": reasoning},
-        "total_tokens": prompt + output,
-    }
+    return usage_object(prompt, output, cached=cached, reasoning=reasoning)
 
 
 def _get(obj: Mapping[str, Any], key: str, inner: str) -> Any:
