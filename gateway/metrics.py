@@ -113,6 +113,7 @@ WEBSOCKET_CREATES = Histogram(
 _requests: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 _tokens: dict[str, tuple[Any, Any]] = {}
 _costs: dict[str, Any] = {}
+_streams: dict[tuple[Histogram, str], Histogram] = {}
 
 
 def count_request(operation: str, model: str, provider: str, status: int, elapsed: float) -> None:
@@ -145,23 +146,20 @@ def count_cost(model: str, usd: float) -> None:
     found.inc(usd)
 
 
-_ttfb: dict[str, Histogram] = {}
-_gaps: dict[str, Histogram] = {}
-
-
 def ttfb(provider: str) -> Histogram:
     """The time-to-first-byte histogram of one provider (a configured name)."""
-    found = _ttfb.get(provider)
-    if found is None:
-        found = _ttfb[provider] = TTFB.labels(provider)
-    return found
+    return _of_provider(TTFB, provider)
 
 
 def gaps(provider: str) -> Histogram:
     """The between-chunks histogram of one provider's streams (a configured name)."""
-    found = _gaps.get(provider)
+    return _of_provider(GAPS, provider)
+
+
+def _of_provider(family: Histogram, provider: str) -> Histogram:
+    found = _streams.get((family, provider))
     if found is None:
-        found = _gaps[provider] = GAPS.labels(provider)
+        found = _streams[family, provider] = family.labels(provider)
     return found
 
 

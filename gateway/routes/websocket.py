@@ -18,7 +18,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway import metrics, pipeline
 from gateway.affinity import served
-from gateway.codec import dumps, json_response, loads, parse_object
+from gateway.codec import dumps, loads, parse_object
 from gateway.errors import AuthenticationError, GatewayError, ServiceUnavailableError
 from gateway.events import COMPLETED, CREATED
 from gateway.keys import CALL, DEPS, DRAINING, TRACE
@@ -198,13 +198,14 @@ class Connection:
             body = create_body(event)
             call.raw, call.body = dumps(body), body
             await pipeline.run(call, CREATE_OVER_SOCKET)
-            if is_warmup(event):
+            warmup = is_warmup(event)
+            if warmup:
                 await self._warm(call, sink)
             else:
                 answer = await forward(call)
                 if not sink.started:
                     await self._answered(call, answer, sink)
-            self._remember(call, warmup=is_warmup(event))
+            self._remember(call, warmup=warmup)
         except GatewayError as exc:
             error = exc
             call.status = exc.status
@@ -244,9 +245,13 @@ class Connection:
             return
         response = call.response if call.response is not None else decoded
         if isinstance(response, dict):
-            created = {**response, "status": "in_progress", "output": []}
-            await self._send({"type": CREATED, "sequence_number": 0, "response": created}, sink)
-            await self._send({"type": COMPLETED, "sequence_number": 1, "response": response}, sink)
+            await self._whole(response, sink)
+
+    async def _whole(self, response: dict[str, Any], sink: WebSocketSink) -> None:
+        """A whole Response as the events a stream of it begins and ends with."""
+        created = {**response, "status": "in_progress", "output": []}
+        await self._send({"type": CREATED, "sequence_number": 0, "response": created}, sink)
+        await self._send({"type": COMPLETED, "sequence_number": 1, "response": response}, sink)
 
     async def _warm(self, call: Call, sink: WebSocketSink) -> None:
         """A warm-up (`generate: false`) was checked and admitted like any create; nothing
@@ -255,7 +260,7 @@ class Connection:
         call.response = warmup_response(call.body)
         call.usage = Usage()
         call.status = 200
-        await self._answered(call, json_response(call.response), sink)
+        await self._whole(call.response, sink)
 
     def _remember(self, call: Call, *, warmup: bool = False) -> None:
         """A `store: false` response, and any warm-up, stays chainable on this connection (a
