@@ -14,14 +14,13 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-import redis.asyncio as redis
 
 from gateway.mockgen import build_response
 from tests.conftest import MakeGateway
 from tests.support.configs import ADMIN_KEY, KEY_A
 from tests.support.once import Client, Ledger
 from tests.support.processes import Replica
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, usage_records
 from tests.support.stream_faults import (
     RESET,
     SSE_HEAD,
@@ -141,19 +140,8 @@ async def test_a_create_the_upstream_fails_is_logged_counted_and_settled_once(
 # -- its client leaves ----------------------------------------------------------------------
 
 
-async def test_a_socket_closed_mid_stream_is_logged_counted_and_settled_once(
-    make_gateway: MakeGateway, limited: dict[str, Any], stub: StubUpstream, access: AccessLines
-) -> None:
-    gateway = await cancelling_gateway(make_gateway, limited)
-    ledger = Ledger(gateway, access, "create_response")
-    gone = clients_gone()
-    stub.behaviour = Behaviour(stall_after=7)  # three deltas out, then nothing
-    async with gateway.ws_connect("/v1/responses", headers=AUTH) as socket:
-        await socket.send_json(CREATE)
-        while (await socket.receive_json(timeout=10))["type"] != "response.output_text.delta":
-            pass
-        assert ledger.held() == 1
-    await asyncio.wait_for(stub.cancelled.wait(), 5)
+async def assert_left_once(ledger: Ledger, access: AccessLines, gone: float) -> None:
+    """A create whose client left mid-stream: one 499 line, counted and settled once."""
     (line,) = await ledger.ended()
     assert (line["status"], line["client_gone"]) == (499, True)
     assert ledger.counted() == {"4xx": 1}
@@ -167,6 +155,22 @@ async def test_a_socket_closed_mid_stream_is_logged_counted_and_settled_once(
     (record,) = ledger.records()
     assert (record["status"], record["usage"]) == ("499", "estimated")
     assert ledger.held() == 0
+
+
+async def test_a_socket_closed_mid_stream_is_logged_counted_and_settled_once(
+    make_gateway: MakeGateway, limited: dict[str, Any], stub: StubUpstream, access: AccessLines
+) -> None:
+    gateway = await cancelling_gateway(make_gateway, limited)
+    ledger = Ledger(gateway, access, "create_response")
+    gone = clients_gone()
+    stub.behaviour = Behaviour(stall_after=7)  # three deltas out, then nothing
+    async with gateway.ws_connect("/v1/responses", headers=AUTH) as socket:
+        await socket.send_json(CREATE)
+        while (await socket.receive_json(timeout=10))["type"] != "response.output_text.delta":
+            pass
+        assert ledger.held() == 1
+    await asyncio.wait_for(stub.cancelled.wait(), 5)
+    await assert_left_once(ledger, access, gone)
 
 
 async def test_a_socket_dropped_without_a_close_mid_stream_is_logged_counted_and_settled_once(
@@ -192,17 +196,7 @@ async def test_a_socket_dropped_without_a_close_mid_stream_is_logged_counted_and
     assert read.startswith(b"HTTP/1.1 101")
     reset(writer)  # gone: no close frame, a TCP RST
     await asyncio.wait_for(stub.cancelled.wait(), 5)
-    (line,) = await ledger.ended()
-    assert (line["status"], line["client_gone"]) == (499, True)
-    assert ledger.counted() == {"4xx": 1}
-    await wait_for(lambda: len(socket_lines(access)) == 1)
-    (connection,) = socket_lines(access)
-    assert connection["status"] == 101
-    assert "client_gone" not in connection
-    assert clients_gone() == gone + 1
-    (record,) = ledger.records()
-    assert (record["status"], record["usage"]) == ("499", "estimated")
-    assert ledger.held() == 0
+    await assert_left_once(ledger, access, gone)
 
 
 # -- refused before the upstream ------------------------------------------------------------
@@ -293,25 +287,6 @@ async def test_a_create_whose_key_is_disabled_is_logged_counted_and_settled_once
     assert ledger.held() == 0
 
 
-async def usage_records(server: RedisServer, prefix: str) -> list[dict[str, str]]:
-    client: Any = redis.from_url(server.url)
-    try:
-        raw = await client.xrange(f"{prefix}rl:{{limits}}:usage")
-    finally:
-        await client.aclose()
-    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in raw]
-
-
-def process_lines(replica: Replica) -> list[dict[str, Any]]:
-    lines = []
-    for text in replica.log_path.read_text().splitlines():
-        if text.startswith("{"):
-            line = orjson.loads(text)
-            if line.get("logger") == "gateway.access":
-                lines.append(line)
-    return lines
-
-
 @pytest.mark.parametrize(
     ("grace_s", "ending", "usage"),
     [(20, "response.completed", "reported"), (0.2, "response.failed", "estimated")],
@@ -349,7 +324,7 @@ async def test_a_create_in_flight_at_sigterm_is_logged_and_settled_once(
         assert socket.close_code == aiohttp.WSCloseCode.GOING_AWAY
         assert replica.proc is not None
         assert replica.proc.wait(timeout=30) == 0
-        lines = process_lines(replica)
+        lines = replica.access_lines()
         (line,) = [line for line in lines if line["operation"] == "create_response"]
         assert line["status"] == 200
         (connection,) = [line for line in lines if line["operation"] == "responses_socket"]

@@ -12,7 +12,6 @@ import aiohttp
 import openai
 import orjson
 import pytest
-import redis.asyncio as redis
 from aiohttp.test_utils import TestClient
 
 from gateway.keys import DEPS
@@ -21,7 +20,7 @@ from gateway.streaming.sse import SSEParser
 from tests.conftest import MakeGateway
 from tests.support.configs import KEY_A
 from tests.support.processes import Replica
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, usage_records
 from tests.support.stream_faults import (
     RESET,
     SSE_HEAD,
@@ -391,16 +390,6 @@ def served(
     replica.stop()
 
 
-def access_lines(replica: Replica) -> list[dict[str, Any]]:
-    lines = []
-    for text in replica.log_path.read_text().splitlines():
-        if text.startswith("{"):
-            line = orjson.loads(text)
-            if line.get("logger") == "gateway.access":
-                lines.append(line)
-    return lines
-
-
 async def metric(replica: Replica, name: str) -> float:
     async with aiohttp.ClientSession() as http, http.get(f"{replica.url}/metrics") as resp:
         for text in (await resp.text()).splitlines():
@@ -427,26 +416,17 @@ async def test_sdk_leaving_at_completed_is_charged_logged_and_counted_by_a_proce
                 break
     await asyncio.wait_for(stub.cancelled.wait(), 5)
     async with asyncio.timeout(10):
-        while not (await usage_records(redis_server, prefix) and access_lines(replica)):
+        while not (await usage_records(redis_server, prefix) and replica.access_lines()):
             await asyncio.sleep(0.02)
     (record,) = await usage_records(redis_server, prefix)
     usage = events[-1]["response"]["usage"]
     assert record["usage"] == "reported"
     assert int(record["output_tokens"]) == usage["output_tokens"]
-    (line,) = access_lines(replica)
+    (line,) = replica.access_lines()
     assert (line["status"], line["client_gone"]) == (200, True)
     assert line["output_tokens"] == usage["output_tokens"]
     assert await metric(replica, "gateway_clients_gone_total") == gone + 1
     assert "Traceback" not in replica.log_path.read_text()
-
-
-async def usage_records(redis_server: RedisServer, prefix: str) -> list[dict[str, str]]:
-    client: Any = redis.from_url(redis_server.url)
-    try:
-        raw = await client.xrange(f"{prefix}rl:{{limits}}:usage")
-    finally:
-        await client.aclose()
-    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in raw]
 
 
 async def test_client_leaving_mid_delta_is_settled_logged_and_counted_by_a_process(
@@ -459,13 +439,13 @@ async def test_client_leaving_mid_delta_is_settled_logged_and_counted_by_a_proce
     await client.leave("POST", "/v1/responses", AUTH, STREAM, after=b"output_text.delta")
     await asyncio.wait_for(stub.cancelled.wait(), 5)
     async with asyncio.timeout(10):
-        while not (await usage_records(redis_server, prefix) and access_lines(replica)):
+        while not (await usage_records(redis_server, prefix) and replica.access_lines()):
             await asyncio.sleep(0.02)
     (record,) = await usage_records(redis_server, prefix)
     assert record["usage"] == "estimated"
     assert int(record["input_tokens"]) > 0
     assert int(record["output_tokens"]) >= 1
-    (line,) = access_lines(replica)
+    (line,) = replica.access_lines()
     assert (line["status"], line["client_gone"], line["usage_estimated"]) == (499, True, True)
     assert await metric(replica, "gateway_clients_gone_total") == gone + 1
     assert "Traceback" not in replica.log_path.read_text()

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 from tests.support.configs import ENV
@@ -71,6 +72,16 @@ class Replica:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"replica did not start: {self.log_path.read_text()}")
+
+    def access_lines(self) -> list[dict[str, Any]]:
+        """The access log's lines the process has written so far."""
+        lines = []
+        for text in self.log_path.read_text().splitlines():
+            if text.startswith("{"):
+                line = orjson.loads(text)
+                if line.get("logger") == "gateway.access":
+                    lines.append(line)
+        return lines
 
     def signal(self, signum: int) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -7,6 +7,9 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
+
+import redis.asyncio as redis
 
 
 def free_port() -> int:
@@ -80,3 +83,13 @@ class RedisServer:
             self.proc.terminate()
             self.proc.wait(timeout=10)
             self.proc = None
+
+
+async def usage_records(server: RedisServer, prefix: str) -> list[dict[str, str]]:
+    """The usage records a gateway under `prefix` has written to the server's usage stream."""
+    client: Any = redis.from_url(server.url)
+    try:
+        raw = await client.xrange(f"{prefix}rl:{{limits}}:usage")
+    finally:
+        await client.aclose()
+    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in raw]
